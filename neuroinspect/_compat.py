@@ -1,0 +1,73 @@
+"""Make torchvision (and so timm, open_clip and lucent) importable on CPU-only torch.
+
+PyPI's torchvision wheel is a CUDA build. On a CPU-only torch its compiled ``_C`` extension fails to
+load (it links CUDA libraries); torchvision swallows that failure, then registers fake kernels for
+``torchvision::nms`` unconditionally and dies with ``operator torchvision::nms does not exist``.
+
+:func:`ensure_torchvision_ops` runs before torchvision is first imported. It first tries to load
+torchvision's own extension; only when that fails does it define the schemas of the two operators
+that torchvision's meta registrations need, in a library fragment kept alive for the process.
+Where the extension loads (any CUDA machine, or a CPU torchvision build) it changes nothing.
+Without the extension, ``torchvision.ops.nms`` and ``torchvision.io.decode_*`` still raise; the
+package decodes images with PIL and never calls them.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+
+_FRAGMENT = None  # keeps the torch.library.Library alive; a collected fragment deregisters its schemas
+_DONE = False
+
+
+def _has_op(name: str) -> bool:
+    import torch
+
+    try:
+        getattr(torch.ops.torchvision, name)
+    except (AttributeError, RuntimeError):
+        return False
+    return True
+
+
+def _try_load_extension() -> bool:
+    import torch
+
+    spec = importlib.util.find_spec("torchvision")
+    if spec is None or not spec.submodule_search_locations:
+        return False
+    folder = list(spec.submodule_search_locations)[0]
+    for entry in sorted(os.listdir(folder)):
+        if entry.startswith("_C") and entry.endswith((".so", ".pyd")):
+            try:
+                torch.ops.load_library(os.path.join(folder, entry))
+            except (OSError, RuntimeError):
+                return False
+            return _has_op("nms")
+    return False
+
+
+def ensure_torchvision_ops() -> None:
+    """Define ``torchvision::nms`` / ``qnms`` schemas if torchvision's extension cannot provide them.
+
+    Idempotent; a no-op once torchvision is imported or where its extension loads.
+    """
+    global _FRAGMENT, _DONE
+    if _DONE:
+        return
+    _DONE = True
+    if "torchvision" in sys.modules:
+        return
+    try:
+        import torch
+    except ImportError:  # torch missing: let the real import error surface where torch is used
+        return
+    if _has_op("nms") or _try_load_extension():
+        return
+    lib = torch.library.Library("torchvision", "FRAGMENT")  # noqa: TOR901 - kept alive on purpose
+    for op in ("nms", "qnms"):
+        if not _has_op(op):
+            lib.define(f"{op}(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
+    _FRAGMENT = lib

@@ -1,0 +1,1 @@
+"""One module per ``neuroinspect`` subcommand; see :mod:`neuroinspect.cli`."""

@@ -1,0 +1,56 @@
+"""Argument helpers shared by subcommands, so every command spells the same option the same way."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from neuroinspect.errors import UserError
+
+
+def add_common(p: argparse.ArgumentParser, device: bool = True, seed: bool = True) -> None:
+    if device:
+        p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N, mps or auto")
+    if seed:
+        p.add_argument("--seed", type=int, default=0, help="random seed")
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+
+def parse_int_list(text: str, what: str = "values") -> list[int]:
+    """``"1,2,3"`` or ``"1 2 3"`` → ``[1, 2, 3]`` with a clear error on anything else."""
+    try:
+        return [int(tok) for tok in text.replace(",", " ").split()]
+    except ValueError:
+        raise UserError(f"could not read {what} from {text!r}; give integers separated by commas, e.g. 0,1,2.") from None
+
+
+def check_class_idx(class_idx: int, num_classes: int, classes: list[str] | None = None) -> None:
+    if not 0 <= class_idx < num_classes:
+        names = f" ({', '.join(f'{i}={c}' for i, c in enumerate(classes[:10]))}{', ...' if len(classes) > 10 else ''})" if classes else ""
+        raise UserError(f"--class-idx {class_idx} is out of range: the model has {num_classes} classes, 0..{num_classes - 1}{names}.")
+
+
+def check_neurons(neurons: list[int], num_features: int) -> None:
+    bad = [n for n in neurons if not 0 <= n < num_features]
+    if bad:
+        raise UserError(
+            f"neuron index {bad[0]} is out of range: the decision layer has {num_features} input neurons, 0..{num_features - 1}."
+        )
+
+
+def dataset_params(args: argparse.Namespace) -> dict[str, Any]:
+    """``--param key=value`` pairs as a dict (numbers parsed)."""
+    out: dict[str, Any] = {}
+    for item in getattr(args, "param", None) or []:
+        if "=" not in item:
+            raise UserError(f"--param {item!r} must look like key=value.")
+        k, v = item.split("=", 1)
+        for cast in (int, float):
+            try:
+                out[k] = cast(v)
+                break
+            except ValueError:
+                continue
+        else:
+            out[k] = v
+    return out

@@ -1,0 +1,141 @@
+"""Checkpoints: a state dict plus the metadata needed to rebuild and use the model, never a pickled module.
+
+Saved with :func:`save_checkpoint` (atomically) and read with :func:`load_checkpoint`, which refuses
+files that are not neuroinspect checkpoints or that do not match what the caller expects.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from neuroinspect.errors import CheckpointError
+from neuroinspect.fileio import atomic_torch_save
+from neuroinspect.harness.models import DataConfig, ModelSpec, ModelSurface, create_model
+
+FORMAT = "neuroinspect-checkpoint"
+FORMAT_VERSION = 1
+
+
+@dataclass
+class Checkpoint:
+    """A loaded checkpoint: the model plus what it was trained on."""
+
+    surface: ModelSurface
+    classes: list[str]
+    dataset: str
+    dataset_params: dict[str, Any] = field(default_factory=dict)
+    train_config: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    path: Path | None = None
+    sha256: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def save_checkpoint(
+    path: str | Path,
+    surface: ModelSurface,
+    classes: list[str],
+    dataset: str,
+    dataset_params: dict[str, Any] | None = None,
+    train_config: dict[str, Any] | None = None,
+    metrics: dict[str, Any] | None = None,
+    extra: dict[str, Any] | None = None,
+) -> Path:
+    """Write ``surface``'s weights and metadata to ``path`` atomically; returns the path."""
+    if len(classes) != surface.num_classes:
+        raise ValueError(f"{len(classes)} class names for a model with {surface.num_classes} outputs")
+    state = {k: v.detach().cpu() for k, v in surface.model.state_dict().items()}
+    payload = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "arch": surface.spec.arch,
+        "num_classes": surface.num_classes,
+        "num_features": surface.num_features,
+        "image_size": surface.spec.image_size,
+        "model_kwargs": surface.spec.kwargs,
+        "data_config": surface.data_config.as_dict(),
+        "classes": list(classes),
+        "dataset": dataset,
+        "dataset_params": dict(dataset_params or {}),
+        "train_config": dict(train_config or {}),
+        "metrics": dict(metrics or {}),
+        "extra": dict(extra or {}),
+        "state_dict": state,
+    }
+    return atomic_torch_save(path, payload)
+
+
+def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def load_checkpoint(
+    path: str | Path,
+    expect_dataset: str | None = None,
+    expect_num_classes: int | None = None,
+    map_location: str | torch.device = "cpu",
+) -> Checkpoint:
+    """Read a checkpoint written by :func:`save_checkpoint` and rebuild its model (in eval mode).
+
+    Raises :class:`CheckpointError` with the fix when the file is missing, is not a neuroinspect
+    checkpoint (e.g. a pickled ``nn.Module``), or does not match ``expect_dataset`` / ``expect_num_classes``.
+    """
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist. Train one with `neuroinspect train ... --out DIR`.")
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:  # noqa: BLE001 - torch raises many types for foreign files
+        what = "it holds pickled Python objects (e.g. a whole nn.Module)" if "Weights only load failed" in str(err) else type(err).__name__
+        raise CheckpointError(
+            f"{path} is not a neuroinspect checkpoint: {what}. Pickled modules are not loaded (unsafe and bound to "
+            "one library version); re-save the state dict with `neuroinspect train` or "
+            "neuroinspect.harness.checkpoint.save_checkpoint."
+        ) from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise CheckpointError(
+            f"{path} is not a neuroinspect checkpoint (no '{FORMAT}' header). Re-save it with "
+            "neuroinspect.harness.checkpoint.save_checkpoint."
+        )
+    if payload.get("format_version", 0) > FORMAT_VERSION:
+        raise CheckpointError(f"{path} was written by a newer neuroinspect (format {payload['format_version']}); upgrade neuroinspect.")
+    if expect_dataset is not None and payload["dataset"] != expect_dataset:
+        raise CheckpointError(
+            f"{path} was trained on {payload['dataset']!r}, not {expect_dataset!r}. Pass the matching --dataset or checkpoint."
+        )
+    if expect_num_classes is not None and payload["num_classes"] != expect_num_classes:
+        raise CheckpointError(
+            f"{path} has {payload['num_classes']} classes but the dataset has {expect_num_classes}. "
+            "Use a checkpoint trained on this dataset."
+        )
+    spec = ModelSpec(payload["arch"], int(payload["num_classes"]), payload.get("image_size"), dict(payload.get("model_kwargs") or {}))
+    surface = create_model(spec.arch, spec.num_classes, pretrained=False, image_size=spec.image_size, **spec.kwargs)
+    try:
+        surface.model.load_state_dict(payload["state_dict"], strict=True)
+    except RuntimeError as err:
+        raise CheckpointError(
+            f"the weights in {path} do not fit a {spec.arch} with {spec.num_classes} classes: "
+            f"{str(err).splitlines()[0][:300]}. The checkpoint is damaged or was edited by hand."
+        ) from None
+    surface.data_config = DataConfig.from_dict(payload["data_config"])
+    surface.eval()
+    return Checkpoint(
+        surface=surface,
+        classes=list(payload["classes"]),
+        dataset=payload["dataset"],
+        dataset_params=dict(payload.get("dataset_params") or {}),
+        train_config=dict(payload.get("train_config") or {}),
+        metrics=dict(payload.get("metrics") or {}),
+        path=path,
+        sha256=file_sha256(path),
+        extra=dict(payload.get("extra") or {}),
+    )

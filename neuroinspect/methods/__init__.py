@@ -1,0 +1,1 @@
+"""Pluggable algorithms, each family in a registry: finders, visualizers, editors."""

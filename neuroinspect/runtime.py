@@ -1,0 +1,128 @@
+"""Seeds, devices, provenance and progress bars: the run-time facts every result records."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import platform
+import random
+import subprocess
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any, TypeVar
+
+from neuroinspect.errors import UserError
+
+T = TypeVar("T")
+
+TRACKED_PACKAGES = ("neuroinspect", "torch", "torchvision", "timm", "open_clip_torch", "captum", "torch-lucent", "numpy")
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (CPU and CUDA) for a reproducible run."""
+    import numpy as np
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+    if torch.cuda.is_available():
+        torch.cuda.manual_seed_all(seed)
+
+
+def resolve_device(name: str | None = "cpu") -> Any:
+    """``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"`` or ``"auto"`` to a ``torch.device``; a clear error if absent."""
+    import torch
+
+    name = (name or "cpu").lower()
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        device = torch.device(name)
+    except RuntimeError as err:
+        raise UserError(f"unknown device {name!r} ({err}). Use --device cpu, cuda, cuda:N or auto.") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda was asked for but torch sees no CUDA GPU here. Use --device cpu.")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise UserError("--device mps was asked for but MPS is not available. Use --device cpu.")
+    return device
+
+
+def package_versions(names: Iterable[str] = TRACKED_PACKAGES) -> dict[str, str | None]:
+    """Installed versions of ``names`` (``None`` where a package is absent)."""
+    out: dict[str, str | None] = {}
+    for name in names:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def git_commit(path: str | os.PathLike[str] | None = None) -> str | None:
+    """The commit of the source checkout this package runs from (``None`` outside git)."""
+    where = Path(path) if path else Path(__file__).resolve().parent
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=where, capture_output=True, text=True, timeout=5, check=False
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def describe_device(device: Any) -> str:
+    """A human-readable device name, e.g. ``"cpu (x86_64, 2 threads)"`` or ``"cuda:0 (NVIDIA H100)"``."""
+    import torch
+
+    device = torch.device(device)
+    if device.type == "cuda":
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        return f"cuda:{index} ({torch.cuda.get_device_name(index)})"
+    return f"{device.type} ({platform.machine()}, {torch.get_num_threads()} threads)"
+
+
+@dataclass
+class Provenance:
+    """What made a result: versions, commit, device, start time and wall seconds.
+
+    Use as a context manager around the work; :meth:`as_dict` gives the record's ``provenance``.
+    """
+
+    device: str = "cpu"
+    started_at: str = field(default_factory=lambda: _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
+    _t0: float = field(default_factory=time.perf_counter, repr=False)
+    wall_seconds: float | None = None
+
+    def __enter__(self) -> Provenance:
+        self._t0 = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def stop(self) -> float:
+        self.wall_seconds = time.perf_counter() - self._t0
+        return self.wall_seconds
+
+    def as_dict(self) -> dict[str, Any]:
+        wall = self.wall_seconds if self.wall_seconds is not None else time.perf_counter() - self._t0
+        return {
+            "versions": package_versions(),
+            "python": platform.python_version(),
+            "git_commit": git_commit(),
+            "device": describe_device(self.device),
+            "started_at": self.started_at,
+            "wall_seconds": round(wall, 3),
+        }
+
+
+def progress(iterable: Iterable[T], desc: str, total: int | None = None, enabled: bool = True, leave: bool = False) -> Iterator[T]:
+    """A tqdm bar on stderr (hidden when ``enabled`` is false or ``NEUROINSPECT_NO_PROGRESS`` is set)."""
+    from tqdm.auto import tqdm
+
+    disable = not enabled or bool(os.environ.get("NEUROINSPECT_NO_PROGRESS"))
+    yield from tqdm(iterable, desc=desc, total=total, disable=disable, leave=leave, dynamic_ncols=True)
