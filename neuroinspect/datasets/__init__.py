@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
 from pathlib import Path
 from typing import Any
 
 from neuroinspect.datasets.base import DATASETS, DatasetSpec, ImageDataset, InMemoryImageDataset, Sample, require_root
 
-# Importing the modules fills the registry.
-from neuroinspect.datasets import flowers, food, waterbirds, metashift, shapes, digits  # noqa: E402,F401  isort: skip
+
+def _load_all() -> None:
+    # Importing each loader module fills the registry.
+    for mod in pkgutil.iter_modules(__path__):
+        if not mod.name.startswith("_") and mod.name != "base":
+            importlib.import_module(f"{__name__}.{mod.name}")
+
+
+_load_all()
 
 
 def get_dataset(name: str) -> type[DatasetSpec]:
