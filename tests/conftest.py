@@ -13,7 +13,8 @@ import torch  # noqa: E402
 
 import neuroinspect  # noqa: E402,F401  (torchvision fix before anything imports torchvision)
 
-torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+# Under pytest-xdist each worker gets one thread, so workers do not fight over the cores.
+torch.set_num_threads(1 if os.environ.get("PYTEST_XDIST_WORKER") else max(1, min(2, os.cpu_count() or 1)))
 
 
 @pytest.fixture(autouse=True)
