@@ -52,7 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
         except ModuleNotFoundError as err:
             if err.name != f"neuroinspect.commands.{name}":
                 raise
-            p = sub.add_parser(name, help=f"{help_text} (not available in this version)", formatter_class=_Formatter)
+            p = sub.add_parser(
+                name, help=f"{help_text} (not available in this version)", formatter_class=_Formatter
+            )
             p.set_defaults(func=_unavailable(name))
             continue
         p = module.add_parser(sub)
@@ -62,7 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _unavailable(name: str):  # noqa: ANN202
     def run(args: argparse.Namespace) -> int:
-        raise UserError(f"`neuroinspect {name}` is not available in this version of neuroinspect ({__version__}).")
+        raise UserError(
+            f"`neuroinspect {name}` is not available in this version of neuroinspect ({__version__})."
+        )
 
     return run
 

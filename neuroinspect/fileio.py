@@ -37,7 +37,9 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
 
 
 def atomic_write_json(path: str | os.PathLike[str], obj: Any, indent: int | None = 2) -> Path:
-    return atomic_write_text(path, json.dumps(obj, indent=indent, sort_keys=False, default=_json_default) + "\n")
+    return atomic_write_text(
+        path, json.dumps(obj, indent=indent, sort_keys=False, default=_json_default) + "\n"
+    )
 
 
 def atomic_torch_save(path: str | os.PathLike[str], obj: Any) -> Path:

@@ -18,7 +18,16 @@ from neuroinspect.errors import UserError
 
 T = TypeVar("T")
 
-TRACKED_PACKAGES = ("neuroinspect", "torch", "torchvision", "timm", "open_clip_torch", "captum", "torch-lucent", "numpy")
+TRACKED_PACKAGES = (
+    "neuroinspect",
+    "torch",
+    "torchvision",
+    "timm",
+    "open_clip_torch",
+    "captum",
+    "torch-lucent",
+    "numpy",
+)
 
 
 def seed_everything(seed: int) -> None:
@@ -93,7 +102,7 @@ class Provenance:
     """
 
     device: str = "cpu"
-    started_at: str = field(default_factory=lambda: _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
+    started_at: str = field(default_factory=lambda: _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"))
     _t0: float = field(default_factory=time.perf_counter, repr=False)
     wall_seconds: float | None = None
 
@@ -120,7 +129,9 @@ class Provenance:
         }
 
 
-def progress(iterable: Iterable[T], desc: str, total: int | None = None, enabled: bool = True, leave: bool = False) -> Iterator[T]:
+def progress(
+    iterable: Iterable[T], desc: str, total: int | None = None, enabled: bool = True, leave: bool = False
+) -> Iterator[T]:
     """A tqdm bar on stderr (hidden when ``enabled`` is false or ``NEUROINSPECT_NO_PROGRESS`` is set)."""
     from tqdm.auto import tqdm
 

@@ -21,13 +21,21 @@ def parse_int_list(text: str, what: str = "values") -> list[int]:
     try:
         return [int(tok) for tok in text.replace(",", " ").split()]
     except ValueError:
-        raise UserError(f"could not read {what} from {text!r}; give integers separated by commas, e.g. 0,1,2.") from None
+        raise UserError(
+            f"could not read {what} from {text!r}; give integers separated by commas, e.g. 0,1,2."
+        ) from None
 
 
 def check_class_idx(class_idx: int, num_classes: int, classes: list[str] | None = None) -> None:
     if not 0 <= class_idx < num_classes:
-        names = f" ({', '.join(f'{i}={c}' for i, c in enumerate(classes[:10]))}{', ...' if len(classes) > 10 else ''})" if classes else ""
-        raise UserError(f"--class-idx {class_idx} is out of range: the model has {num_classes} classes, 0..{num_classes - 1}{names}.")
+        names = (
+            f" ({', '.join(f'{i}={c}' for i, c in enumerate(classes[:10]))}{', ...' if len(classes) > 10 else ''})"
+            if classes
+            else ""
+        )
+        raise UserError(
+            f"--class-idx {class_idx} is out of range: the model has {num_classes} classes, 0..{num_classes - 1}{names}."
+        )
 
 
 def check_neurons(neurons: list[int], num_features: int) -> None:

@@ -7,7 +7,14 @@ import pkgutil
 from pathlib import Path
 from typing import Any
 
-from neuroinspect.datasets.base import DATASETS, DatasetSpec, ImageDataset, InMemoryImageDataset, Sample, require_root
+from neuroinspect.datasets.base import (
+    DATASETS,
+    DatasetSpec,
+    ImageDataset,
+    InMemoryImageDataset,
+    Sample,
+    require_root,
+)
 
 
 def _load_all() -> None:
@@ -25,11 +32,22 @@ def get_dataset(name: str) -> type[DatasetSpec]:
     return DATASETS.get(name)
 
 
-def load_dataset(name: str, root: str | Path | None, split: str, transform: Any = None, **params: Any) -> ImageDataset:
+def load_dataset(
+    name: str, root: str | Path | None, split: str, transform: Any = None, **params: Any
+) -> ImageDataset:
     """Shorthand for ``get_dataset(name).load(root, split, transform, **params)``."""
     spec = get_dataset(name)
     spec.check_split(split)
     return spec.load(root, split, transform, **params)
 
 
-__all__ = ["DATASETS", "DatasetSpec", "ImageDataset", "InMemoryImageDataset", "Sample", "get_dataset", "load_dataset", "require_root"]
+__all__ = [
+    "DATASETS",
+    "DatasetSpec",
+    "ImageDataset",
+    "InMemoryImageDataset",
+    "Sample",
+    "get_dataset",
+    "load_dataset",
+    "require_root",
+]

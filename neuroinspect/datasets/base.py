@@ -83,7 +83,9 @@ class ImageDataset(torch.utils.data.Dataset):
             with Image.open(path) as img:
                 return img.convert("RGB")
         except FileNotFoundError:
-            raise DataError(f"image file is missing: {path}. Re-extract the dataset or run `neuroinspect data check`.") from None
+            raise DataError(
+                f"image file is missing: {path}. Re-extract the dataset or run `neuroinspect data check`."
+            ) from None
         except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
             raise DataError(
                 f"image file is corrupt or not an image: {path} ({err}). Replace the file or delete it from the split's list."
@@ -113,7 +115,11 @@ class ImageDataset(torch.utils.data.Dataset):
     def fingerprint(self) -> str:
         """A short hash of the split's content (names, labels, groups, params): a feature-cache key part."""
         h = hashlib.sha256()
-        h.update(json.dumps([self.name, self.split, self.classes, self.params], sort_keys=True, default=str).encode())
+        h.update(
+            json.dumps(
+                [self.name, self.split, self.classes, self.params], sort_keys=True, default=str
+            ).encode()
+        )
         for s in self.samples:
             h.update(f"{s.path}|{s.label}|{s.group}\n".encode())
         return h.hexdigest()[:16]
@@ -152,7 +158,13 @@ class DatasetSpec:
     default_image_size: ClassVar[int] = 224
 
     @classmethod
-    def load(cls, root: str | Path | None, split: str, transform: Callable[[Image.Image], Any] | None = None, **params: Any) -> ImageDataset:
+    def load(
+        cls,
+        root: str | Path | None,
+        split: str,
+        transform: Callable[[Image.Image], Any] | None = None,
+        **params: Any,
+    ) -> ImageDataset:
         """The ``split`` of the dataset under ``root``; a :class:`DataError` naming what is missing."""
         raise NotImplementedError
 
@@ -178,7 +190,9 @@ DATASETS: Registry[type[DatasetSpec]] = Registry("dataset")
 def require_root(name: str, root: str | Path | None) -> Path:
     """``root`` as a Path that exists, or a :class:`DataError` telling the user how to provide it."""
     if root is None:
-        raise DataError(f"{name} needs --root DIR pointing at the dataset's folder (see `neuroinspect data check {name} --root DIR`).")
+        raise DataError(
+            f"{name} needs --root DIR pointing at the dataset's folder (see `neuroinspect data check {name} --root DIR`)."
+        )
     path = Path(root).expanduser()
     if not path.is_dir():
         raise DataError(

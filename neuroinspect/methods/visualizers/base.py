@@ -93,14 +93,18 @@ def pair_classes(neurons: Sequence[int], class_idx: Sequence[int | None] | int |
         return [class_idx] * len(neurons)
     classes = list(class_idx)
     if len(classes) != len(neurons):
-        raise ValueError(f"{len(classes)} classes for {len(neurons)} neurons; give one class or one per neuron")
+        raise ValueError(
+            f"{len(classes)} classes for {len(neurons)} neurons; give one class or one per neuron"
+        )
     return classes
 
 
 VISUALIZERS: Registry[type[Visualizer]] = Registry("visualizer")
 
 
-def register_visualizer(name: str, summary: str | None = None) -> Callable[[type[Visualizer]], type[Visualizer]]:
+def register_visualizer(
+    name: str, summary: str | None = None
+) -> Callable[[type[Visualizer]], type[Visualizer]]:
     """Class decorator: ``@register_visualizer("clip_illusion")``."""
 
     def deco(cls: type[Visualizer]) -> type[Visualizer]:
