@@ -1,0 +1,108 @@
+"""Checkpoints: state dict + metadata, round trip, and the refusals users rely on."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from neuroinspect.errors import CheckpointError
+from neuroinspect.harness.checkpoint import file_sha256, load_checkpoint, save_checkpoint
+from neuroinspect.harness.models import create_model
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory):
+    torch.manual_seed(0)
+    surface = create_model("resnet18", num_classes=3, image_size=32).eval()
+    path = tmp_path_factory.mktemp("ckpt") / "best.pt"
+    save_checkpoint(
+        path,
+        surface,
+        ["a", "b", "c"],
+        "toy",
+        dataset_params={"n_train": 10},
+        train_config={"lr": 0.01},
+        metrics={"val_acc": 0.5},
+        extra={"train_group_counts": [1, 2]},
+    )
+    return surface, path
+
+
+def test_round_trip_gives_identical_logits_and_metadata(saved):
+    surface, path = saved
+    ckpt = load_checkpoint(path, expect_dataset="toy", expect_num_classes=3)
+    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert torch.equal(ckpt.surface(x), surface(x))
+    assert not ckpt.surface.training
+    assert ckpt.classes == ["a", "b", "c"]
+    assert ckpt.dataset == "toy"
+    assert ckpt.dataset_params == {"n_train": 10}
+    assert ckpt.train_config == {"lr": 0.01}
+    assert ckpt.metrics == {"val_acc": 0.5}
+    assert ckpt.extra == {"train_group_counts": [1, 2]}
+    assert ckpt.sha256 == file_sha256(path) and len(ckpt.sha256) == 64
+    assert ckpt.surface.data_config == surface.data_config
+
+
+def test_vit_round_trip_keeps_the_image_size(tmp_path):
+    torch.manual_seed(1)
+    surface = create_model("vit_tiny_patch16_224", num_classes=2, image_size=32).eval()
+    path = save_checkpoint(tmp_path / "vit.pt", surface, ["x", "y"], "toy")
+    ckpt = load_checkpoint(path)
+    x = torch.randn(1, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(ckpt.surface(x), surface(x))
+    assert ckpt.surface.spec.image_size == 32
+
+
+def test_pickled_module_is_rejected(tmp_path):
+    path = tmp_path / "whole_model.pt"
+    torch.save(torch.nn.Linear(4, 2), path)  # the reference's format: a pickled nn.Module
+    with pytest.raises(CheckpointError, match="pickled Python objects"):
+        load_checkpoint(path)
+
+
+def test_foreign_state_dict_is_rejected(tmp_path):
+    path = tmp_path / "weights.pt"
+    torch.save({"weight": torch.zeros(2, 2)}, path)
+    with pytest.raises(CheckpointError, match="no 'neuroinspect-checkpoint' header"):
+        load_checkpoint(path)
+
+
+def test_class_count_mismatch(saved):
+    _, path = saved
+    with pytest.raises(CheckpointError, match="has 3 classes but the dataset has 5"):
+        load_checkpoint(path, expect_num_classes=5)
+
+
+def test_dataset_mismatch(saved):
+    _, path = saved
+    with pytest.raises(CheckpointError, match="trained on 'toy', not 'waterbirds'"):
+        load_checkpoint(path, expect_dataset="waterbirds")
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(CheckpointError, match="does not exist"):
+        load_checkpoint(tmp_path / "absent.pt")
+
+
+def test_damaged_weights_are_reported(saved, tmp_path):
+    _, path = saved
+    payload = torch.load(path, weights_only=True)
+    payload["state_dict"].pop("fc.weight")
+    bad = tmp_path / "damaged.pt"
+    torch.save(payload, bad)
+    with pytest.raises(CheckpointError, match="do not fit a resnet18 with 3 classes"):
+        load_checkpoint(bad)
+
+
+def test_class_names_must_match_outputs(saved, tmp_path):
+    surface, _ = saved
+    with pytest.raises(ValueError, match="2 class names for a model with 3 outputs"):
+        save_checkpoint(tmp_path / "x.pt", surface, ["a", "b"], "toy")
+
+
+def test_save_is_atomic_and_leaves_no_temp_files(saved):
+    _, path = saved
+    assert [p.name for p in path.parent.iterdir()] == ["best.pt"]
