@@ -1,0 +1,95 @@
+"""``neuroinspect bench run CONFIG.toml``: one experiment over several seeds → records → leaderboard."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from neuroinspect.commands.common import parse_int_list
+from neuroinspect.errors import UserError
+
+EPILOG = """Example:
+  neuroinspect bench run configs/spurious-shapes.toml --seeds 0,1,2 --out runs/bench-shapes
+  neuroinspect leaderboard build runs/bench-shapes/results.jsonl --format md --out leaderboards/
+
+Each seed trains its own model (or loads the config's checkpoint), runs every finder and editor, and
+appends its records to OUT/results.jsonl; OUT/seed-N/report.md holds that seed's report and
+OUT/leaderboard.md the table aggregated over seeds (mean ± std).
+"""
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    from neuroinspect.cli import _Formatter
+
+    p = subparsers.add_parser(
+        "bench",
+        help="run an experiment config over seeds and write result records",
+        description="Run experiment configs over seeds.",
+        epilog=EPILOG,
+        formatter_class=_Formatter,
+    )
+    sub = p.add_subparsers(dest="bench_command", metavar="ACTION")
+    r = sub.add_parser("run", help="run CONFIG.toml over seeds", epilog=EPILOG, formatter_class=_Formatter)
+    r.add_argument("config", help="experiment TOML (see configs/)")
+    r.add_argument("--seeds", default="0,1,2", help="comma-separated seeds")
+    r.add_argument("--out", default=None, help="output folder (default runs/bench-<config name>)")
+    r.add_argument("--device", default=None, help="override the config's device (cpu, cuda, auto)")
+    r.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    r.set_defaults(func=run)
+    p.set_defaults(func=lambda args: _need_action(p))
+    return p
+
+
+def _need_action(p: argparse.ArgumentParser) -> int:
+    p.print_help(sys.stderr)
+    raise UserError("say what to do: `neuroinspect bench run CONFIG.toml`.")
+
+
+def run(args: argparse.Namespace) -> int:
+    from neuroinspect.fileio import atomic_write_text
+    from neuroinspect.harness.config import ExperimentConfig
+    from neuroinspect.harness.experiment import run_experiment
+    from neuroinspect.harness.report import write_experiment_report
+    from neuroinspect.leaderboards import build_tables, load_records, render
+
+    cfg = ExperimentConfig.from_toml(args.config)
+    if args.device:
+        cfg.device = args.device
+    seeds = parse_int_list(args.seeds, "seeds")
+    if not seeds:
+        raise UserError("--seeds is empty; give at least one seed, e.g. --seeds 0,1,2.")
+    out = Path(args.out or f"runs/bench-{cfg.name}")
+    results = out / "results.jsonl"
+    done = _done_seeds(results, cfg.name)
+    for seed in seeds:
+        if seed in done:
+            print(f"seed {seed}: already in {results}, skipped", file=sys.stderr)
+            continue
+        print(f"== {cfg.name}: seed {seed} ==", file=sys.stderr)
+        res = run_experiment(
+            cfg,
+            seed,
+            out / f"seed-{seed}",
+            show_progress=not args.no_progress,
+            log=lambda m: print(m, file=sys.stderr),
+            results_path=results,
+        )
+        write_experiment_report(res, out / f"seed-{seed}")
+    tables = build_tables(load_records([results]))
+    md = render(tables, "md", title=f"Leaderboard: {cfg.name}, seeds {','.join(map(str, seeds))}")
+    atomic_write_text(out / "leaderboard.md", md)
+    atomic_write_text(out / "leaderboard.csv", render(tables, "csv"))
+    print(md)
+    print(f"records: {results}\nleaderboard: {out / 'leaderboard.md'}")
+    return 0
+
+
+def _done_seeds(results: Path, name: str) -> set[int]:
+    """Seeds of ``name`` already recorded in ``results`` (a re-run resumes instead of duplicating)."""
+    if not results.exists():
+        return set()
+    from neuroinspect.harness.records import read_records
+
+    return {int(r["seed"]) for r in read_records(results) if r.get("config", {}).get("experiment") == name}
