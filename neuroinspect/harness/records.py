@@ -6,6 +6,10 @@ visualization | study | evaluation), ``dataset``, ``model``, ``class_idx`` (int 
 ``metrics`` (task-specific, below), ``config`` (every hyperparameter used), ``provenance``
 (versions, git commit, device, start time, wall seconds).
 
+Optional ``source``: ``"reported"`` marks a number copied from a publication (it must carry a
+``citation``; metrics the publication does not give are null, and a mitigation record's ``before``
+may be null); anything else counts as measured.
+
 Records are validated when written and when read; an invalid record raises :class:`RecordError`
 naming the field.
 """
@@ -42,14 +46,15 @@ def _check_fraction(where: str, field: str, value: Any, nullable: bool) -> None:
         _fail(where, f"field '{field}' must be a number in [0, 1] (or null where it does not apply), got {value!r}")
 
 
-def _check_accuracy_block(where: str, prefix: str, block: Any) -> None:
+def _check_accuracy_block(where: str, prefix: str, block: Any, reported: bool = False) -> None:
     if not isinstance(block, Mapping):
         _fail(where, f"field '{prefix}' must be an object with {', '.join(ACCURACY_KEYS)}")
     for key in ACCURACY_KEYS:
         if key not in block:
             _fail(where, f"field '{prefix}.{key}' is missing")
-    _check_fraction(where, f"{prefix}.test_acc", block["test_acc"], nullable=False)
-    _check_fraction(where, f"{prefix}.worst_class_acc", block["worst_class_acc"], nullable=False)
+    # A published number is copied as published: papers leave out some metrics (null here).
+    _check_fraction(where, f"{prefix}.test_acc", block["test_acc"], nullable=reported)
+    _check_fraction(where, f"{prefix}.worst_class_acc", block["worst_class_acc"], nullable=reported)
     for key in ("class_acc", "worst_group_acc", "mean_acc_train_weighted"):
         _check_fraction(where, f"{prefix}.{key}", block[key], nullable=True)
 
@@ -93,14 +98,19 @@ def validate_record(record: Any, where: str = "") -> dict[str, Any]:
             _fail(where, f"field 'provenance.versions.{key}' is missing (use null when the package is absent)")
     if not isinstance(prov["wall_seconds"], (int, float)) or prov["wall_seconds"] < 0:
         _fail(where, "field 'provenance.wall_seconds' must be a non-negative number")
+    reported = record.get("source") == "reported"
+    if reported and (not isinstance(record.get("citation"), str) or not record["citation"].strip()):
+        _fail(where, "field 'citation' is missing: a reported record must say where its numbers were published")
     metrics = record["metrics"]
     if record["task"] == "mitigation":
         for key in ("before", "after"):
             if key not in metrics:
                 _fail(where, f"field 'metrics.{key}' is missing (mitigation records need before and after)")
-            _check_accuracy_block(where, f"metrics.{key}", metrics[key])
+            if reported and key == "before" and metrics[key] is None:
+                continue  # peers publish only the mitigated model's numbers
+            _check_accuracy_block(where, f"metrics.{key}", metrics[key], reported=reported)
     elif record["task"] == "evaluation":
-        _check_accuracy_block(where, "metrics", metrics)
+        _check_accuracy_block(where, "metrics", metrics, reported=reported)
     elif record["task"] == "neuron_recovery":
         if "precision_at_k" not in metrics or not isinstance(metrics["precision_at_k"], Mapping):
             _fail(where, "field 'metrics.precision_at_k' must be an object of k -> precision")
