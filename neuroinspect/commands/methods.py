@@ -1,0 +1,135 @@
+"""``neuroinspect methods list``: every registered finder, visualizer, editor and dataset, with its summary."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import pkgutil
+import sys
+from dataclasses import dataclass, field
+from typing import Any
+
+from neuroinspect.errors import UserError
+
+EXAMPLE = """\
+Examples:
+  neuroinspect methods list
+  neuroinspect methods list --kind visualizers
+"""
+
+#: family → (module, registry attribute). Modules are imported only when listed, so a family whose
+#: package is not there (or registers nothing) is shown as "(none registered)".
+FAMILIES: dict[str, tuple[str, str]] = {
+    "finders": ("neuroinspect.methods.finders", "FINDERS"),
+    "visualizers": ("neuroinspect.methods.visualizers", "VISUALIZERS"),
+    "editors": ("neuroinspect.methods.editors", "EDITORS"),
+    "datasets": ("neuroinspect.datasets", "DATASETS"),
+}
+
+
+@dataclass
+class Family:
+    """The entries of one registry: ``(name, summary, kind)`` triples, and modules that failed to import."""
+
+    name: str
+    entries: list[tuple[str, str, str | None]] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    from neuroinspect.cli import _Formatter
+
+    p = subparsers.add_parser(
+        "methods",
+        help="list registered finders, visualizers, editors and datasets",
+        description="The registered methods of each family, with their one-line summaries.",
+        epilog=EXAMPLE,
+        formatter_class=_Formatter,
+    )
+    sub = p.add_subparsers(dest="methods_command", metavar="ACTION")
+    lst = sub.add_parser(
+        "list",
+        help="list every registered entry, grouped by family",
+        description="List every registered entry with its one-line summary, grouped by family.",
+        epilog=EXAMPLE,
+        formatter_class=_Formatter,
+    )
+    lst.add_argument(
+        "--kind", choices=list(FAMILIES), default=argparse.SUPPRESS, help="only this family (none given: all)"
+    )
+    lst.set_defaults(func=run)
+    # `neuroinspect methods` alone lists everything too.
+    p.set_defaults(func=run, kind=None)
+    return p
+
+
+def _import_submodules(package: Any) -> list[str]:
+    """Import each module of ``package`` on its own; returns ``module: error`` for those that fail."""
+    errors = []
+    for mod in pkgutil.iter_modules(getattr(package, "__path__", [])):
+        if mod.name.startswith("_") or mod.name == "base":
+            continue
+        full = f"{package.__name__}.{mod.name}"
+        try:
+            importlib.import_module(full)
+        except Exception as err:  # a broken plug-in must not hide the others
+            errors.append(f"{full}: {type(err).__name__}: {err}")
+    return errors
+
+
+def collect(family: str) -> Family:
+    """The registered entries of ``family`` (one of :data:`FAMILIES`), importing its modules."""
+    module_name, attr = FAMILIES[family]
+    out = Family(family)
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as err:
+        if err.name and module_name.startswith(err.name):
+            return out  # the family's package does not exist (yet)
+        out.errors.append(f"{module_name}: {type(err).__name__}: {err}")
+        return out
+    except Exception as err:
+        out.errors.append(f"{module_name}: {type(err).__name__}: {err}")
+        return out
+    load_all = getattr(module, "load_all", None)
+    if callable(load_all):
+        try:
+            load_all()
+        except Exception:
+            # load_all stops at the first broken module: import the rest one by one to name the culprits.
+            out.errors.extend(_import_submodules(module))
+    registry = getattr(module, attr, None)
+    if registry is None:
+        return out
+    for name in registry.names():
+        entry = registry.get(name)
+        kind = getattr(entry, "kind", None)
+        summary = registry.summary(name) if hasattr(registry, "summary") else ""
+        out.entries.append((name, summary or "(no summary)", kind if isinstance(kind, str) else None))
+    out.entries.sort(key=lambda e: e[0])
+    return out
+
+
+def format_family(fam: Family) -> str:
+    lines = [f"{fam.name} ({len(fam.entries)})"]
+    if not fam.entries:
+        lines.append("  (none registered)")
+    width = max((len(n) for n, _, _ in fam.entries), default=0)
+    for name, summary, kind in fam.entries:
+        tag = f"[{kind}] " if kind else ""
+        lines.append(f"  {name.ljust(width)}  {tag}{summary}")
+    lines += [f"  ! could not import {e}" for e in fam.errors]
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    families = [args.kind] if getattr(args, "kind", None) else list(FAMILIES)
+    if any(f not in FAMILIES for f in families):
+        raise UserError(f"unknown family {args.kind!r}; choose one of {', '.join(FAMILIES)}.")
+    collected = [collect(f) for f in families]
+    print("\n\n".join(format_family(f) for f in collected))
+    broken = [e for f in collected for e in f.errors]
+    if broken:
+        print(f"{len(broken)} module(s) failed to import; their entries are missing above.", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,57 @@
+"""Published numbers ("reported" rows) that sit beside the measured ones in the leaderboards.
+
+They live in ``leaderboards/reported.jsonl`` at the top of the repository: one result record per
+published result, with ``"source": "reported"``, a ``citation``, the publication's settings in
+``config`` and honest provenance (versions null, device ``"reported"``, wall seconds 0). See
+``leaderboards/README.md`` for how to add one.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from neuroinspect.errors import RecordError, UserError
+from neuroinspect.leaderboards.aggregate import LocatedRecord, read_located
+
+#: ``leaderboards/reported.jsonl`` of the source tree this package runs from.
+REPORTED_PATH = Path(__file__).resolve().parents[2] / "leaderboards" / "reported.jsonl"
+ENV_VAR = "NEUROINSPECT_REPORTED"
+
+
+def default_reported_path() -> Path:
+    """``$NEUROINSPECT_REPORTED`` if set, else the repository's ``leaderboards/reported.jsonl``."""
+    env = os.environ.get(ENV_VAR)
+    return Path(env).expanduser() if env else REPORTED_PATH
+
+
+def load_reported(path: str | Path | None = None) -> list[LocatedRecord]:
+    """The reported records of ``path`` (default :func:`default_reported_path`), validated.
+
+    Every record must be marked ``"source": "reported"`` (with a ``citation``, which the record
+    validator enforces); a measured record in this file is an error naming the line.
+    """
+    path = Path(path) if path is not None else default_reported_path()
+    if not path.is_file():
+        raise UserError(
+            f"the reported rows file {path} does not exist. Pass --reported PATH (a reported.jsonl), "
+            f"set {ENV_VAR}, or build without published numbers with --no-reported."
+        )
+    records = read_located(path)
+    for rec in records:
+        if rec.record.get("source") != "reported":
+            raise RecordError(
+                f"invalid result record ({rec.where}): field 'source' must be \"reported\" in a file of published "
+                f"numbers, got {rec.record.get('source')!r}. Move measured records to a results file."
+            )
+    return records
+
+
+def reported_matching(
+    reported: Iterable[LocatedRecord], measured: Sequence[LocatedRecord]
+) -> list[LocatedRecord]:
+    """The reported records whose (task, dataset) also occurs among ``measured``: published numbers
+    join the tables the measured runs fill, and do not add tables of their own."""
+    wanted = {(m.record["task"], m.record["dataset"]) for m in measured}
+    return [r for r in reported if (r.record["task"], r.record["dataset"]) in wanted]
