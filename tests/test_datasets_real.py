@@ -23,6 +23,7 @@ from neuroinspect.datasets.classnames import (
     WATERBIRDS_GROUPS,
     prompts_for,
 )
+from neuroinspect.datasets.food import val_protocol
 from neuroinspect.errors import DataError
 
 REAL = ["flowers102", "food101", "waterbirds", "metashift"]
@@ -160,7 +161,8 @@ def test_food_splits_classes_and_prompts(food_root: Path) -> None:
     assert sorted(s.attrs["id"] for s in train.samples + val.samples) == sorted(
         e for v in meta.values() for e in v
     )
-    assert val.params["val_seed"] == 77 and "no file written" in val.params["val_protocol"]
+    assert val.params == {"val_source": "split", "val_fraction": 0.15, "val_seed": 77, "val_rounds": 1}
+    assert "no file written" in val_protocol(val.params)
 
 
 def test_food_val_split_is_deterministic_and_never_writes(food_root: Path) -> None:
@@ -414,6 +416,29 @@ def test_metashift_cce_check_names_missing_image(ms_root: Path, tmp_path: Path) 
 
 
 # ---------------------------------------------------------------------------------------------- errors
+@pytest.mark.parametrize(
+    ("name", "params"),
+    [
+        ("flowers102", {}),
+        ("food101", {"val_seed": 3}),
+        ("waterbirds", {}),
+        ("metashift", {"ref": True}),
+        ("metashift", {**CCE_SMALL, "scenario": "cat(book)"}),
+    ],
+)
+def test_recorded_params_reload_the_same_split(
+    name: str, params: dict, flowers_root: Path, food_root: Path, wb_root: Path, ms_root: Path
+) -> None:
+    """A checkpoint stores ``ds.params`` and evaluation reloads with them: they must round-trip."""
+    root = {"flowers102": flowers_root, "food101": food_root, "waterbirds": wb_root, "metashift": ms_root}[
+        name
+    ]
+    ds = load_dataset(name, root, "val", **params)
+    again = load_dataset(name, root, "val", **ds.params)
+    assert again.samples == ds.samples and again.fingerprint() == ds.fingerprint()
+    assert json.loads(json.dumps(ds.params)) == ds.params  # JSON-safe for checkpoints and records
+
+
 @pytest.mark.parametrize("name", REAL)
 def test_missing_or_empty_root_is_a_data_error(name: str, tmp_path: Path) -> None:
     with pytest.raises(DataError, match="make-fixture"):

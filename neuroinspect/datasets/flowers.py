@@ -114,7 +114,7 @@ class Flowers102(DatasetSpec):
         ]
         return ImageDataset(
             cls.name, split, samples, list(FLOWERS102), list(FLOWERS102_PROMPTS), None, transform,
-            params={"split_key": SPLIT_KEYS[split], "label_offset": -1},
+            params={},
         )  # fmt: skip
 
     @classmethod

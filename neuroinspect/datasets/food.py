@@ -99,6 +99,16 @@ def draw_val(
     return remaining, val
 
 
+def val_protocol(params: dict[str, Any]) -> str:
+    """One line describing the validation split that ``params`` (a loaded split's ``params``) select."""
+    if params.get("val_source") == "file":
+        return "val = meta/valid.json; train = train.json minus valid.json ids"
+    return (
+        f"val = int({params['val_fraction']}*n) per class drawn with random.Random({params['val_seed']}).sample from "
+        f"the sorted train.json ids ({params['val_rounds']} round(s)); train = the rest; no file written"
+    )
+
+
 @DATASETS.register("food101")
 class Food101(DatasetSpec):
     """Food-101: 101 dishes; official train/test, val drawn in memory (15%/class, seed 77), never written."""
@@ -188,16 +198,8 @@ class Food101(DatasetSpec):
                     else "."
                 )
             )
-        if p["val_source"] == "file":
-            protocol = "val = meta/valid.json; train = train.json minus valid.json ids"
-        else:
-            protocol = (
-                f"val = int({p['val_fraction']}*n) per class drawn with random.Random({p['val_seed']}).sample from the "
-                f"sorted train.json ids ({p['val_rounds']} round(s)); train = the rest; no file written"
-            )
         return ImageDataset(
-            cls.name, split, samples, classes, [food_prompt(c) for c in classes], None, transform,
-            params={**p, "val_protocol": protocol},
+            cls.name, split, samples, classes, [food_prompt(c) for c in classes], None, transform, params=p,
         )  # fmt: skip
 
     @classmethod

@@ -230,6 +230,14 @@ def _catdog_val_test(groups: np.ndarray, p: dict[str, Any]) -> tuple[np.ndarray,
     return val, np.setdiff1d(idx, val)
 
 
+def val_protocol(params: dict[str, Any]) -> str:
+    """One line describing the Cat-vs-Dog val/test split that ``params`` select."""
+    return (
+        f"val/test = train_test_split(test folder, test_size={round(1 - params['val_fraction'], 10)}, "
+        f"random_state={params['val_seed']}, stratify={'None' if params['ref'] else 'group'}) on the sorted file list"
+    )
+
+
 # --------------------------------------------------------------------------------------------------
 # CCE scenarios
 
@@ -446,16 +454,9 @@ class MetaShift(DatasetSpec):
             )
             for f, c, ctx in chosen
         ]
-        params = {
-            **p,
-            "val_protocol": (
-                f"val/test = train_test_split(test folder, test_size={round(1 - p['val_fraction'], 10)}, "
-                f"random_state={p['val_seed']}, stratify={'None' if p['ref'] else 'group'}) on the sorted file list"
-            ),
-        }
         return ImageDataset(
             cls.name, split, samples, classes, [scene_prompt(c) for c in classes],
-            [f"{c}({ctx})" for c, ctx in group_keys], transform, params=params,
+            [f"{c}({ctx})" for c, ctx in group_keys], transform, params=p,
         )  # fmt: skip
 
     @classmethod

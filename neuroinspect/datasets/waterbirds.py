@@ -147,7 +147,7 @@ class Waterbirds(DatasetSpec):
             )
         return ImageDataset(
             cls.name, split, samples, list(WATERBIRDS), list(WATERBIRDS_PROMPTS), list(WATERBIRDS_GROUPS), transform,
-            params={"group": "2*y + place", "split_code": code},
+            params={},
         )  # fmt: skip
 
     @classmethod
