@@ -408,3 +408,21 @@ def test_latex_and_html_render_every_table(tmp_path: Path) -> None:
     assert tex.count("\\begin{tabular}") == len(tables) == page.count('<table class="lb"') == 4
     assert "\\textsuperscript{\\dag}" in tex and "group\\_dro" in tex
     assert page.count("<tr") - len(tables) == sum(len(t.rows) for t in tables)
+
+
+def test_extra_block_metrics_and_neuron_free_editor_label(tmp_path: Path) -> None:
+    recs = [
+        mitigation(
+            f"m{s}",
+            s,
+            dict(acc(), macro_acc=0.50),
+            dict(acc(), macro_acc=0.45 + 0.01 * s),
+            method={"finder": "none", "editor": "fc"},
+        )
+        for s in range(2)
+    ]
+    (table,) = build_tables(load_records([write(tmp_path / "r.jsonl", recs)]))
+    assert table.rows[0].method_label == "fc"
+    gain = next(c for c in table.columns if c.key == "gain.macro_acc")
+    assert gain.percent and gain.signed and gain.label == "Δ Macro acc"
+    assert "| -4.50 ± 0.71 |" in render([table], "md")  # gains -0.05, -0.04 in percentage points

@@ -95,6 +95,9 @@ METRIC_LABELS = {
     "worst_group_acc": "WGA",
     "mean_acc_train_weighted": "Mean acc (train-weighted)",
     "mean_acc_reported": "Mean acc (as published)",
+    "macro_acc": "Macro acc",
+    "chance_precision": "Chance P",
+    "chance_spurious_precision": "Chance spurious P",
 }
 #: Metrics that are fractions in [0, 1] and are shown as percentages.
 FRACTION_METRICS = frozenset(ACCURACY_KEYS) | {"mean_acc_reported"}
@@ -178,7 +181,9 @@ class Row:
         roles = [r for r in METHOD_ROLE_ORDER if r in self.method] + sorted(
             r for r in self.method if r not in METHOD_ROLE_ORDER
         )
-        return " + ".join(self.method[r] for r in roles)
+        # editors that ignore neurons record finder "none": the label is then just the editor
+        names = [self.method[r] for r in roles if self.method[r] not in ("none", "")]
+        return " + ".join(names) or " + ".join(self.method[r] for r in roles)
 
     @property
     def n_seeds(self) -> int | None:
@@ -498,10 +503,12 @@ def _column(key: str, rows: Sequence[Row]) -> Column:
     if head in ("before", "after", "gain"):
         label = METRIC_LABELS.get(metric, metric)
         label = f"Δ {label}" if head == "gain" else f"{label} {head}"
+        # a gain is in the units of its before/after values (a difference may be negative)
+        probe = f"after.{metric}" if head == "gain" else key
         return Column(
             key,
             label,
-            percent=metric in FRACTION_METRICS or _looks_fraction(metric, key, rows),
+            percent=metric in FRACTION_METRICS or _looks_fraction(metric, probe, rows),
             signed=head == "gain",
         )
     if head in AT_K_LABELS and metric:
@@ -543,6 +550,15 @@ def _sort_key_for(task: str, keys: Sequence[str], rows: Sequence[Row]) -> str | 
         if pk:
             return next((k for k in pk if k == "precision_at_k.5"), pk[0])
     return next((k for k in keys if filled(k)), None)
+
+
+def _at_k_order(key: str) -> tuple[int, float, str]:
+    """P@k, then R@k, then spurious P@k (k ascending), then the other metrics by name."""
+    families = list(AT_K_LABELS)
+    head, _, tail = key.partition(".")
+    if head in AT_K_LABELS and tail:
+        return (families.index(head), _num_or_inf(tail), key)
+    return (len(families), 0.0, key)
 
 
 def _num_or_inf(text: str) -> float:
@@ -615,13 +631,7 @@ def build_tables(records: Sequence[LocatedRecord]) -> list[Table]:
                 )
             )
         elif task == "neuron_recovery":
-            keys.sort(
-                key=lambda k: (
-                    (0, _num_or_inf(k.split(".", 1)[1]), k)
-                    if k.startswith("precision_at_k.")
-                    else (1, 0.0, k)
-                )
-            )
+            keys.sort(key=_at_k_order)
         keys = [k for k in keys if any(k in r.metrics and r.metrics[k].mean is not None for r in trows)]
         sort_key = _sort_key_for(task, keys, trows)
 
@@ -651,7 +661,8 @@ def _notes(table: Table) -> list[str]:
     notes = []
     rules = table.selection_rules
     if not rules:
-        notes.append("Model selection: not recorded in these records (config.selection).")
+        if table.task in ("mitigation", "evaluation"):
+            notes.append("Model selection: not recorded in these records (config.selection).")
     elif len(rules) == 1 and not table.varying_selection:
         notes.append(f"Model selection: {rules[0]}.")
     else:

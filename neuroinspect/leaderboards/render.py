@@ -114,7 +114,7 @@ def _preamble(tables: Sequence[Table], spread: str) -> list[str]:
         else "half-width of the 95% Student-t interval over seeds"
     )
     return [
-        f"Built by `neuroinspect leaderboard build` from {measured} measured run(s) and {reported} reported row(s).",
+        f"Built from {measured} measured run(s) and {reported} reported row(s) by `neuroinspect leaderboard build`.",
         f"Accuracy-type numbers are percentages; ± is the {what}; n is the number of seeds. "
         "Reported rows copy the publication (its spread where it gives one; n where known). "
         "Δ = after − before, computed per seed.",
