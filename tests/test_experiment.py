@@ -1,0 +1,114 @@
+"""The experiment runner behind `neuroinspect demo` and `neuroinspect bench run`, on a tiny config."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from neuroinspect.cli import main
+from neuroinspect.harness.config import ExperimentConfig
+from neuroinspect.harness.records import read_records
+
+TINY = """
+[experiment]
+name = "tiny"
+dataset = "spurious-shapes"
+dataset_params = {{ n_train = 160, n_val = 64, n_test = 64 }}
+model = "resnet18"
+image_size = 32
+train = {{ epochs = 1, batch_size = 32 }}
+finders = ["counterfactual", "random"]
+editors = {editors}
+editor_settings = {{ neuroinspect = {{ epochs = 2 }}, fc = {{ epochs = 2 }}, random-neurons = {{ epochs = 2 }} }}
+num_neurons = 3
+truth_samples = 8
+n_boot = 20
+"""
+
+
+def write_config(tmp_path: Path, editors: str = '["neuroinspect", "fc", "dfr", "random-neurons"]') -> Path:
+    path = tmp_path / "tiny.toml"
+    path.write_text(TINY.format(editors=editors))
+    return path
+
+
+def test_demo_with_config_writes_report_records_and_leaderboard(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "run"
+    assert main(["demo", "--config", str(write_config(tmp_path)), "--out", str(out), "--no-progress"]) == 0
+    records = read_records(out / "results.jsonl")
+    tasks = [r["task"] for r in records]
+    assert tasks.count("neuron_recovery") == 2  # one per finder
+    editors = {r["method"]["editor"] for r in records if r["task"] == "mitigation"}
+    assert editors == {"neuroinspect", "fc", "dfr", "random-neurons"}
+    summary = json.loads((out / "summary.json").read_text())
+    neurons = summary["neurons"]
+    assert len(neurons) == 3 and len(set(neurons)) == 3
+    for r in records:
+        if r["task"] != "mitigation":
+            continue
+        # every editor starts from the same original model, so the "before" block is identical
+        assert r["metrics"]["before"]["test_acc"] == summary["before"]["test_acc"]
+        if r["method"]["editor"] == "neuroinspect":
+            assert r["config"]["neurons"] == neurons
+        if r["method"]["editor"] == "random-neurons":
+            assert not set(r["config"]["neurons"]) & set(neurons)
+        if r["method"]["editor"] == "dfr":
+            assert r["config"]["uses_group_labels"] is True
+    report = (out / "report.md").read_text()
+    for needle in ("## The model before editing", "## Editing the decision layer", "precision@5", "figures/group_accuracy.png"):
+        assert needle in report
+    for fig in ("group_accuracy.png", "mistakes.png", "neuron_truth.png"):
+        assert (out / "figures" / fig).stat().st_size > 1000
+    assert (out / "edited" / "neuroinspect.pt").is_file()
+    assert "neuroinspect" in (out / "leaderboard.md").read_text()
+    # a second run into the same folder must not overwrite results
+    assert main(["demo", "--config", str(write_config(tmp_path)), "--out", str(out), "--no-progress"]) == 2
+    assert "already exists" in capsys.readouterr().err
+
+
+def test_bench_run_aggregates_seeds_and_resumes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = write_config(tmp_path, editors='["neuroinspect"]')
+    out = tmp_path / "bench"
+    assert main(["bench", "run", str(cfg), "--seeds", "0,1", "--out", str(out), "--no-progress"]) == 0
+    records = read_records(out / "results.jsonl")
+    assert sorted({r["seed"] for r in records}) == [0, 1]
+    assert (out / "seed-0" / "report.md").is_file() and (out / "seed-1" / "report.md").is_file()
+    n = len(records)
+    capsys.readouterr()
+    # re-running the same seeds resumes: nothing is recomputed or duplicated
+    assert main(["bench", "run", str(cfg), "--seeds", "0,1", "--out", str(out), "--no-progress"]) == 0
+    assert "already in" in capsys.readouterr().err
+    assert len(read_records(out / "results.jsonl")) == n
+
+
+def test_config_errors_are_user_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[experiment]\nname = "x"\nepochs = 3\n')
+    assert main(["bench", "run", str(bad), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "unknown key(s) epochs" in err and "Traceback" not in err
+    bad.write_text("[experiment\n")
+    assert main(["bench", "run", str(bad)]) == 2
+    assert "not valid TOML" in capsys.readouterr().err
+    assert main(["bench", "run", str(tmp_path / "missing.toml")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    with pytest.raises(Exception, match="neuron_list"):
+        ExperimentConfig(neuron_list="all")
+
+
+def test_unknown_method_in_config_fails_before_training(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = write_config(tmp_path, editors='["neuroinspect", "no-such-editor"]')
+    assert main(["demo", "--config", str(cfg), "--out", str(tmp_path / "o"), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown editor 'no-such-editor'" in err
+    assert not (tmp_path / "o" / "model").exists()
+
+
+def test_bundled_demo_configs_parse() -> None:
+    from neuroinspect.commands.demo import demo_config
+
+    for name in ("spurious-shapes", "colored-digits"):
+        cfg = demo_config(name, "cpu")
+        assert cfg.dataset == name and "dfr" in cfg.editors and cfg.finder == "counterfactual"
