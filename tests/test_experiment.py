@@ -21,7 +21,7 @@ image_size = 32
 train = {{ epochs = 1, batch_size = 32 }}
 finders = ["counterfactual", "random"]
 editors = {editors}
-editor_settings = {{ neuroinspect = {{ epochs = 2 }}, fc = {{ epochs = 2 }}, random-neurons = {{ epochs = 2 }} }}
+editor_settings = {{ neuroinspect = {{ epochs = 2 }}, fc = {{ epochs = 2 }}, random-neurons = {{ epochs = 2 }}, dfr = {{ c_grid = [1.0], num_retrains = 1 }} }}
 num_neurons = 3
 truth_samples = 8
 n_boot = 20
