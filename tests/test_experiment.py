@@ -112,3 +112,23 @@ def test_bundled_demo_configs_parse() -> None:
     for name in ("spurious-shapes", "colored-digits"):
         cfg = demo_config(name, "cpu")
         assert cfg.dataset == name and "dfr" in cfg.editors and cfg.finder == "counterfactual"
+
+
+@pytest.mark.parametrize("path", sorted(Path(__file__).resolve().parent.parent.joinpath("configs").rglob("*.toml")), ids=lambda p: p.name)
+def test_shipped_configs_are_valid(path: Path) -> None:
+    """Every config under configs/ parses, names registered methods and gives editors settings they accept."""
+    from neuroinspect.datasets import get_dataset
+    from neuroinspect.methods.editors import EDITORS
+    from neuroinspect.methods.editors import load_all as load_editors
+    from neuroinspect.methods.finders import FINDERS
+    from neuroinspect.methods.finders import load_all as load_finders
+
+    load_editors()
+    load_finders()
+    cfg = ExperimentConfig.from_toml(path)
+    get_dataset(cfg.dataset)
+    for name in cfg.finders:
+        FINDERS.get(name)(**cfg.finder_settings.get(name, {}))
+    for name in cfg.editors:
+        EDITORS.get(name)(**cfg.editor_settings.get(name, {}))
+    assert set(cfg.editor_settings) <= set(cfg.editors)
