@@ -260,7 +260,9 @@ def test_edit_command_end_to_end(tiny_ckpt: Path, tmp_path: Path, capsys: pytest
         "--no-progress",
     ]
     assert main(argv2) == 0
-    assert [r["method"]["editor"] for r in read_records(results)] == ["neuroinspect", "cw"]
+    recs = read_records(results)
+    assert [r["method"]["editor"] for r in recs] == ["neuroinspect", "cw"]
+    assert recs[1]["method"]["finder"] == "none" and recs[1]["config"]["neurons"] == []  # cw ignores neurons
 
 
 @pytest.mark.parametrize(

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from neuroinspect.commands.common import (
     add_common,
@@ -22,6 +22,9 @@ from neuroinspect.commands.common import (
     parse_int_list,
 )
 from neuroinspect.errors import UserError
+
+if TYPE_CHECKING:
+    from neuroinspect.methods.editors import Editor
 
 EXAMPLE = """\
 Examples:
@@ -58,8 +61,8 @@ _EDITOR_OPTIONS = {
 }
 
 
-class _Formatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
-    pass
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    """Keeps the examples' layout; the help strings state their own defaults."""
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -89,7 +92,11 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         metavar="N",
         help="neuron indices S (inputs of the decision layer), e.g. 12 40 7 or 12,40,7 (from `neuroinspect debug`)",
     )
-    p.add_argument("--editor", default="neuroinspect", help=f"one of: {', '.join(EDITORS.names())}")
+    p.add_argument(
+        "--editor",
+        default="neuroinspect",
+        help=f"one of: {', '.join(EDITORS.names())} (default neuroinspect)",
+    )
     p.add_argument(
         "--gamma",
         default=None,
@@ -138,7 +145,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument(
         "--finder",
         default="manual",
-        help="name of the finder that chose the neurons, for the record (manual: a person)",
+        help='name of the finder that chose the neurons, for the record (default manual: a person chose them; "none" for editors without neurons)',
     )
     p.add_argument("--root", default=None, help="dataset root folder (real datasets)")
     p.add_argument(
@@ -153,9 +160,17 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="JSON Lines file the mitigation record is appended to (default: OUT/results.jsonl)",
     )
     p.add_argument(
-        "--n-boot", type=int, default=1000, help="bootstrap resamples for the test intervals (0: none)"
+        "--n-boot",
+        type=int,
+        default=1000,
+        help="bootstrap resamples for the test intervals (0: none; default 1000)",
     )
-    p.add_argument("--feature-batch-size", type=int, default=128, help="batch size of the feature extraction")
+    p.add_argument(
+        "--feature-batch-size",
+        type=int,
+        default=128,
+        help="batch size of the feature extraction (default 128)",
+    )
     add_common(p)
     p.set_defaults(func=run)
     return p
@@ -167,7 +182,7 @@ def _parse_neurons(tokens: list[str] | None) -> list[int]:
     return parse_int_list(" ".join(tokens), "--neurons")
 
 
-def _editor_kwargs(cls: type, args: argparse.Namespace, device: Any) -> dict[str, Any]:
+def _editor_kwargs(cls: type[Editor], args: argparse.Namespace, device: Any) -> dict[str, Any]:
     """Constructor arguments from the options that were given; a clear error for one the editor does not take."""
     accepted = set(cls.hyperparameters())
     kwargs: dict[str, Any] = {}
@@ -217,7 +232,7 @@ def _parse_value(raw: str) -> Any:
     return raw
 
 
-def _gamma_setting(args: argparse.Namespace, editor_cls: type) -> str | float | None:
+def _gamma_setting(args: argparse.Namespace, editor_cls: type[Editor]) -> str | float | None:
     """``"auto"``, a number, or ``None`` (the editor's default) for editors that take γ."""
     if "gamma" not in editor_cls.hyperparameters():
         return None
@@ -367,7 +382,7 @@ def run(args: argparse.Namespace) -> int:
         dataset=args.dataset,
         model=surface.spec.arch,
         provenance=prov,
-        finder=args.finder,
+        finder=args.finder if editor_cls.uses_neurons else "none",
         seed=args.seed,
         gamma_rule="auto" if gamma == "auto" else None,
         config={

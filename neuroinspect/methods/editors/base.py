@@ -401,6 +401,7 @@ class TrainedEditor(Editor):
         show_progress: bool = True,
         train_batch_features: Callable[[torch.Tensor], torch.Tensor] | None = None,
         val_features: Callable[[], torch.Tensor] | None = None,
+        measure_before: bool = True,
     ) -> EditResult:
         """:meth:`edit` with two hooks for measuring the cost of *not* caching (``benchmarks/editing.py``).
 
@@ -408,6 +409,8 @@ class TrainedEditor(Editor):
         ``train``) computed on the fly instead of read from ``train.features``. ``val_features()``:
         the N_val×D validation features, recomputed at every evaluation. Both must return tensors on
         this editor's device. Batches and results are identical to the cached path.
+        ``measure_before=False`` skips scoring the input layer on val (``val_before`` stays empty), so
+        that the validation split is scored once per epoch, as in the reference.
         """
         t0 = time.perf_counter()
         S = check_edit_inputs(
@@ -437,7 +440,7 @@ class TrainedEditor(Editor):
         gen = torch.Generator().manual_seed(int(seed))
         rule = self.selection_rule()
 
-        val_before = evaluate(layer)
+        val_before = evaluate(layer) if measure_before else {}
         history: list[dict[str, Any]] = []
         best_key: tuple[float, float] | None = None
         best_state: tuple[torch.Tensor, torch.Tensor | None] | None = None
@@ -507,11 +510,8 @@ class TrainedEditor(Editor):
                 + "); kept the last epoch's weights"
             )
             best_state = _snapshot(layer)
-        with torch.no_grad():
-            layer.weight.copy_(best_state[0])
-            if layer.bias is not None and best_state[1] is not None:
-                layer.bias.copy_(best_state[1])
-        val_after = evaluate(layer)
+        kept = selected if selected is not None else history[-1]["epoch"]
+        val_after = {"acc": history[kept]["val_acc"], "worst_class_acc": history[kept]["val_worst_class_acc"]}
         out = _new_linear(decision, best_state[0], best_state[1])
         info = {
             "seed": int(seed),
