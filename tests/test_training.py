@@ -404,6 +404,10 @@ def test_train_user_errors_exit_2(tmp_path, trained, capsys):
     ]
     assert main([*base, "--preset", "paper"]) == 2
     assert "preset 'paper' has no settings for dataset 'spurious-shapes'" in capsys.readouterr().err
+    assert main([*base, "--pretrained", "true"]) == 2  # offline, not cached
+    assert (
+        "could not load pretrained weights" in (err := capsys.readouterr().err) and "--pretrained none" in err
+    )
     assert main([*base, "--lr", "-1"]) == 2
     assert "lr=-1.0 is invalid" in capsys.readouterr().err
     assert (

@@ -23,14 +23,14 @@ transform ($NEUROINSPECT_CACHE), so later `debug` / `edit` runs reuse them.
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    from neuroinspect.cli import _Formatter
+    from neuroinspect.commands.train import HelpFormatter
 
     p = subparsers.add_parser(
         "evaluate",
         help="accuracy, per-class, worst-class and worst-group accuracy with confidence intervals",
         description="Evaluate a neuroinspect checkpoint on a dataset split.",
         epilog=EPILOG,
-        formatter_class=_Formatter,
+        formatter_class=HelpFormatter,
     )
     p.add_argument("--dataset", default=None, help="registered dataset name (default: the checkpoint's)")
     p.add_argument("--ckpt", required=True, help="checkpoint written by `neuroinspect train` (best.pt)")

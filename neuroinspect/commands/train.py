@@ -27,15 +27,27 @@ file, a neuroinspect checkpoint (its backbone is loaded), or `none` for random i
 """
 
 
-def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    from neuroinspect.cli import _Formatter
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Keeps the epilog's layout and shows a default only where there is one (not None / False)."""
 
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if (
+            action.default not in (None, False, argparse.SUPPRESS)
+            and "%(default)" not in text
+            and action.option_strings
+        ):
+            text += " (default: %(default)s)"
+        return text
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "train",
         help="train a timm classifier on a dataset",
         description="Train (or fine-tune) a timm classifier; keep the epoch with the best validation metric.",
         epilog=EPILOG,
-        formatter_class=_Formatter,
+        formatter_class=HelpFormatter,
     )
     p.add_argument("--dataset", required=True, help="registered dataset name (see `neuroinspect data list`)")
     p.add_argument(
@@ -168,9 +180,14 @@ def run(args: argparse.Namespace) -> int:
             f"note: {args.dataset} has no {args.val_split!r} split; the last epoch is kept.", file=sys.stderr
         )
 
-    surface = create_model(
-        arch, train_ds.num_classes, pretrained=config.resolve_pretrained(arch), image_size=image_size
-    )
+    try:
+        surface = create_model(
+            arch, train_ds.num_classes, config.resolve_pretrained(arch), image_size=image_size
+        )
+    except UserError as err:
+        if not config.pretrained:
+            raise
+        raise UserError(f"{err} Or pass --pretrained none to train from random initialisation.") from None
     extra: dict[str, Any] = {"preset": args.preset}
     if init_ckpt is not None:
         extra.update(init_from_checkpoint(surface, init_ckpt))
