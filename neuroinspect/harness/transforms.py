@@ -90,7 +90,7 @@ def _timm_eval(data_config: DataConfig) -> Transform:
     from timm.data import create_transform
 
     return create_transform(
-        input_size=tuple(data_config.input_size),
+        input_size=data_config.input_size,
         is_training=False,
         interpolation=data_config.interpolation,
         mean=tuple(data_config.mean),
@@ -161,7 +161,7 @@ def train_transform(
         from timm.data import create_transform
 
         return create_transform(
-            input_size=tuple(data_config.input_size),
+            input_size=data_config.input_size,
             is_training=True,
             interpolation=data_config.interpolation,
             mean=tuple(mean),
