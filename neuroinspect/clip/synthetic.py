@@ -1,0 +1,523 @@
+"""A small CLIP trained offline on a bundled benchmark, for CLIP-Illusion guidance without the hub.
+
+No real CLIP weights can be downloaded on offline machines, so ``neuroinspect clip train`` builds a
+tiny open_clip model (a ViT image tower and a transformer text tower, a few million parameters,
+from a custom config dict) and trains it contrastively on texts generated from the benchmark's
+known factors (:mod:`neuroinspect.datasets.groundtruth`):
+
+- full captions ``caption(core, spurious)`` ("a photo of a triangle on water");
+- the 32 CLIP-Illusion templates filled with the class string (``dataset.prompts``), i.e. exactly
+  the texts that guidance encodes (spec §4.2), so class text embeddings are in distribution;
+- the templates filled with the spurious attribute's name.
+
+A batch holds several images per text (a benchmark has few distinct captions), so the loss is the
+symmetric CLIP loss with *soft* targets: image i and text j match when every factor that text j
+names equals image i's (a class-only text matches every image of that class). With one image per
+text this is exactly open_clip's ``ClipLoss``.
+
+The file (:func:`save_synthetic_clip`) holds the config, the weights, the preprocessing, the
+training settings and the held-out retrieval metrics; it is written atomically and read with
+``torch.load(weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from neuroinspect.clip.loader import CLIP_MEAN, CLIP_STD, ClipModel, ClipUnavailableError
+from neuroinspect.clip.prompts import TEMPLATES, class_text_embeddings
+from neuroinspect.errors import UserError
+from neuroinspect.fileio import atomic_torch_save
+from neuroinspect.runtime import progress
+
+FORMAT = "neuroinspect-synthetic-clip"
+FORMAT_VERSION = 1
+
+
+# -- the model -------------------------------------------------------------------------------------
+def tiny_clip_config(
+    image_size: int = 64,
+    embed_dim: int = 128,
+    vision_width: int = 128,
+    vision_layers: int = 3,
+    text_width: int = 128,
+    text_layers: int = 2,
+    context_length: int = 24,
+    grid: int = 4,
+) -> dict[str, Any]:
+    """An open_clip model config (``embed_dim``, ``vision_cfg``, ``text_cfg``) small enough to train on CPU.
+
+    The patch size is ``image_size // grid`` (a ``grid``×``grid`` token grid: 4×4 trains in minutes
+    on two CPU cores and still tells the benchmarks' shapes apart). The text tower keeps open_clip's BPE
+    vocabulary (49,408 tokens) so the stock tokenizer works unchanged.
+    """
+    if image_size < 16:
+        raise ValueError(f"image_size must be >= 16, got {image_size}")
+    patch = max(2, image_size // grid)
+    while image_size % patch:
+        patch -= 1
+    return {
+        "embed_dim": int(embed_dim),
+        "vision_cfg": {
+            "image_size": int(image_size),
+            "layers": int(vision_layers),
+            "width": int(vision_width),
+            "head_width": 32,
+            "patch_size": int(patch),
+        },
+        "text_cfg": {
+            "context_length": int(context_length),
+            "vocab_size": 49408,
+            "width": int(text_width),
+            "heads": max(1, text_width // 32),
+            "layers": int(text_layers),
+        },
+    }
+
+
+def build_clip_module(config: Mapping[str, Any]) -> torch.nn.Module:
+    """open_clip's ``CLIP`` built from a config dict (random init with the current torch seed)."""
+    import open_clip  # noqa: F401  (registers open_clip's modules; torchvision fix applied by neuroinspect)
+    from open_clip.model import CLIP
+
+    return CLIP(
+        embed_dim=int(config["embed_dim"]),
+        vision_cfg=dict(config["vision_cfg"]),
+        text_cfg=dict(config["text_cfg"]),
+        quick_gelu=bool(config.get("quick_gelu", False)),
+    )
+
+
+def _clip_from(
+    module: torch.nn.Module, config: Mapping[str, Any], spec: str, info: dict[str, Any]
+) -> ClipModel:
+    from open_clip import SimpleTokenizer
+
+    size = int(config["vision_cfg"]["image_size"])
+    return ClipModel(
+        model=module,
+        tokenizer=SimpleTokenizer(context_length=int(config["text_cfg"]["context_length"])),
+        mean=CLIP_MEAN,
+        std=CLIP_STD,
+        image_size=(size, size),
+        spec=spec,
+        info=info,
+    )
+
+
+def random_clip(seed: int = 0, image_size: int = 64, config: Mapping[str, Any] | None = None) -> ClipModel:
+    """An untrained tiny CLIP (seeded, frozen). It gives no meaningful guidance: benchmarks and tests only."""
+    cfg = dict(config) if config is not None else tiny_clip_config(image_size=image_size)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        module = build_clip_module(cfg)
+    info = {"source": "synthetic", "trained": False, "config": cfg, "seed": seed}
+    return _clip_from(module, cfg, "synthetic-clip:random", info).freeze()
+
+
+# -- files -----------------------------------------------------------------------------------------
+def save_synthetic_clip(
+    path: str | Path,
+    clip: ClipModel,
+    config: Mapping[str, Any],
+    dataset: str,
+    dataset_params: Mapping[str, Any] | None = None,
+    train_config: Mapping[str, Any] | None = None,
+    metrics: Mapping[str, Any] | None = None,
+) -> Path:
+    """Write the model, its config and its metrics atomically; returns the path."""
+    payload = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "config": dict(config),
+        "mean": list(clip.mean),
+        "std": list(clip.std),
+        "dataset": dataset,
+        "dataset_params": dict(dataset_params or {}),
+        "train_config": dict(train_config or {}),
+        "metrics": dict(metrics or {}),
+        "state_dict": {k: v.detach().cpu() for k, v in clip.model.state_dict().items()},
+    }
+    return atomic_torch_save(path, payload)
+
+
+def _read(path: Path) -> dict[str, Any] | None:
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # noqa: BLE001 - a foreign file fails in many ways
+        return None
+    if isinstance(payload, dict) and payload.get("format") == FORMAT:
+        return payload
+    return None
+
+
+def is_synthetic_file(path: str | Path) -> bool:
+    """Whether ``path`` is a synthetic CLIP written by :func:`save_synthetic_clip`."""
+    return _read(Path(path)) is not None
+
+
+def load_synthetic_clip(
+    path: str | Path, device: str | torch.device = "cpu", spec: str | None = None
+) -> ClipModel:
+    """Read a synthetic CLIP file; frozen, on ``device``. :class:`ClipUnavailableError` if it is not one."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise ClipUnavailableError(
+            f"synthetic CLIP file {path} does not exist. Train one with `neuroinspect clip train`."
+        )
+    payload = _read(path)
+    if payload is None:
+        raise ClipUnavailableError(
+            f"{path} is not a synthetic CLIP written by `neuroinspect clip train`; retrain it."
+        )
+    if payload.get("format_version", 0) > FORMAT_VERSION:
+        raise ClipUnavailableError(f"{path} was written by a newer neuroinspect; upgrade neuroinspect.")
+    config = payload["config"]
+    module = build_clip_module(config)
+    module.load_state_dict(payload["state_dict"], strict=True)
+    info = {
+        "source": "synthetic",
+        "trained": True,
+        "path": str(path),
+        "dataset": payload.get("dataset"),
+        "config": config,
+        "metrics": payload.get("metrics", {}),
+    }
+    clip = _clip_from(module, config, spec or f"synthetic-clip:{path}", info)
+    clip.mean = tuple(payload.get("mean", CLIP_MEAN))  # type: ignore[assignment]
+    clip.std = tuple(payload.get("std", CLIP_STD))  # type: ignore[assignment]
+    return clip.to(device).freeze()
+
+
+# -- texts -----------------------------------------------------------------------------------------
+@dataclass
+class TextBank:
+    """Every training text with the factors it names: ``core[j]`` / ``spurious[j]`` (-1 = not named)."""
+
+    texts: list[str]
+    core: np.ndarray
+    spurious: np.ndarray
+    caption_index: np.ndarray  # (n_core, n_spurious) → index of the full caption in ``texts``
+    n_templates: int  # class prompts start at caption_index.size, spurious prompts after them
+
+
+def text_bank(dataset: Any, templates: Sequence[str] = TEMPLATES) -> TextBank:
+    """Texts for a benchmark split: full captions, class prompts and spurious-attribute prompts."""
+    from neuroinspect.datasets import groundtruth as gt
+
+    cores, spurs = gt.core_names(dataset), gt.spurious_names(dataset)
+    prompts = list(getattr(dataset, "prompts", cores))
+    texts: list[str] = []
+    core: list[int] = []
+    spur: list[int] = []
+    index = np.zeros((len(cores), len(spurs)), dtype=np.int64)
+    for c, cname in enumerate(cores):
+        for s, sname in enumerate(spurs):
+            index[c, s] = len(texts)
+            texts.append(gt.caption(cname, sname, dataset))
+            core.append(c)
+            spur.append(s)
+    for c in range(len(cores)):
+        for t in templates:
+            texts.append(t.format(prompts[c]))
+            core.append(c)
+            spur.append(-1)
+    for s, sname in enumerate(spurs):
+        for t in templates:
+            texts.append(t.format(sname))
+            core.append(-1)
+            spur.append(s)
+    return TextBank(
+        texts, np.array(core, dtype=np.int64), np.array(spur, dtype=np.int64), index, len(templates)
+    )
+
+
+def _sample_texts(
+    bank: TextBank,
+    core: np.ndarray,
+    spur: np.ndarray,
+    rng: np.random.Generator,
+    p_caption: float = 0.5,
+    p_class: float = 0.3,
+) -> np.ndarray:
+    """One text index per image: its full caption, a class prompt or a spurious-attribute prompt."""
+    n = len(core)
+    kind = rng.random(n)
+    out = bank.caption_index[core, spur].copy()
+    n_templates = bank.n_templates
+    class_start = bank.caption_index.size
+    spur_start = class_start + bank.caption_index.shape[0] * n_templates
+    pick = rng.integers(0, n_templates, size=n)
+    cls_rows = (kind >= p_caption) & (kind < p_caption + p_class)
+    sp_rows = kind >= p_caption + p_class
+    out[cls_rows] = class_start + core[cls_rows] * n_templates + pick[cls_rows]
+    out[sp_rows] = spur_start + spur[sp_rows] * n_templates + pick[sp_rows]
+    return out
+
+
+def soft_clip_loss(
+    image_emb: torch.Tensor, text_emb: torch.Tensor, match: torch.Tensor, logit_scale: torch.Tensor
+) -> torch.Tensor:
+    """Symmetric CLIP loss with soft targets.
+
+    ``image_emb`` B×E and ``text_emb`` B×E unit rows (text j was drawn for image j); ``match`` B×B
+    bool, ``match[i, j]`` = image i fits text j (the diagonal is true). Targets are ``match``
+    normalized per row (image → text) and per column (text → image).
+    """
+    logits = logit_scale * image_emb @ text_emb.t()
+    m = match.float()
+    i2t = -(m / m.sum(1, keepdim=True) * F.log_softmax(logits, dim=1)).sum(1).mean()
+    t2i = -(m / m.sum(0, keepdim=True) * F.log_softmax(logits, dim=0)).sum(0).mean()
+    return 0.5 * (i2t + t2i)
+
+
+# -- data ------------------------------------------------------------------------------------------
+def images_of(dataset: Any, size: int | None = None) -> torch.Tensor:
+    """All images of an in-memory split as N×3×H×W float32 in [0, 1] (resized to ``size`` if given)."""
+    arr = getattr(dataset, "images", None)
+    if arr is None:
+        raise UserError(
+            f"dataset {getattr(dataset, 'name', '?')} is not an in-memory benchmark split; use a bundled benchmark."
+        )
+    x = torch.from_numpy(np.ascontiguousarray(arr)).permute(0, 3, 1, 2).float().div_(255.0)
+    if size is not None and tuple(x.shape[-2:]) != (size, size):
+        x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+    return x
+
+
+def _augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """Light augmentation per image: a random shift (reflect padding of H/8, then a crop) and a horizontal flip."""
+    n, _, h, w = x.shape
+    pad = max(1, h // 8)
+    xp = F.pad(x, (pad, pad, pad, pad), mode="reflect")
+    dy = torch.randint(0, 2 * pad + 1, (n,), generator=gen).tolist()
+    dx = torch.randint(0, 2 * pad + 1, (n,), generator=gen).tolist()
+    out = torch.stack([xp[i, :, dy[i] : dy[i] + h, dx[i] : dx[i] + w] for i in range(n)])
+    flip = torch.rand(n, generator=gen) < 0.5
+    out[flip] = out[flip].flip(-1)
+    return out
+
+
+# -- training --------------------------------------------------------------------------------------
+@dataclass
+class SyntheticClipResult:
+    """What :func:`train_synthetic_clip` returns: the model, its held-out metrics and the file."""
+
+    clip: ClipModel
+    metrics: dict[str, Any]
+    path: Path | None
+    train_config: dict[str, Any]
+
+
+def train_synthetic_clip(
+    dataset: str = "spurious-shapes",
+    out: str | Path | None = None,
+    *,
+    root: str | Path | None = None,
+    params: Mapping[str, Any] | None = None,
+    epochs: int = 30,
+    batch_size: int = 128,
+    lr: float = 1e-3,
+    weight_decay: float = 0.1,
+    image_size: int | None = None,
+    config: Mapping[str, Any] | None = None,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+    train_split: str = "train",
+    eval_split: str = "test",
+    max_steps: int | None = None,
+    show_progress: bool = True,
+) -> SyntheticClipResult:
+    """Train a tiny CLIP on a bundled benchmark's ``train_split`` and measure retrieval on ``eval_split``.
+
+    AdamW(lr, wd) with a cosine schedule, ``epochs`` passes (or ``max_steps`` steps) over the split.
+    Writes the model to ``out`` (atomically) when given. Returns the model and the metrics of
+    :func:`retrieval_metrics` on the held-out split.
+    """
+    from neuroinspect.datasets import get_dataset, load_dataset
+
+    spec = get_dataset(dataset)
+    if getattr(spec, "kind", "real") != "benchmark":
+        raise UserError(
+            f"a synthetic CLIP needs a bundled benchmark with known attributes; {dataset!r} is a real dataset."
+        )
+    params = dict(params or {})
+    t0 = time.perf_counter()
+    train = load_dataset(dataset, root, train_split, None, **params)
+    test = load_dataset(dataset, root, eval_split, None, **params)
+    native = int(train.images.shape[1])  # type: ignore[attr-defined]
+    size = int(image_size or native)
+    cfg = dict(config) if config is not None else tiny_clip_config(image_size=size)
+    size = int(cfg["vision_cfg"]["image_size"])
+
+    gen = torch.Generator().manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        module = build_clip_module(cfg)
+    clip = _clip_from(module, cfg, "synthetic-clip", {"source": "synthetic", "trained": True, "config": cfg})
+    clip.to(device)
+    module.train()
+
+    from neuroinspect.datasets import groundtruth as gt
+
+    bank = text_bank(train)
+    tokens = clip.tokenizer(bank.texts)  # T×L
+    core_t, spur_t = (torch.from_numpy(a) for a in gt.attribute_labels(train))
+    x_all = images_of(train, size)
+    n = len(x_all)
+    bs = min(batch_size, n)
+    steps_per_epoch = max(1, n // bs)
+    total = max_steps if max_steps is not None else epochs * steps_per_epoch
+    decay, no_decay = [], []
+    for name, p in module.named_parameters():
+        (no_decay if p.ndim < 2 or "embedding" in name or "logit_scale" in name else decay).append(p)
+    opt = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=lr,
+        betas=(0.9, 0.98),
+        eps=1e-6,
+    )
+    warmup = max(1, total // 20)
+
+    def lr_at(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
+
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
+    losses: list[float] = []
+    bar = progress(range(total), desc=f"clip train ({dataset})", total=total, enabled=show_progress)
+    order = torch.randperm(n, generator=gen)
+    pos = 0
+    for _ in bar:
+        if pos + bs > n:
+            order, pos = torch.randperm(n, generator=gen), 0
+        idx = order[pos : pos + bs]
+        pos += bs
+        xb = _augment(x_all[idx], gen).to(device)
+        cb, sb = core_t[idx].numpy(), spur_t[idx].numpy()
+        tj = _sample_texts(bank, cb, sb, rng)
+        uniq, inverse = np.unique(tj, return_inverse=True)
+        t_core, t_spur = bank.core[tj], bank.spurious[tj]
+        match = ((t_core[None, :] < 0) | (t_core[None, :] == cb[:, None])) & (
+            (t_spur[None, :] < 0) | (t_spur[None, :] == sb[:, None])
+        )
+        img = clip.encode_image(xb)
+        txt_u = F.normalize(module.encode_text(tokens[torch.from_numpy(uniq)].to(device)), dim=-1)
+        txt = txt_u[torch.from_numpy(inverse).to(device)]
+        scale = module.logit_scale.exp().clamp(max=100.0)
+        loss = soft_clip_loss(img, txt, torch.from_numpy(match).to(device), scale)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(module.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        with torch.no_grad():
+            module.logit_scale.clamp_(0, math.log(100.0))
+        losses.append(float(loss.detach()))
+    train_seconds = time.perf_counter() - t0
+    clip.freeze()
+    metrics = retrieval_metrics(clip, test)
+    metrics["train_loss_first"] = losses[0] if losses else None
+    metrics["train_loss_last"] = float(np.mean(losses[-max(1, steps_per_epoch // 4) :])) if losses else None
+    metrics["train_seconds"] = round(train_seconds, 2)
+    metrics["train_split"] = train_split
+    metrics["eval_split"] = eval_split
+    train_config = {
+        "epochs": epochs,
+        "steps": len(losses),
+        "batch_size": bs,
+        "lr": lr,
+        "weight_decay": weight_decay,
+        "seed": seed,
+        "image_size": size,
+        "train_split": train_split,
+        "n_train": n,
+        "n_texts": len(bank.texts),
+    }
+    clip.info.update({"dataset": dataset, "metrics": metrics, "train_config": train_config})
+    path = None
+    if out is not None:
+        path = save_synthetic_clip(out, clip, cfg, dataset, params, train_config, metrics)
+        clip.info["path"] = str(path)
+        clip.spec = f"synthetic-clip:{path}"
+    return SyntheticClipResult(clip=clip, metrics=metrics, path=path, train_config=train_config)
+
+
+@torch.no_grad()
+def retrieval_metrics(clip: ClipModel, dataset: Any, batch_size: int = 256) -> dict[str, Any]:
+    """Top-1 caption retrieval on a benchmark split.
+
+    For each image, the caption (among all core × spurious captions) with the highest cosine
+    similarity is its prediction. Returns ``top1`` (the exact caption), ``core_acc`` and
+    ``spurious_acc`` (the predicted caption names the right attribute), per-value accuracies
+    ``core_acc_by_value`` / ``spurious_acc_by_value``, and ``zero_shot_class_acc`` (argmax over the
+    32-template class text embeddings, the texts that guidance uses).
+    """
+    from neuroinspect.datasets import groundtruth as gt
+
+    clip.model.eval()
+    cores, spurs = gt.core_names(dataset), gt.spurious_names(dataset)
+    core, spur = gt.attribute_labels(dataset)
+    captions = [gt.caption(c, s, dataset) for c in cores for s in spurs]
+    cap_emb = clip.encode_text(captions)  # (C·S)×E
+    prompts = list(getattr(dataset, "prompts", cores))
+    cls_emb = class_text_embeddings(clip, prompts)
+    x = images_of(dataset, clip.image_size[0])
+    preds, cls_preds = [], []
+    for i in range(0, len(x), batch_size):
+        e = clip.encode_image(x[i : i + batch_size].to(clip.device))
+        preds.append((e @ cap_emb.t()).argmax(1).cpu())
+        cls_preds.append((e @ cls_emb.t()).argmax(1).cpu())
+    pred = torch.cat(preds).numpy()
+    pred_core, pred_spur = pred // len(spurs), pred % len(spurs)
+    truth = core * len(spurs) + spur
+    cls_pred = torch.cat(cls_preds).numpy()
+    labels = dataset.labels
+    return {
+        "n_images": int(len(x)),
+        "n_captions": len(captions),
+        "chance_top1": 1.0 / len(captions),
+        "top1": float((pred == truth).mean()),
+        "core_acc": float((pred_core == core).mean()),
+        "spurious_acc": float((pred_spur == spur).mean()),
+        "core_acc_by_value": {
+            name: float((pred_core[core == c] == c).mean())
+            for c, name in enumerate(cores)
+            if (core == c).any()
+        },
+        "spurious_acc_by_value": {
+            name: float((pred_spur[spur == s] == s).mean())
+            for s, name in enumerate(spurs)
+            if (spur == s).any()
+        },
+        "zero_shot_class_acc": float((cls_pred == labels).mean()),
+    }
+
+
+__all__ = [
+    "FORMAT",
+    "SyntheticClipResult",
+    "TextBank",
+    "build_clip_module",
+    "images_of",
+    "is_synthetic_file",
+    "load_synthetic_clip",
+    "random_clip",
+    "retrieval_metrics",
+    "save_synthetic_clip",
+    "soft_clip_loss",
+    "text_bank",
+    "tiny_clip_config",
+    "train_synthetic_clip",
+]
