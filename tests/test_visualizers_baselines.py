@@ -267,3 +267,63 @@ def test_overlay_colours_signed_maps_by_sign():
     assert reduce_channels(torch.ones(1, 3, 2, 2), "sum").eq(3).all()
     with pytest.raises(ValueError, match="normalization"):
         normalize_maps(m, "minmax")
+
+
+# -- token models and the command line ---------------------------------------------------------------
+def test_taps_route_vit_patch_tokens_through_the_spatial_tap():
+    from neuroinspect.methods.visualizers._taps import SurfaceTaps
+
+    torch.manual_seed(0)
+    vit = create_model("vit_tiny_patch16_224", num_classes=3, image_size=32).eval()
+    x = torch.randn(2, 3, 32, 32)
+    taps = SurfaceTaps(vit)
+    seen = {}
+    taps.spatial.register_forward_hook(lambda m, i, o: seen.setdefault("grid", o))
+    with torch.no_grad():
+        assert torch.allclose(taps(x), vit(x), atol=1e-5)
+        assert torch.allclose(SurfaceTaps(vit, output="pooled")(x), vit.features(x), atol=1e-5)
+    assert seen["grid"].shape == (2, vit.num_features, 2, 2)  # the last block's input tokens on their grid
+    rows = [Sample(path=f"v/{i}", label=i % 3) for i in range(3)]
+    imgs = np.random.default_rng(1).integers(0, 256, (3, 32, 32, 3), dtype=np.uint8)
+    ds = InMemoryImageDataset(imgs, name="v", split="test", samples=rows, classes=["a", "b", "c"])
+    (v,) = VISUALIZERS.get("captum_neuron_gradcam")(indices=[0, 1], normalize="none").visualize(
+        vit, [5], None, dataset=ds, show_progress=False
+    )
+    assert v.activation_maps.shape == (2, 32, 32) and torch.isfinite(v.activation_maps).all()
+    assert float(v.activation_maps.abs().sum()) > 0
+
+
+def test_visualize_command_runs_exemplars_and_exits_2_on_a_bad_setting(tmp_path, capsys):
+    from neuroinspect.cli import main
+    from neuroinspect.harness.checkpoint import save_checkpoint
+
+    torch.manual_seed(0)
+    model = create_model("resnet18", num_classes=2, image_size=32)
+    params = {"image_size": 32, "n_train": 8, "n_val": 8, "n_test": 8}
+    ckpt = save_checkpoint(
+        tmp_path / "m.pt", model, ["triangle", "square"], "spurious-shapes", dataset_params=params
+    )
+    common = [
+        "--ckpt",
+        str(ckpt),
+        "--neurons",
+        "3",
+        "--split",
+        "val",
+        "--no-progress",
+        "--out",
+        str(tmp_path / "vis"),
+    ]
+    assert main(["visualize", "--method", "exemplars", "--set", "k=2", "--set", "bottom_k=1", *common]) == 0
+    import json
+
+    records = [json.loads(line) for line in (tmp_path / "vis" / "results.jsonl").read_text().splitlines()]
+    assert records[0]["method"] == {"visualizer": "exemplars"} and records[0]["task"] == "visualization"
+    assert (
+        records[0]["metrics"]["faithfulness"]["ranks"]
+        and len(records[0]["metrics"]["faithfulness"]["activations"]) == 3
+    )
+    capsys.readouterr()
+    assert main(["visualize", "--method", "captum_ig", "--set", "inputs=everything", *common]) == 2
+    err = capsys.readouterr().err
+    assert "inputs must be one of auto, top, mistakes" in err and "Traceback" not in err

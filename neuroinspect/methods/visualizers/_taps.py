@@ -24,8 +24,13 @@ from neuroinspect.harness.models import ModelSurface
 class SurfaceTaps(nn.Module):
     """``forward(x)``: B×3×H×W normalized images → logits B×K (``output="logits"``) or pooled B×D.
 
-    For token models the patch tokens are routed through ``spatial`` as a D×h×w grid and put back
-    before pooling, so a gradient taken at ``spatial`` (Grad-CAM) reaches the pooled output.
+    ``spatial`` sees the last spatial representation that still reaches the pooled output:
+
+    - CNNs: the backbone output B×D×h×w;
+    - token models (timm ViTs: ``patch_embed`` + ``blocks``): the patch tokens at the *input of the last
+      block*, as a B×C×h×w grid, routed back into the block. The final tokens cannot be used: a
+      class-token pool reads only token 0 of the last layer, so gradients to the final patch tokens
+      are zero (Grad-CAM would be blank). This is the usual Grad-CAM layer for ViTs.
     """
 
     def __init__(self, surface: ModelSurface, output: str = "logits") -> None:
@@ -38,6 +43,11 @@ class SurfaceTaps(nn.Module):
         self.pooled = nn.Identity()
         self.logits = nn.Identity()
         self.last_error: BaseException | None = None
+        model = surface.model
+        blocks = getattr(model, "blocks", None)
+        self.token_model = (
+            hasattr(model, "patch_embed") and isinstance(blocks, nn.Sequential) and len(blocks) > 0
+        )
 
     @property
     def surface(self) -> ModelSurface:
@@ -52,15 +62,30 @@ class SurfaceTaps(nn.Module):
             self.last_error = err
             raise
 
+    def _route_tokens(self, module: nn.Module, args: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+        tokens = args[0]
+        p = self.surface.num_prefix_tokens
+        patches = tokens[:, p:, :]
+        n = patches.shape[1]
+        side = int(round(n**0.5))
+        if side * side != n:
+            raise ValueError(f"cannot arrange {n} patch tokens on a square grid")
+        grid = self.spatial(patches.transpose(1, 2).reshape(tokens.shape[0], tokens.shape[2], side, side))
+        routed = torch.cat([tokens[:, :p], grid.flatten(2).transpose(1, 2)], dim=1)
+        return (routed, *args[1:])
+
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         s = self.surface
-        feats = s.forward_features(x)
-        if feats.ndim == 4:
-            feats = self.spatial(feats)
-        elif feats.ndim == 3:
-            p = s.num_prefix_tokens
-            grid = self.spatial(s.spatial_maps(feats))  # B×D×h×w
-            feats = torch.cat([feats[:, :p], grid.flatten(2).transpose(1, 2)], dim=1)
+        if self.token_model:
+            handle = s.model.blocks[-1].register_forward_pre_hook(self._route_tokens)
+            try:
+                feats = s.forward_features(x)
+            finally:
+                handle.remove()
+        else:
+            feats = s.forward_features(x)
+            if feats.ndim == 4:
+                feats = self.spatial(feats)
         pooled = self.pooled(s.pool(feats))
         if self.output == "pooled":
             return pooled

@@ -22,6 +22,7 @@ Returned :class:`Visualization` s have ``kind="attribution"``: ``images`` = the 
 
 from __future__ import annotations
 
+import inspect
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -84,6 +85,26 @@ class CaptumVisualizer(Visualizer):
     default_normalize: ClassVar[str] = "signed"
     default_reduce: ClassVar[str] = "sum"
     captum_class: ClassVar[str] = ""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Give an ``__init__(self, own..., **kwargs)`` the full signature (its own arguments, then the
+        parent's as keyword-only), so ``inspect.signature`` (the CLI's ``--set``, help, docs) sees every
+        hyperparameter."""
+        super().__init_subclass__(**kwargs)
+        init = cls.__dict__.get("__init__")
+        if init is None:
+            return
+        own = inspect.signature(init)
+        if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in own.parameters.values()):
+            return
+        parent = inspect.signature(super(cls, cls).__init__)
+        mine = [p for p in own.parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD]
+        inherited = [
+            p.replace(kind=inspect.Parameter.KEYWORD_ONLY)
+            for name, p in parent.parameters.items()
+            if name != "self" and name not in own.parameters and p.kind is not inspect.Parameter.VAR_KEYWORD
+        ]
+        init.__signature__ = own.replace(parameters=mine + inherited)  # type: ignore[attr-defined]
 
     def __init__(
         self,

@@ -21,6 +21,7 @@ the raw class logit (CLIP-Illusion's activation term, spec §4.2, without the CL
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
@@ -321,6 +322,5 @@ class LucentVisualizer(Visualizer):
 
 
 def _quiet() -> bool:
-    import os
-
+    """``NEUROINSPECT_NO_PROGRESS`` also silences Lucent's own tqdm bar."""
     return bool(os.environ.get("NEUROINSPECT_NO_PROGRESS"))
