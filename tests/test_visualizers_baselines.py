@@ -121,6 +121,10 @@ def test_lucent_is_seeded_and_class_conditioned(surface):
     assert all(v.images.shape == (2, 3, 32, 32) and len(v.class_probs) == 2 for v in a)
     assert torch.equal(a[0].images, b[0].images) and torch.equal(a[1].images, b[1].images)
     assert a[0].settings["objective"] == "a_n + class_gamma * z_c"
+    (big,) = lucent_vis.LucentVisualizer(iters=2, render_scale=2.0).visualize(
+        surface, [3], None, show_progress=False
+    )
+    assert big.images.shape == (1, 3, 32, 32) and big.settings["render_size"] == [64, 64]
     with pytest.raises(UserError, match="out of range"):
         vis.visualize(surface, [512], None, show_progress=False)
 

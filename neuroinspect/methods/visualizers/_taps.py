@@ -77,7 +77,8 @@ class SurfaceTaps(nn.Module):
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         s = self.surface
         if self.token_model:
-            handle = s.model.blocks[-1].register_forward_pre_hook(self._route_tokens)
+            blocks: nn.Sequential = s.model.blocks  # type: ignore[assignment]
+            handle = blocks[-1].register_forward_pre_hook(self._route_tokens)
             try:
                 feats = s.forward_features(x)
             finally:

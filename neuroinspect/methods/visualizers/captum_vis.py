@@ -531,7 +531,7 @@ class _KernelShap(_Surrogate):
 
 @register_visualizer("captum_lime")
 class CaptumLime(_Lime):
-    """LIME of the class logit over a square grid of cells (Captum, Lasso surrogate)."""
+    """LIME of the class logit over a square grid of cells (Captum; Ridge surrogate as in the lime package)."""
 
 
 @register_visualizer("captum_neuron_lime")

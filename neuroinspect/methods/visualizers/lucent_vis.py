@@ -89,6 +89,7 @@ class LucentVisualizer(Visualizer):
         fft: bool = True,
         decorrelate: bool = True,
         sd: float = 0.01,
+        render_scale: float = 1.0,
         batch_size: int = 8,
     ) -> None:
         """``iters`` Adam steps (Lucent's default 512) at learning rate ``lr`` (Lucent's 0.05);
@@ -96,7 +97,12 @@ class LucentVisualizer(Visualizer):
         class is given (0 = pure neuron maximization); ``transforms``: ``"scaled"`` (Lucent's
         robustness transforms with amounts scaled to the image), ``"standard"`` (Lucent's own, sized
         for 224 px) or ``"none"``; ``fft`` / ``decorrelate`` / ``sd``: Lucent's image parameterization;
-        ``batch_size``: images optimized together (pairs are independent in the objective)."""
+        ``render_scale``: the parameterized image is ``render_scale`` × the model's input size, transformed
+        at that size and resized to the model's size (Lucent's ``fixed_image_size`` step); above 1 the
+        jitter becomes sub-pixel at the model's resolution, which small-input models (32-64 px, where a
+        1-pixel shift changes the phase of every strided layer) need to find shift-robust patterns;
+        the returned images are at the model's size; ``batch_size``: images optimized together (pairs are
+        independent in the objective)."""
         if iters < 1:
             raise UserError(f"lucent needs iters >= 1, got {iters}.")
         if n_images < 1:
@@ -107,6 +113,8 @@ class LucentVisualizer(Visualizer):
             )
         if lr <= 0:
             raise UserError(f"lucent needs lr > 0, got {lr}.")
+        if not 0.25 <= render_scale <= 8:
+            raise UserError(f"lucent render_scale must be between 0.25 and 8, got {render_scale}.")
         self.iters = int(iters)
         self.lr = float(lr)
         self.n_images = int(n_images)
@@ -115,6 +123,7 @@ class LucentVisualizer(Visualizer):
         self.fft = bool(fft)
         self.decorrelate = bool(decorrelate)
         self.sd = float(sd)
+        self.render_scale = float(render_scale)
         self.batch_size = max(1, int(batch_size))
 
     # -- the pieces handed to render_vis ---------------------------------------------------------
@@ -123,7 +132,7 @@ class LucentVisualizer(Visualizer):
 
         (``render_vis`` appends the resize to ``fixed_image_size`` after these.)
         """
-        h, w = input_size(surface)
+        h, w = self.render_size(surface)
         side = min(h, w)
         if self.transforms == "standard":
             robust = list(lucent_transform.standard_transforms)
@@ -140,6 +149,11 @@ class LucentVisualizer(Visualizer):
         else:
             robust = []
         return robust + [_normalizer(surface.data_config.mean, surface.data_config.std)]
+
+    def render_size(self, surface: ModelSurface) -> tuple[int, int]:
+        """(H, W) of the parameterized image: the model's input size × ``render_scale``."""
+        h, w = input_size(surface)
+        return max(8, round(h * self.render_scale)), max(8, round(w * self.render_scale))
 
     def _param(
         self, batch: int, h: int, w: int, device: torch.device
@@ -206,6 +220,9 @@ class LucentVisualizer(Visualizer):
         show_progress: bool,
     ) -> dict[str, Any]:
         h, w = input_size(surface)
+        rh, rw = self.render_size(surface)
+        # The model sees the render resized to its own size, exactly as in Lucent's last transform.
+        to_model = torch.nn.Upsample(size=(h, w), mode="bilinear", align_corners=True)
         b = len(chunk)
         taps = SurfaceTaps(surface, output="logits")
         neurons_t = torch.tensor([n for _, n, _ in chunk], device=device)
@@ -236,8 +253,9 @@ class LucentVisualizer(Visualizer):
         with frozen(surface), _lucent_on(device), seeded(seed, device), warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # kornia / upsample chatter inside Lucent
             surface.to(device)
-            params, image_f = self._param(b, h, w, device)
-            initial = image_f().detach().clone()
+            params, image_f = self._param(b, rh, rw, device)
+            with torch.no_grad():
+                initial = to_model(image_f()).detach().clone()
             try:
                 arrays = render.render_vis(
                     taps,
@@ -259,6 +277,9 @@ class LucentVisualizer(Visualizer):
                 raise taps.last_error
         wall = time.perf_counter() - t0
         final = torch.from_numpy(np.ascontiguousarray(arrays[-1])).permute(0, 3, 1, 2).float()
+        if (rh, rw) != (h, w):
+            with torch.no_grad():
+                final = to_model(final).clamp(0.0, 1.0)
         return {"final": final, "initial": initial.cpu(), "wall": wall, "curve": curve}
 
     def _assemble(
@@ -302,6 +323,7 @@ class LucentVisualizer(Visualizer):
                     settings={
                         **self.settings(),
                         "image_size": [h, w],
+                        "render_size": list(self.render_size(surface)),
                         "mean": list(surface.data_config.mean),
                         "std": list(surface.data_config.std),
                         "class_term": c is not None and self.class_gamma != 0.0,
