@@ -34,7 +34,9 @@ def write_config(tmp_path: Path, editors: str = '["neuroinspect", "fc", "dfr", "
     return path
 
 
-def test_demo_with_config_writes_report_records_and_leaderboard(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_demo_with_config_writes_report_records_and_leaderboard(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = tmp_path / "run"
     assert main(["demo", "--config", str(write_config(tmp_path)), "--out", str(out), "--no-progress"]) == 0
     records = read_records(out / "results.jsonl")
@@ -57,7 +59,12 @@ def test_demo_with_config_writes_report_records_and_leaderboard(tmp_path: Path, 
         if r["method"]["editor"] == "dfr":
             assert r["config"]["uses_group_labels"] is True
     report = (out / "report.md").read_text()
-    for needle in ("## The model before editing", "## Editing the decision layer", "precision@5", "figures/group_accuracy.png"):
+    for needle in (
+        "## The model before editing",
+        "## Editing the decision layer",
+        "precision@5",
+        "figures/group_accuracy.png",
+    ):
         assert needle in report
     for fig in ("group_accuracy.png", "mistakes.png", "neuron_truth.png"):
         assert (out / "figures" / fig).stat().st_size > 1000
@@ -98,7 +105,9 @@ def test_config_errors_are_user_errors(tmp_path: Path, capsys: pytest.CaptureFix
         ExperimentConfig(neuron_list="all")
 
 
-def test_unknown_method_in_config_fails_before_training(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_unknown_method_in_config_fails_before_training(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     cfg = write_config(tmp_path, editors='["neuroinspect", "no-such-editor"]')
     assert main(["demo", "--config", str(cfg), "--out", str(tmp_path / "o"), "--no-progress"]) == 2
     err = capsys.readouterr().err
@@ -114,7 +123,11 @@ def test_bundled_demo_configs_parse() -> None:
         assert cfg.dataset == name and "dfr" in cfg.editors and cfg.finder == "counterfactual"
 
 
-@pytest.mark.parametrize("path", sorted(Path(__file__).resolve().parent.parent.joinpath("configs").rglob("*.toml")), ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "path",
+    sorted(Path(__file__).resolve().parent.parent.joinpath("configs").rglob("*.toml")),
+    ids=lambda p: p.name,
+)
 def test_shipped_configs_are_valid(path: Path) -> None:
     """Every config under configs/ parses, names registered methods and gives editors settings they accept."""
     from neuroinspect.datasets import get_dataset

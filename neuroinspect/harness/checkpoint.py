@@ -91,11 +91,17 @@ def load_checkpoint(
     """
     path = Path(path).expanduser()
     if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} does not exist. Train one with `neuroinspect train ... --out DIR`.")
+        raise CheckpointError(
+            f"checkpoint {path} does not exist. Train one with `neuroinspect train ... --out DIR`."
+        )
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # noqa: BLE001 - torch raises many types for foreign files
-        what = "it holds pickled Python objects (e.g. a whole nn.Module)" if "Weights only load failed" in str(err) else type(err).__name__
+        what = (
+            "it holds pickled Python objects (e.g. a whole nn.Module)"
+            if "Weights only load failed" in str(err)
+            else type(err).__name__
+        )
         raise CheckpointError(
             f"{path} is not a neuroinspect checkpoint: {what}. Pickled modules are not loaded (unsafe and bound to "
             "one library version); re-save the state dict with `neuroinspect train` or "
@@ -107,7 +113,9 @@ def load_checkpoint(
             "neuroinspect.harness.checkpoint.save_checkpoint."
         )
     if payload.get("format_version", 0) > FORMAT_VERSION:
-        raise CheckpointError(f"{path} was written by a newer neuroinspect (format {payload['format_version']}); upgrade neuroinspect.")
+        raise CheckpointError(
+            f"{path} was written by a newer neuroinspect (format {payload['format_version']}); upgrade neuroinspect."
+        )
     if expect_dataset is not None and payload["dataset"] != expect_dataset:
         raise CheckpointError(
             f"{path} was trained on {payload['dataset']!r}, not {expect_dataset!r}. Pass the matching --dataset or checkpoint."
@@ -117,8 +125,15 @@ def load_checkpoint(
             f"{path} has {payload['num_classes']} classes but the dataset has {expect_num_classes}. "
             "Use a checkpoint trained on this dataset."
         )
-    spec = ModelSpec(payload["arch"], int(payload["num_classes"]), payload.get("image_size"), dict(payload.get("model_kwargs") or {}))
-    surface = create_model(spec.arch, spec.num_classes, pretrained=False, image_size=spec.image_size, **spec.kwargs)
+    spec = ModelSpec(
+        payload["arch"],
+        int(payload["num_classes"]),
+        payload.get("image_size"),
+        dict(payload.get("model_kwargs") or {}),
+    )
+    surface = create_model(
+        spec.arch, spec.num_classes, pretrained=False, image_size=spec.image_size, **spec.kwargs
+    )
     try:
         surface.model.load_state_dict(payload["state_dict"], strict=True)
     except RuntimeError as err:

@@ -108,7 +108,12 @@ def extract_features(
         groups=grp.long() if dataset.group_names is not None else None,
         indices=idx.long(),
         paths=[dataset.samples[i].path for i in idx.tolist()],
-        meta={"dataset": dataset.name, "split": dataset.split, "num_groups": dataset.num_groups, "classes": dataset.classes},
+        meta={
+            "dataset": dataset.name,
+            "split": dataset.split,
+            "num_groups": dataset.num_groups,
+            "classes": dataset.classes,
+        },
     )
 
 
@@ -154,7 +159,9 @@ class FeatureCache:
                 return FeatureSet.from_payload(torch.load(path, map_location="cpu", weights_only=True))
             except Exception:  # noqa: BLE001 - a damaged entry is recomputed, never trusted
                 path.unlink(missing_ok=True)
-        fs = extract_features(surface, dataset, batch_size=batch_size, device=device, show_progress=show_progress)
+        fs = extract_features(
+            surface, dataset, batch_size=batch_size, device=device, show_progress=show_progress
+        )
         fs.meta["cache_key"] = path.stem
         atomic_torch_save(path, fs.to_payload())
         return fs

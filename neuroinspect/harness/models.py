@@ -100,7 +100,24 @@ class ModelSpec:
 def _accepts_img_size(arch: str) -> bool:
     # Transformers and other fixed-grid models take img_size; CNNs reject unknown kwargs.
     name = arch.lower()
-    return any(key in name for key in ("vit", "deit", "beit", "eva", "swin", "cait", "xcit", "mixer", "pit", "tnt", "levit", "mvit", "dino"))
+    return any(
+        key in name
+        for key in (
+            "vit",
+            "deit",
+            "beit",
+            "eva",
+            "swin",
+            "cait",
+            "xcit",
+            "mixer",
+            "pit",
+            "tnt",
+            "levit",
+            "mvit",
+            "dino",
+        )
+    )
 
 
 class ModelSurface(nn.Module):
@@ -113,7 +130,9 @@ class ModelSurface(nn.Module):
         super().__init__()
         for attr in ("forward_features", "forward_head", "get_classifier"):
             if not hasattr(model, attr):
-                raise UserError(f"model {spec.arch!r} does not expose timm's `{attr}`; use a timm classifier.")
+                raise UserError(
+                    f"model {spec.arch!r} does not expose timm's `{attr}`; use a timm classifier."
+                )
         self.model = model
         self.spec = spec
         self.data_config = data_config or DataConfig.from_timm(model, spec.image_size)
@@ -179,8 +198,12 @@ class ModelSurface(nn.Module):
 
     def normalize(self, images01: torch.Tensor) -> torch.Tensor:
         """B×3×H×W images in [0, 1] → normalized with this model's mean/std."""
-        mean = torch.tensor(self.data_config.mean, device=images01.device, dtype=images01.dtype).view(1, 3, 1, 1)
-        std = torch.tensor(self.data_config.std, device=images01.device, dtype=images01.dtype).view(1, 3, 1, 1)
+        mean = torch.tensor(self.data_config.mean, device=images01.device, dtype=images01.dtype).view(
+            1, 3, 1, 1
+        )
+        std = torch.tensor(self.data_config.std, device=images01.device, dtype=images01.dtype).view(
+            1, 3, 1, 1
+        )
         return (images01 - mean) / std
 
     def freeze(self) -> ModelSurface:
@@ -213,13 +236,23 @@ def create_model(
         if _looks_like_path(pretrained):
             path = Path(pretrained).expanduser()
             if not path.is_file():
-                raise UserError(f"pretrained weight file {path} does not exist. Pass a timm tag or an existing file.")
+                raise UserError(
+                    f"pretrained weight file {path} does not exist. Pass a timm tag or an existing file."
+                )
             overlay = {"file": str(path)}
         else:
-            name = pretrained if "." in pretrained or pretrained.startswith(arch.split(".")[0]) else f"{arch}.{pretrained}"
+            name = (
+                pretrained
+                if "." in pretrained or pretrained.startswith(arch.split(".")[0])
+                else f"{arch}.{pretrained}"
+            )
     if not timm.is_model(name.split(".")[0]):
-        raise UserError(f"timm has no model called {name.split('.')[0]!r}; see `timm.list_models()` for valid names.")
-    spec = ModelSpec(arch=name.split(".")[0], num_classes=num_classes, image_size=image_size, kwargs=dict(kwargs))
+        raise UserError(
+            f"timm has no model called {name.split('.')[0]!r}; see `timm.list_models()` for valid names."
+        )
+    spec = ModelSpec(
+        arch=name.split(".")[0], num_classes=num_classes, image_size=image_size, kwargs=dict(kwargs)
+    )
     kw = spec.timm_kwargs()
     if use_pretrained and overlay is None:
         _fail_fast_if_offline(name)
@@ -242,7 +275,11 @@ def create_model(
 
 
 def _looks_like_path(value: str) -> bool:
-    return os.sep in value or value.endswith((".pth", ".pt", ".bin", ".safetensors", ".npz")) or Path(value).expanduser().exists()
+    return (
+        os.sep in value
+        or value.endswith((".pth", ".pt", ".bin", ".safetensors", ".npz"))
+        or Path(value).expanduser().exists()
+    )
 
 
 def _hub_reachable(host: str = "huggingface.co", port: int = 443, timeout: float = 2.0) -> bool:

@@ -27,7 +27,19 @@ from neuroinspect.fileio import atomic_write_text
 
 SCHEMA_VERSION = 1
 TASKS = ("mitigation", "neuron_recovery", "visualization", "study", "evaluation")
-REQUIRED = ("schema_version", "run_id", "task", "dataset", "model", "class_idx", "method", "seed", "metrics", "config", "provenance")
+REQUIRED = (
+    "schema_version",
+    "run_id",
+    "task",
+    "dataset",
+    "model",
+    "class_idx",
+    "method",
+    "seed",
+    "metrics",
+    "config",
+    "provenance",
+)
 PROVENANCE_REQUIRED = ("versions", "git_commit", "device", "started_at", "wall_seconds")
 VERSION_KEYS = ("torch", "timm", "open_clip_torch", "captum", "torch-lucent")
 ACCURACY_KEYS = ("test_acc", "class_acc", "worst_class_acc", "worst_group_acc", "mean_acc_train_weighted")
@@ -43,7 +55,10 @@ def _check_fraction(where: str, field: str, value: Any, nullable: bool) -> None:
             _fail(where, f"field '{field}' is null but must be a number in [0, 1]")
         return
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= float(value) <= 1.0:
-        _fail(where, f"field '{field}' must be a number in [0, 1] (or null where it does not apply), got {value!r}")
+        _fail(
+            where,
+            f"field '{field}' must be a number in [0, 1] (or null where it does not apply), got {value!r}",
+        )
 
 
 def _check_accuracy_block(where: str, prefix: str, block: Any, reported: bool = False) -> None:
@@ -67,7 +82,10 @@ def validate_record(record: Any, where: str = "") -> dict[str, Any]:
         if key not in record:
             _fail(where, f"required field '{key}' is missing")
     if record["schema_version"] != SCHEMA_VERSION:
-        _fail(where, f"field 'schema_version' is {record['schema_version']!r}; this neuroinspect reads version {SCHEMA_VERSION}")
+        _fail(
+            where,
+            f"field 'schema_version' is {record['schema_version']!r}; this neuroinspect reads version {SCHEMA_VERSION}",
+        )
     if not isinstance(record["run_id"], str) or not record["run_id"]:
         _fail(where, "field 'run_id' must be a non-empty string")
     if record["task"] not in TASKS:
@@ -79,8 +97,15 @@ def validate_record(record: Any, where: str = "") -> dict[str, Any]:
     if ci is not None and (isinstance(ci, bool) or not isinstance(ci, int) or ci < 0):
         _fail(where, f"field 'class_idx' must be a non-negative integer or null, got {ci!r}")
     method = record["method"]
-    if not isinstance(method, Mapping) or not method or not all(isinstance(k, str) and isinstance(v, str) for k, v in method.items()):
-        _fail(where, "field 'method' must be a non-empty object of role -> name strings, e.g. {\"editor\": \"neuroinspect\"}")
+    if (
+        not isinstance(method, Mapping)
+        or not method
+        or not all(isinstance(k, str) and isinstance(v, str) for k, v in method.items())
+    ):
+        _fail(
+            where,
+            'field \'method\' must be a non-empty object of role -> name strings, e.g. {"editor": "neuroinspect"}',
+        )
     seed = record["seed"]
     if isinstance(seed, bool) or not isinstance(seed, int):
         _fail(where, f"field 'seed' must be an integer, got {seed!r}")
@@ -95,12 +120,16 @@ def validate_record(record: Any, where: str = "") -> dict[str, Any]:
         _fail(where, "field 'provenance.versions' must be an object of package -> version")
     for key in VERSION_KEYS:
         if key not in prov["versions"]:
-            _fail(where, f"field 'provenance.versions.{key}' is missing (use null when the package is absent)")
+            _fail(
+                where, f"field 'provenance.versions.{key}' is missing (use null when the package is absent)"
+            )
     if not isinstance(prov["wall_seconds"], (int, float)) or prov["wall_seconds"] < 0:
         _fail(where, "field 'provenance.wall_seconds' must be a non-negative number")
     reported = record.get("source") == "reported"
     if reported and (not isinstance(record.get("citation"), str) or not record["citation"].strip()):
-        _fail(where, "field 'citation' is missing: a reported record must say where its numbers were published")
+        _fail(
+            where, "field 'citation' is missing: a reported record must say where its numbers were published"
+        )
     metrics = record["metrics"]
     if record["task"] == "mitigation":
         for key in ("before", "after"):
@@ -185,6 +214,8 @@ def read_records(path: str | Path) -> list[dict[str, Any]]:
         try:
             obj = json.loads(line)
         except json.JSONDecodeError as err:
-            raise RecordError(f"invalid result record ({path}:{lineno}): not valid JSON ({err.msg}).") from None
+            raise RecordError(
+                f"invalid result record ({path}:{lineno}): not valid JSON ({err.msg})."
+            ) from None
         out.append(validate_record(obj, where=f" ({path}:{lineno})"))
     return out
