@@ -110,16 +110,15 @@ def _reference_single(dec: nn.Linear, f: torch.Tensor, y: int, max_steps: int) -
 
 
 def test_batched_counterfactual_equals_running_each_sample_alone() -> None:
-    dec, fs = _random_problem(seed=3, n=20, scale=0.15)
+    dec, fs = _random_problem(seed=3, n=12, scale=0.15)
     for p in dec.parameters():
         p.requires_grad_(False)
     feats = fs.features
+    threads = torch.get_num_threads()
     batched = counterfactual_shifts(dec, feats, 1, max_steps=300)
-    assert (
-        bool(batched.flipped.all())
-        and int((batched.steps > 0).sum()) >= 12
-        and int(batched.steps.max()) >= 20
-    )
+    assert torch.get_num_threads() == threads  # the one-thread optimisation restores the setting
+    assert bool(batched.flipped.all()) and int((batched.steps > 0).sum()) >= 8
+    assert int(batched.steps.max()) >= 20
     for i in range(feats.shape[0]):
         alone = counterfactual_shifts(dec, feats[i : i + 1], 1, max_steps=300)
         ref_w, ref_steps = _reference_single(dec, feats[i], 1, 300)
