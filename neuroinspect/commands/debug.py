@@ -56,13 +56,13 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "--param", action="append", default=[], metavar="KEY=VALUE", help="dataset parameter (repeatable)"
     )
     p.add_argument(
-        "--max-steps", type=int, default=None, help="counterfactual: step cap per mistake (default 1000)"
+        "--max-steps", type=int, default=None, help="counterfactual: step cap per mistake; unset means 1000"
     )
     p.add_argument(
         "--cut-ratio",
         type=float,
         default=None,
-        help="counterfactual: keep neurons with Prec@5 above this percent (default 3.0)",
+        help="counterfactual: keep neurons whose Prec@5 exceeds this percent; unset means 3.0",
     )
     p.add_argument("--top", type=int, default=30, help="rows per printed list")
     p.add_argument(
