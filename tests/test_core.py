@@ -1,0 +1,78 @@
+"""Registry, atomic writes and provenance: small pieces every result depends on."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from neuroinspect.errors import UserError
+from neuroinspect.fileio import atomic_write, atomic_write_json
+from neuroinspect.registry import Registry
+from neuroinspect.runtime import Provenance, package_versions, resolve_device, seed_everything
+
+
+def test_registry_register_get_summary_and_suggestion() -> None:
+    reg: Registry[type] = Registry("finder")
+
+    @reg.register("counterfactual")
+    class A:
+        """Counterfactual shifts.
+
+        More text."""
+
+    assert reg.get("counterfactual") is A
+    assert reg.summary("counterfactual") == "Counterfactual shifts."
+    with pytest.raises(UserError, match="Did you mean 'counterfactual'"):
+        reg.get("counterfactal")
+    with pytest.raises(ValueError, match="registered twice"):
+        reg.register("counterfactual")(A)
+
+
+def test_atomic_write_leaves_the_old_file_when_the_writer_fails(tmp_path: Path) -> None:
+    path = tmp_path / "results.json"
+    atomic_write_json(path, {"a": 1})
+
+    def boom(fh) -> None:  # noqa: ANN001
+        fh.write(b'{"a": 2, "trunc')
+        raise RuntimeError("crash mid-write")
+
+    with pytest.raises(RuntimeError):
+        atomic_write(path, boom)
+    assert json.loads(path.read_text()) == {"a": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["results.json"]  # no temporary left behind
+
+
+def test_provenance_records_versions_device_and_time() -> None:
+    with Provenance("cpu") as prov:
+        pass
+    d = prov.as_dict()
+    assert d["device"].startswith("cpu")
+    assert d["wall_seconds"] >= 0
+    assert d["versions"]["torch"] and d["versions"]["timm"]
+    assert set(package_versions(["torch", "no-such-package-xyz"])) == {"torch", "no-such-package-xyz"}
+    assert package_versions(["no-such-package-xyz"])["no-such-package-xyz"] is None
+
+
+def test_resolve_device_errors_are_user_errors() -> None:
+    assert str(resolve_device("cpu")) == "cpu"
+    with pytest.raises(UserError, match="no CUDA GPU|--device cpu"):
+        import torch
+
+        if torch.cuda.is_available():  # pragma: no cover - GPU machines
+            raise UserError("--device cpu")
+        resolve_device("cuda")
+    with pytest.raises(UserError, match="unknown device"):
+        resolve_device("tpu-9")
+
+
+def test_seed_everything_makes_torch_and_numpy_repeatable() -> None:
+    import numpy as np
+    import torch
+
+    seed_everything(3)
+    a = (torch.rand(3), np.random.rand(3))
+    seed_everything(3)
+    b = (torch.rand(3), np.random.rand(3))
+    assert torch.equal(a[0], b[0]) and np.array_equal(a[1], b[1])
