@@ -78,7 +78,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def _finder_kwargs(cls: type, args: argparse.Namespace) -> dict[str, Any]:
-    accepted = set(inspect.signature(cls.__init__).parameters)
+    accepted = set(inspect.signature(cls).parameters)
     kwargs: dict[str, Any] = {"top": args.top, "ref": args.ref, "device": args.device}
     for key, flag in _FINDER_OPTIONS.items():
         value = getattr(args, key)

@@ -153,6 +153,7 @@ class BenchmarkSpec(DatasetSpec):
             keep = np.arange(len(ds))
             if cls.fixture_per_group is not None:  # the first few of every group
                 groups = ds.groups
+                assert groups is not None  # benchmarks always have groups
                 keep = np.sort(
                     np.concatenate(
                         [np.nonzero(groups == g)[0][: cls.fixture_per_group] for g in range(ds.num_groups)]
@@ -279,7 +280,7 @@ def to_uint8(images01: np.ndarray) -> np.ndarray:
 # -- the ground-truth API --------------------------------------------------------------------------
 def _spec_of(dataset: ImageDataset) -> type[BenchmarkSpec]:
     name = getattr(dataset, "name", None)
-    spec = DATASETS.get(name) if name in DATASETS else None
+    spec = DATASETS.get(name) if name is not None and name in DATASETS else None
     if spec is None or not issubclass(spec, BenchmarkSpec):
         benchmarks = sorted(n for n in DATASETS.names() if issubclass(DATASETS.get(n), BenchmarkSpec))
         raise UserError(

@@ -126,6 +126,8 @@ class ModelSurface(nn.Module):
     ``forward(x)`` (B×3×H×W) returns logits B×K and equals the timm model's own forward in eval mode.
     """
 
+    model: Any  # a timm model: forward_features / forward_head / get_classifier
+
     def __init__(self, model: nn.Module, spec: ModelSpec, data_config: DataConfig | None = None) -> None:
         super().__init__()
         for attr in ("forward_features", "forward_head", "get_classifier"):
@@ -136,7 +138,7 @@ class ModelSurface(nn.Module):
         self.model = model
         self.spec = spec
         self.data_config = data_config or DataConfig.from_timm(model, spec.image_size)
-        head = model.get_classifier()
+        head = self.model.get_classifier()
         if not isinstance(head, nn.Linear):
             raise UserError(
                 f"the decision layer of {spec.arch!r} is {type(head).__name__}, not nn.Linear; "

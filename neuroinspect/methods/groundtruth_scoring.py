@@ -224,6 +224,8 @@ def neuron_attribute_scores(
         raise UserError(
             f"dataset {dataset.name}/{dataset.split} is empty; cannot measure neuron ground truth."
         )
+    core_nm: list[str] | None
+    sp_nm: list[str] | None
     if grid_fn is None:
         grid_fn, core_fn, sp_fn = _default_grid_fn()
         core_nm, sp_nm = core_fn(dataset), sp_fn(dataset)  # also checks that the dataset has ground truth
@@ -274,8 +276,8 @@ def _wrong_class_shares(
         for k, v in wrong_classes.items():
             q[int(k)] += float(v)
     else:
-        for k in np.asarray(wrong_classes, dtype=np.int64).ravel():
-            q[int(k)] += 1.0
+        for wrong in np.asarray(wrong_classes, dtype=np.int64).ravel():
+            q[int(wrong)] += 1.0
     q[class_idx] = 0.0
     if q.sum() <= 0:
         q[:] = 1.0

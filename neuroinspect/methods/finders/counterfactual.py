@@ -386,7 +386,7 @@ class CounterfactualFinder(Finder):
                     "top_excessive": neg.per_row[r] if r is not None else [],
                 }
             )
-        counts = {
+        counts: dict[str, int | None] = {
             "mistakes": M,
             "corrected": int(corrected.sum()),
             "never_flipped": int(never.sum()),
