@@ -158,7 +158,8 @@ def test_already_correct_samples_are_counted_not_dropped() -> None:
     status = {s["index"]: s["status"] for s in result.samples}
     assert status[int(right[0])] == "already_correct"
     assert all(status[int(i)] == "corrected" for i in wrong)
-    assert result.settings["denominator_value"] == c["corrected"]
+    assert c["denominator"] == c["corrected"]
+    assert "denominator_value" not in result.settings  # outcomes never enter the settings
     # every baseline counts it too
     assert FINDERS.get("contribution")().find(dec, fs, 1).counts["already_correct"] == 1
 

@@ -43,6 +43,7 @@ def _result(
     seed: int,
     t0: float,
     extra_settings: dict[str, Any] | None = None,
+    extra_counts: dict[str, int] | None = None,
 ) -> FinderResult:
     """Assemble a :class:`FinderResult` from responsibilities (D, ≥ 0) and directions (D bool: raising helps c)."""
     resp = resp.double().clamp_min(0.0)
@@ -71,6 +72,7 @@ def _result(
             "corrected": None,
             "never_flipped": None,
             "already_correct": int(m.already_correct.sum()),
+            **(extra_counts or {}),
         },
         never_flipped=[],
         settings={**finder.settings(), **(extra_settings or {}), "seed": seed},
@@ -130,10 +132,9 @@ class ContributionFinder(Finder):
             imp_ref,
             seed,
             t0,
-            {
-                "reference": "correct_class_mean" if has_correct else "zero",
-                "n_correct": int(m.correct_features.shape[0]),
-            },
+            {"reference": "correct_class_mean" if has_correct else "zero"},
+            # a count of this split, not a setting: records keep settings identical across seeds
+            extra_counts={"correct": int(m.correct_features.shape[0])},
         )
 
 

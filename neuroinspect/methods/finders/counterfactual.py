@@ -391,6 +391,7 @@ class CounterfactualFinder(Finder):
             "corrected": int(corrected.sum()),
             "never_flipped": int(never.sum()),
             "already_correct": int(already.sum()),
+            "denominator": int(denom),  # Prec@5's denominator: an outcome, kept out of the settings
         }
         return FinderResult(
             method=self.name,
@@ -403,7 +404,7 @@ class CounterfactualFinder(Finder):
             imp=imp,
             counts=counts,
             never_flipped=[m.paths[i] for i in torch.nonzero(never).flatten().tolist()],
-            settings={**self.settings(), "seed": seed, "denominator_value": denom},
+            settings={**self.settings(), "seed": seed},
             split=m.split,
             score_name=self.score_name,
             imp_reference=imp_ref,
