@@ -46,19 +46,16 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
+from _common import DATASET, batched_features, get_model  # noqa: E402  (benchmarks/ is on sys.path)
 
 import neuroinspect  # noqa: E402,F401
 from neuroinspect.datasets import get_dataset  # noqa: E402
-from neuroinspect.harness.checkpoint import load_checkpoint  # noqa: E402
 from neuroinspect.harness.features import FeatureSet, default_cache_dir  # noqa: E402
-from neuroinspect.harness.models import ModelSurface, create_model  # noqa: E402
-from neuroinspect.harness.presets import get_preset  # noqa: E402
-from neuroinspect.harness.training import build_datasets, train_classifier  # noqa: E402
+from neuroinspect.harness.models import ModelSurface  # noqa: E402
 from neuroinspect.harness.transforms import eval_transform  # noqa: E402
 from neuroinspect.methods.finders.counterfactual import CounterfactualFinder  # noqa: E402
-from neuroinspect.runtime import describe_device, resolve_device, seed_everything  # noqa: E402
+from neuroinspect.runtime import describe_device, resolve_device  # noqa: E402
 
-DATASET = "spurious-shapes"
 ALPHA, BETA, LR, MOMENTUM = 0.1, 0.01, 0.01, 0.9
 TOPK = 5
 
@@ -66,53 +63,6 @@ TOPK = 5
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-
-
-def get_model(
-    work: Path, epochs: int, seed: int, device: torch.device, image_size: int
-) -> tuple[ModelSurface, Path, str]:
-    """The cached checkpoint under ``work`` for these settings, or a freshly trained one."""
-    tag = f"resnet18_{image_size}px_e{epochs}_s{seed}"
-    ckpt_path = work / tag / "best.pt"
-    if ckpt_path.is_file():
-        return load_checkpoint(ckpt_path).surface, ckpt_path, "loaded"
-    spec = get_dataset(DATASET)
-    config = get_preset("default", DATASET).with_overrides(epochs=epochs, image_size=image_size)
-    seed_everything(seed)
-    surface = create_model(
-        "resnet18", num_classes=len(spec.resolve({})["shapes"]), pretrained=False, image_size=image_size
-    )
-    train_ds, val_ds = build_datasets(
-        DATASET, None, surface.data_config, config, params={"image_size": image_size}
-    )
-    result = train_classifier(
-        surface,
-        train_ds,
-        val_ds,
-        config,
-        device=device,
-        seed=seed,
-        out_dir=ckpt_path.parent,
-        show_progress=True,
-        dataset_name=DATASET,
-        dataset_params={"image_size": image_size},
-    )
-    return (
-        result.surface,
-        ckpt_path,
-        f"trained ({epochs} epochs, best val acc {result.best_metrics.get('val_acc', float('nan')):.3f})",
-    )
-
-
-@torch.no_grad()
-def batched_features(
-    surface: ModelSurface, x: torch.Tensor, device: torch.device, batch_size: int = 128
-) -> torch.Tensor:
-    """Pooled features (N×D) of normalized images ``x`` (N×3×H×W), frozen backbone, no gradients."""
-    out = [
-        surface.features(x[i : i + batch_size].to(device)).float() for i in range(0, x.shape[0], batch_size)
-    ]
-    return torch.cat(out)
 
 
 def reference_counterfactual(
