@@ -87,7 +87,18 @@ def run_seed(
     data_seconds = time.perf_counter() - t_data
 
     cpu0, wall0 = time.process_time(), time.perf_counter()
-    result = train_classifier(surface, train_ds, val_ds, config, seed=seed, show_progress=False)
+
+    def log_epoch(row: dict[str, Any]) -> None:
+        print(
+            f"  seed {seed} epoch {row['epoch'] + 1}/{config.epochs}: train acc {row['train_acc']:.4f}, "
+            f"val acc {row['val_acc']:.4f}, val worst-group {row['val_worst_group_acc']:.4f} ({row['seconds']:.0f} s)",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    result = train_classifier(
+        surface, train_ds, val_ds, config, seed=seed, show_progress=False, on_epoch_end=log_epoch
+    )
     cpu_seconds, wall_seconds = time.process_time() - cpu0, time.perf_counter() - wall0
 
     out = predict(result.surface, test_ds, batch_size=256)

@@ -246,6 +246,16 @@ def split_counts(n: int, k: int) -> np.ndarray:
     return np.array([base + (1 if i < rem else 0) for i in range(k)], dtype=np.int64)
 
 
+def weighted_counts(n: int, weights: np.ndarray) -> np.ndarray:
+    """``n`` split in proportion to ``weights`` (largest remainders get the leftover units); shape (k,)."""
+    w = np.asarray(weights, dtype=np.float64)
+    exact = n * w / w.sum()
+    out = np.floor(exact).astype(np.int64)
+    order = np.argsort(-(exact - out), kind="stable")
+    out[order[: n - int(out.sum())]] += 1
+    return out
+
+
 def aligned_counts(class_sizes: np.ndarray, n_spurious: int, align: float) -> np.ndarray:
     """The (K, S) count table of a training split where class k sits on spurious value ``k % S``
     for ``round(align * n_k)`` of its ``n_k`` samples and spreads the rest evenly over the others."""

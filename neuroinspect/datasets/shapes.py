@@ -38,8 +38,8 @@ from neuroinspect.datasets.groundtruth import (
     BenchmarkSpec,
     aligned_counts,
     assignment_from_table,
-    split_counts,
     to_uint8,
+    weighted_counts,
 )
 
 NAME = "spurious-shapes"
@@ -101,6 +101,8 @@ def _area_scale(radius: Callable[[np.ndarray], np.ndarray]) -> float:
 
 
 _SHAPE_SCALE = {name: _area_scale(fn) for name, fn in SHAPES.items()}
+# rotation that stands each shape upright (a vertex or a side at the top; y points down)
+_UPRIGHT = {"triangle": -math.pi / 2, "square": math.pi / 4, "pentagon": -math.pi / 2, "star": -math.pi / 2}
 
 
 # -- backgrounds: two colours mixed by a texture t in [0, 1] -----------------------------------------
@@ -196,13 +198,16 @@ class SpuriousShapes(BenchmarkSpec):
         "n_val": 600,  # rounded down to a multiple of the group count
         "n_test": 2000,  # rounded down to a multiple of the group count
         "align": 0.95,  # fraction of a class's training images on its own background
+        "class_ratio": 1.0,  # train only: images of the first class per image of the last (1: balanced)
         "shapes": ("triangle", "square"),  # the classes, in label order
         # the spurious attribute's values; shape k's own background is backgrounds[k % n]
         "backgrounds": ("water", "land"),
         "shape_size": 0.26,  # radius of the object's equal-area circle, as a fraction of half the image
         "size_jitter": 0.25,  # relative spread of the object's size (uniform ±)
         "position_jitter": 0.45,  # object centre offset from the image centre (uniform ±, fraction of half the image)
-        "contrast": 0.55,  # object opacity over the background (0 invisible .. 1 opaque)
+        "rotation": 180.0,  # object rotation from upright (uniform ±, degrees; 180: any angle)
+        "contrast": 0.55,  # mean object opacity over the background (0 invisible .. 1 opaque)
+        "contrast_jitter": 0.0,  # per-sample opacity spread (uniform ±, clipped to [0, 1])
         "color_jitter": 0.06,  # per-channel std of the object and background colour draws
         "background_strength": 1.0,  # 1: full scene; 0: neutral grey (removes the spurious cue)
         "noise": 0.06,  # std of the (uniform) pixel noise, in [0, 1] intensity units
@@ -241,14 +246,18 @@ class SpuriousShapes(BenchmarkSpec):
         for key, lo, hi in (
             ("align", 0.0, 1.0),
             ("contrast", 0.0, 1.0),
+            ("contrast_jitter", 0.0, 1.0),
             ("background_strength", 0.0, 1.0),
             ("size_jitter", 0.0, 0.9),
             ("color_jitter", 0.0, 0.5),
             ("noise", 0.0, 0.5),
             ("position_jitter", 0.0, 0.9),
+            ("rotation", 0.0, 180.0),
         ):
             if not lo <= p[key] <= hi:
                 out.append(f"{key} must be between {lo} and {hi} (got {p[key]}).")
+        if not 1.0 <= p["class_ratio"] <= 20.0:
+            out.append(f"class_ratio must be between 1 and 20 (got {p['class_ratio']}).")
         if not 0.05 <= p["shape_size"] <= 0.6:
             out.append(f"shape_size must be between 0.05 and 0.6 of half the image (got {p['shape_size']}).")
         return out
@@ -271,24 +280,30 @@ class SpuriousShapes(BenchmarkSpec):
         rng = np.random.default_rng([int(params["seed"]), 0x5A9E5, SPLIT_CODES[split]])
         n = cls.split_size(split, params)
         if split == "train":
-            table = aligned_counts(split_counts(n, k), b, params["align"])
+            # class k gets a share proportional to class_ratio ** (-k / (K - 1)): class 0 has
+            # class_ratio times as many training images as the last class
+            shares = params["class_ratio"] ** (-np.arange(k) / (k - 1))
+            table = aligned_counts(weighted_counts(n, shares), b, params["align"])
         else:
             table = np.full((k, b), n // (k * b), dtype=np.int64)
         shape, background = assignment_from_table(table, rng)
         size_j, pos_j, col_j = params["size_jitter"], params["position_jitter"], params["color_jitter"]
+        rot = math.radians(params["rotation"])
         light = rng.random(n) < 0.5  # light or dark object, independent of everything else
         base = np.where(light[:, None], 0.88, 0.14)
         factors = {
             "cx": rng.uniform(-pos_j, pos_j, n),
             "cy": rng.uniform(-pos_j, pos_j, n),
             "scale": params["shape_size"] * rng.uniform(1 - size_j, 1 + size_j, n),
-            "theta": rng.uniform(0, 2 * np.pi, n),
+            "theta": rng.uniform(-rot, rot, n)
+            + np.array([_UPRIGHT.get(name, 0.0) for name in params["shapes"]])[shape],
             "object_rgb": np.clip(base + rng.normal(0, col_j, (n, 3)), 0, 1),
             "bg_tint": rng.normal(0, col_j, (n, 3)),
             "bg_phase": rng.uniform(0, 2 * np.pi, (n, 2)),
             "bg_freq": rng.uniform(0.85, 1.15, n),
             "bg_angle": rng.uniform(-0.35, 0.35, n),
             "noise_seed": rng.integers(0, 2**63 - 1, n, dtype=np.int64),
+            "opacity": np.clip(params["contrast"] + rng.uniform(-1, 1, n) * params["contrast_jitter"], 0, 1),
         }
         return shape, background, factors
 
@@ -360,7 +375,7 @@ class SpuriousShapes(BenchmarkSpec):
         mask *= f32(-size / 2)
         mask += f32(0.5)
         np.clip(mask, 0, 1, out=mask)
-        mask *= f32(params["contrast"])
+        mask *= col("opacity")
         amp = f32(params["noise"])
         for ch in range(3):
             plane = scene[ch]
