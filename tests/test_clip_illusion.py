@@ -12,7 +12,12 @@ from neuroinspect.clip.synthetic import random_clip, tiny_clip_config
 from neuroinspect.errors import UserError
 from neuroinspect.harness.models import create_model
 from neuroinspect.methods.visualizers import VISUALIZERS, load_all
-from neuroinspect.methods.visualizers.clip_illusion import ClipIllusion, LayerTap
+from neuroinspect.methods.visualizers.clip_illusion import (
+    ClipIllusion,
+    LayerTap,
+    top_classes_for_neuron,
+    top_neurons_for_class,
+)
 from neuroinspect.methods.visualizers.masks import activation_masks, threshold_mask, upsample_maps, zscore
 from neuroinspect.methods.visualizers.objectives import (
     Objective,
@@ -250,11 +255,30 @@ def test_ablations_are_configurations(r18) -> None:  # noqa: ANN001
         def encode_image(self, x):  # noqa: ANN001, ANN202
             raise AssertionError("CLIP used in the use_clip=False ablation")
 
-    vis = ClipIllusion(clip=None, use_clip=False, param="pixel", class_gamma=0.0, iters=2, images_per_pair=1)
+    vis = ClipIllusion(
+        clip=None, use_clip=False, param="pixel", class_gamma=0.0, iters=2, images_per_pair=1, max_batch=1
+    )
     vis._clip = NoClip()  # type: ignore[assignment]
-    out = vis.visualize(r18, [1], 0, class_names=["a", "b", "c"], show_progress=False)
+    out = vis.visualize(r18, [1, 2], 0, class_names=["a", "b", "c"], show_progress=False)
     assert out[0].extra["objective"] == "activation" and "clip_scores" not in out[0].extra
     assert out[0].settings["param"] == "pixel"
+    assert [v.neuron for v in out] == [1, 2] and all(
+        v.settings["pairs_in_batch"] == 1 for v in out
+    )  # max_batch splits
+
+
+def test_section_4_3_assignments() -> None:
+    class Surface:  # only the decision layer is read
+        decision = torch.nn.Linear(4, 3)
+        num_features, num_classes = 4, 3
+
+    with torch.no_grad():
+        Surface.decision.weight.copy_(
+            torch.tensor([[0.0, 1.0, 0.0, 0.2], [0.0, -1.0, 3.0, 0.1], [0.0, 0.5, 0.0, 0.3]])
+        )
+        Surface.decision.bias.zero_()
+    assert top_classes_for_neuron(Surface(), 1, k=2) == [0, 2]  # decision(30 · e_1)
+    assert top_neurons_for_class(Surface(), 1, k=2) == [2, 3]  # top entries of W[1]
 
 
 def test_hooks_removed_and_state_restored_on_exception(r18, tiny_clip, monkeypatch) -> None:  # noqa: ANN001

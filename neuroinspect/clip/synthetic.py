@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from neuroinspect.clip.loader import CLIP_MEAN, CLIP_STD, ClipModel, ClipUnavailableError
 from neuroinspect.clip.prompts import TEMPLATES, class_text_embeddings
@@ -44,9 +45,79 @@ FORMAT_VERSION = 1
 
 
 # -- the model -------------------------------------------------------------------------------------
+TINY_CNN = "neuroinspect_tiny_cnn"
+
+
+class TinyConvNet(nn.Module):
+    """A small full-resolution CNN with timm's classifier interface (the synthetic CLIP's image trunk).
+
+    Three conv3×3 + ReLU layers at full, 1/2 and 1/4 resolution (no normalization layers, so
+    guidance behaves the same in train and eval mode), then global pooling (``"avg"``,
+    ``"max"``, ``"avgmax"`` or ``"catavgmax"``, timm's names). Small objects (the benchmarks' shapes
+    are ~8 px at 32 px) survive the stem, unlike in ResNet or ViT stems.
+    ``forward``: B×3×H×W → B×num_classes (B×num_features when ``num_classes=0``).
+    """
+
+    def __init__(
+        self, num_classes: int = 0, global_pool: str = "catavgmax", width: int = 16, in_chans: int = 3
+    ) -> None:
+        super().__init__()
+        w = int(width)
+        self.features = nn.Sequential(
+            nn.Conv2d(in_chans, w, 3, padding=1), nn.ReLU(inplace=True), nn.MaxPool2d(2),
+            nn.Conv2d(w, 2 * w, 3, padding=1), nn.ReLU(inplace=True), nn.MaxPool2d(2),
+            nn.Conv2d(2 * w, 2 * w, 3, padding=1), nn.ReLU(inplace=True),
+        )  # fmt: skip
+        self.width = 2 * w
+        self.default_cfg: dict[str, Any] = {"pool_size": None}
+        self.pretrained_cfg = self.default_cfg
+        self.reset_classifier(num_classes, global_pool)
+
+    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
+        if global_pool is not None:
+            if global_pool not in ("avg", "max", "avgmax", "catavgmax"):
+                raise ValueError(f"unsupported global_pool {global_pool!r}")
+            self.global_pool = global_pool
+        self.num_features = self.width * (2 if self.global_pool == "catavgmax" else 1)
+        self.head: nn.Module = nn.Linear(self.num_features, num_classes) if num_classes else nn.Identity()
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.features(x)
+
+    def pool(self, h: torch.Tensor) -> torch.Tensor:
+        avg, mx = h.mean(dim=(2, 3)), h.amax(dim=(2, 3))
+        if self.global_pool == "avg":
+            return avg
+        if self.global_pool == "max":
+            return mx
+        if self.global_pool == "avgmax":
+            return 0.5 * (avg + mx)
+        return torch.cat([avg, mx], dim=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.pool(self.forward_features(x)))
+
+
+def neuroinspect_tiny_cnn(pretrained: bool = False, **kwargs: Any) -> TinyConvNet:
+    """timm entrypoint of :class:`TinyConvNet` (no pretrained weights exist)."""
+    if pretrained:
+        raise ValueError(f"{TINY_CNN} has no pretrained weights")
+    keep = {k: v for k, v in kwargs.items() if k in ("num_classes", "global_pool", "width", "in_chans")}
+    return TinyConvNet(**keep)
+
+
+def _register_tiny_cnn() -> None:
+    import timm
+    from timm.models import register_model
+
+    if not timm.is_model(TINY_CNN):
+        register_model(neuroinspect_tiny_cnn)
+
+
 def tiny_clip_config(
-    image_size: int = 64,
+    image_size: int = 32,
     embed_dim: int = 128,
+    vision: str = "cnn",
     vision_width: int = 128,
     vision_layers: int = 3,
     text_width: int = 128,
@@ -56,24 +127,38 @@ def tiny_clip_config(
 ) -> dict[str, Any]:
     """An open_clip model config (``embed_dim``, ``vision_cfg``, ``text_cfg``) small enough to train on CPU.
 
-    The patch size is ``image_size // grid`` (a ``grid``×``grid`` token grid: 4×4 trains in minutes
-    on two CPU cores and still tells the benchmarks' shapes apart). The text tower keeps open_clip's BPE
-    vocabulary (49,408 tokens) so the stock tokenizer works unchanged.
+    ``vision="cnn"`` (default): open_clip's timm tower around :class:`TinyConvNet` (registered with
+    timm as ``neuroinspect_tiny_cnn``), concatenated average + max pooling and a linear projection.
+    ``vision="vit"``: open_clip's own ViT with ``vision_width`` / ``vision_layers`` and a
+    ``grid``×``grid`` patch grid. The text tower is open_clip's transformer with its BPE vocabulary
+    (49,408 tokens), so the stock tokenizer works unchanged.
     """
     if image_size < 16:
         raise ValueError(f"image_size must be >= 16, got {image_size}")
-    patch = max(2, image_size // grid)
-    while image_size % patch:
-        patch -= 1
-    return {
-        "embed_dim": int(embed_dim),
-        "vision_cfg": {
+    if vision == "cnn":
+        vision_cfg: dict[str, Any] = {
+            "timm_model_name": TINY_CNN,
+            "timm_model_pretrained": False,
+            "timm_pool": "catavgmax",
+            "timm_proj": "linear",
+            "image_size": int(image_size),
+        }
+    elif vision == "vit":
+        patch = max(2, image_size // grid)
+        while image_size % patch:
+            patch -= 1
+        vision_cfg = {
             "image_size": int(image_size),
             "layers": int(vision_layers),
             "width": int(vision_width),
             "head_width": 32,
             "patch_size": int(patch),
-        },
+        }
+    else:
+        raise ValueError(f"vision must be 'cnn' or 'vit', got {vision!r}")
+    return {
+        "embed_dim": int(embed_dim),
+        "vision_cfg": vision_cfg,
         "text_cfg": {
             "context_length": int(context_length),
             "vocab_size": 49408,
@@ -88,6 +173,9 @@ def build_clip_module(config: Mapping[str, Any]) -> torch.nn.Module:
     """open_clip's ``CLIP`` built from a config dict (random init with the current torch seed)."""
     import open_clip  # noqa: F401  (registers open_clip's modules; torchvision fix applied by neuroinspect)
     from open_clip.model import CLIP
+
+    if config["vision_cfg"].get("timm_model_name") == TINY_CNN:
+        _register_tiny_cnn()
 
     return CLIP(
         embed_dim=int(config["embed_dim"]),
@@ -307,6 +395,39 @@ def _augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     return out
 
 
+def training_images(
+    dataset: Any, counterfactual: bool = True
+) -> tuple[torch.Tensor, np.ndarray, np.ndarray, int]:
+    """Training images as N×3×H×W uint8 with their core / spurious labels, and the group size.
+
+    With ``counterfactual``, sample i contributes its C×S renders in a row (group size C·S);
+    otherwise each sample is its own group of 1.
+    """
+    from neuroinspect.datasets import groundtruth as gt
+
+    core, spur = gt.attribute_labels(dataset)
+    if counterfactual:
+        grid = gt.counterfactual_grid(dataset, np.arange(len(dataset)))  # n×C×S×H×W×3
+        n, c, s_, h, w, _ = grid.shape
+        x = torch.from_numpy(np.ascontiguousarray(grid.reshape(n * c * s_, h, w, 3))).permute(0, 3, 1, 2)
+        cores = np.tile(np.repeat(np.arange(c), s_), n)
+        spurs = np.tile(np.arange(s_), n * c)
+        return x, cores.astype(np.int64), spurs.astype(np.int64), c * s_
+    arr = getattr(dataset, "images", None)
+    if arr is None:
+        raise UserError(
+            f"dataset {getattr(dataset, 'name', '?')} is not an in-memory benchmark split; use a bundled benchmark."
+        )
+    return torch.from_numpy(np.ascontiguousarray(arr)).permute(0, 3, 1, 2), core, spur, 1
+
+
+def _as_float(x: torch.Tensor, size: int) -> torch.Tensor:
+    out = x.float().div_(255.0)
+    if tuple(out.shape[-2:]) != (size, size):
+        out = F.interpolate(out, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+    return out
+
+
 # -- training --------------------------------------------------------------------------------------
 @dataclass
 class SyntheticClipResult:
@@ -324,9 +445,9 @@ def train_synthetic_clip(
     *,
     root: str | Path | None = None,
     params: Mapping[str, Any] | None = None,
-    epochs: int = 30,
+    epochs: int = 12,
     batch_size: int = 128,
-    lr: float = 1e-3,
+    lr: float = 2e-3,
     weight_decay: float = 0.1,
     image_size: int | None = None,
     config: Mapping[str, Any] | None = None,
@@ -334,12 +455,18 @@ def train_synthetic_clip(
     device: str | torch.device = "cpu",
     train_split: str = "train",
     eval_split: str = "test",
+    counterfactual: bool = True,
+    augment: bool = False,
     max_steps: int | None = None,
     show_progress: bool = True,
 ) -> SyntheticClipResult:
     """Train a tiny CLIP on a bundled benchmark's ``train_split`` and measure retrieval on ``eval_split``.
 
     AdamW(lr, wd) with a cosine schedule, ``epochs`` passes (or ``max_steps`` steps) over the split.
+    ``counterfactual``: every training sample is rendered with every core × spurious value
+    (:func:`~neuroinspect.datasets.groundtruth.counterfactual_grid`) and a batch holds whole groups,
+    so images that differ ONLY in the object must get different captions: without it a small CLIP
+    learns the large, easy background and never the object (top-1 stays at 0.5 on spurious-shapes).
     Writes the model to ``out`` (atomically) when given. Returns the model and the metrics of
     :func:`retrieval_metrics` on the held-out split.
     """
@@ -355,7 +482,7 @@ def train_synthetic_clip(
     train = load_dataset(dataset, root, train_split, None, **params)
     test = load_dataset(dataset, root, eval_split, None, **params)
     native = int(train.images.shape[1])  # type: ignore[attr-defined]
-    size = int(image_size or native)
+    size = int(image_size or min(native, 32))
     cfg = dict(config) if config is not None else tiny_clip_config(image_size=size)
     size = int(cfg["vision_cfg"]["image_size"])
 
@@ -368,14 +495,13 @@ def train_synthetic_clip(
     clip.to(device)
     module.train()
 
-    from neuroinspect.datasets import groundtruth as gt
-
     bank = text_bank(train)
     tokens = clip.tokenizer(bank.texts)  # T×L
-    core_t, spur_t = (torch.from_numpy(a) for a in gt.attribute_labels(train))
-    x_all = images_of(train, size)
+    x_all, core_all, spur_all, unit = training_images(train, counterfactual)
     n = len(x_all)
-    bs = min(batch_size, n)
+    bs = max(unit, min(batch_size, n) // unit * unit)  # whole counterfactual groups per batch
+    units_per_batch = bs // unit
+    n_units = n // unit
     steps_per_epoch = max(1, n // bs)
     total = max_steps if max_steps is not None else epochs * steps_per_epoch
     decay, no_decay = [], []
@@ -397,15 +523,17 @@ def train_synthetic_clip(
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
     losses: list[float] = []
     bar = progress(range(total), desc=f"clip train ({dataset})", total=total, enabled=show_progress)
-    order = torch.randperm(n, generator=gen)
+    order = torch.randperm(n_units, generator=gen)
     pos = 0
     for _ in bar:
-        if pos + bs > n:
-            order, pos = torch.randperm(n, generator=gen), 0
-        idx = order[pos : pos + bs]
-        pos += bs
-        xb = _augment(x_all[idx], gen).to(device)
-        cb, sb = core_t[idx].numpy(), spur_t[idx].numpy()
+        if pos + units_per_batch > n_units:
+            order, pos = torch.randperm(n_units, generator=gen), 0
+        chosen = order[pos : pos + units_per_batch]
+        pos += units_per_batch
+        idx = (chosen.view(-1, 1) * unit + torch.arange(unit).view(1, -1)).flatten()
+        xb = _as_float(x_all[idx], size)
+        xb = (_augment(xb, gen) if augment else xb).to(device)
+        cb, sb = core_all[idx.numpy()], spur_all[idx.numpy()]
         tj = _sample_texts(bank, cb, sb, rng)
         uniq, inverse = np.unique(tj, return_inverse=True)
         t_core, t_spur = bank.core[tj], bank.spurious[tj]
@@ -443,6 +571,8 @@ def train_synthetic_clip(
         "image_size": size,
         "train_split": train_split,
         "n_train": n,
+        "counterfactual": bool(counterfactual and unit > 1),
+        "augment": bool(augment),
         "n_texts": len(bank.texts),
     }
     clip.info.update({"dataset": dataset, "metrics": metrics, "train_config": train_config})

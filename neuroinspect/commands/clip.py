@@ -52,13 +52,13 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     t.add_argument("--dataset", required=True, help="a bundled benchmark, e.g. spurious-shapes")
     t.add_argument("--out", default=None, help="output file (default: $NEUROINSPECT_CACHE/clip/<dataset>.pt)")
-    t.add_argument("--epochs", type=int, default=20, help="passes over the training split")
+    t.add_argument("--epochs", type=int, default=12, help="passes over the training renders")
     t.add_argument("--batch-size", type=int, default=128, help="images per contrastive batch")
     t.add_argument(
-        "--lr", type=float, default=1e-3, help="AdamW learning rate (cosine schedule, 5%% warm-up)"
+        "--lr", type=float, default=2e-3, help="AdamW learning rate (cosine schedule, 5%% warm-up)"
     )
     t.add_argument(
-        "--image-size", type=int, default=None, help="CLIP input size (default: the benchmark's image size)"
+        "--image-size", type=int, default=None, help="CLIP input size (default: the benchmark's, at most 32)"
     )
     t.add_argument("--max-steps", type=int, default=None, help="stop after this many steps (smoke tests)")
     t.add_argument("--root", default=None, help="dataset root (bundled benchmarks need none)")

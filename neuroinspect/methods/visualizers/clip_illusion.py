@@ -24,6 +24,11 @@ Differences from the reference, each a setting:
 - images are made at the classifier's input size, normalized with its own data config, and resized
   to CLIP's input size with CLIP's mean/std (the reference feeds 224 px to both).
 
+Token models (ViT): the neuron is channel n of the pooled (CLS) feature and its map is channel n of
+the final patch tokens on their grid (:meth:`ModelSurface.spatial_maps`); the reference reads its
+ViT masks from ``blocks[-2]`` instead, and does not mask ViT images (neither is ``thresholding``
+applied to them here).
+
 Ablations are configurations: ``use_clip=False`` (no CLIP term), ``class_gamma=0`` (no class
 term), ``param="pixel"`` (pixel instead of Fourier parameterization).
 """
