@@ -78,7 +78,13 @@ def test_counterfactual_that_can_never_flip_stops_at_the_cap_and_is_reported() -
     feats = torch.tensor([[1.0, 0.0, 2.0], [0.0, 1.0, 1.0], [2.0, 2.0, 0.0]])
     fs = _featureset(feats, torch.tensor([2, 2, 0]), dec(feats).detach())
     result = FINDERS.get("counterfactual")(max_steps=40).find(dec, fs, 2, show_progress=False)
-    assert result.counts == {"mistakes": 2, "corrected": 0, "never_flipped": 2, "already_correct": 0, "denominator": 0}
+    assert result.counts == {
+        "mistakes": 2,
+        "corrected": 0,
+        "never_flipped": 2,
+        "already_correct": 0,
+        "denominator": 0,
+    }
     assert result.never_flipped == ["s/000", "s/001"]
     assert [s["status"] for s in result.samples] == ["never_flipped", "never_flipped"]
     assert [s["steps"] for s in result.samples] == [40, 40]
