@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 
 import torch
 
+from neuroinspect.errors import UserError
 from neuroinspect.harness.models import ModelSurface
 from neuroinspect.registry import Registry
 
@@ -96,6 +97,36 @@ def pair_classes(neurons: Sequence[int], class_idx: Sequence[int | None] | int |
         raise ValueError(
             f"{len(classes)} classes for {len(neurons)} neurons; give one class or one per neuron"
         )
+    return classes
+
+
+def check_neurons(surface: ModelSurface, neurons: Sequence[int]) -> None:
+    """A :class:`UserError` for a neuron index outside 0..D-1."""
+    d = surface.num_features
+    for n in neurons:
+        if not 0 <= int(n) < d:
+            raise UserError(
+                f"neuron index {n} is out of range: the model's pooled layer has {d} neurons, 0..{d - 1}."
+            )
+
+
+def check_class(surface: ModelSurface, class_idx: int | None) -> None:
+    """A :class:`UserError` for a class index outside 0..K-1 (``None``, unconditioned, is fine)."""
+    if class_idx is not None and not 0 <= int(class_idx) < surface.num_classes:
+        raise UserError(
+            f"class index {class_idx} is out of range: the model has {surface.num_classes} classes, "
+            f"0..{surface.num_classes - 1}."
+        )
+
+
+def validate_pairs(
+    surface: ModelSurface, neurons: Sequence[int], class_idx: Sequence[int | None] | int | None
+) -> list[int | None]:
+    """One class per neuron (:func:`pair_classes`), every neuron and class index checked against the model."""
+    classes = pair_classes(neurons, class_idx)
+    check_neurons(surface, neurons)
+    for c in classes:
+        check_class(surface, c)
     return classes
 
 

@@ -45,10 +45,13 @@ from neuroinspect.errors import UserError
 from neuroinspect.harness.features import FeatureSet
 from neuroinspect.harness.models import ModelSurface
 from neuroinspect.methods.visualizers._taps import SurfaceTaps, frozen, input_size, seeded
-from neuroinspect.methods.visualizers.base import Visualization, Visualizer, pair_classes, register_visualizer
+from neuroinspect.methods.visualizers.base import (
+    Visualization,
+    Visualizer,
+    register_visualizer,
+    validate_pairs,
+)
 from neuroinspect.methods.visualizers.exemplars import (
-    check_class,
-    check_neurons,
     dataset_features,
     evaluate_images,
     load_images01,
@@ -190,10 +193,7 @@ class CaptumVisualizer(Visualizer):
         device: str | torch.device = "cpu",
         show_progress: bool = True,
     ) -> list[Visualization]:
-        classes = pair_classes(neurons, class_idx)
-        check_neurons(surface, neurons)
-        for c in classes:
-            check_class(surface, c)
+        classes = validate_pairs(surface, neurons, class_idx)
         if dataset is None:
             raise UserError(f"{self.name} attributes dataset images; pass a dataset (--dataset and --root).")
         if self.indices is not None:

@@ -24,7 +24,12 @@ from neuroinspect.harness.features import FeatureCache, FeatureSet
 from neuroinspect.harness.models import ModelSurface
 from neuroinspect.harness.transforms import describe
 from neuroinspect.methods.visualizers._taps import frozen, input_size
-from neuroinspect.methods.visualizers.base import Visualization, Visualizer, pair_classes, register_visualizer
+from neuroinspect.methods.visualizers.base import (
+    Visualization,
+    Visualizer,
+    register_visualizer,
+    validate_pairs,
+)
 from neuroinspect.methods.visualizers.masks import activation_masks
 
 _RESAMPLE = {
@@ -190,24 +195,6 @@ def rank_by_activation(
     return rows[order[:k]]
 
 
-def check_neurons(surface: ModelSurface, neurons: Sequence[int]) -> None:
-    """A :class:`UserError` for a neuron index outside 0..D-1."""
-    d = surface.num_features
-    for n in neurons:
-        if not 0 <= int(n) < d:
-            raise UserError(
-                f"neuron index {n} is out of range: the model's pooled layer has {d} neurons, 0..{d - 1}."
-            )
-
-
-def check_class(surface: ModelSurface, class_idx: int | None) -> None:
-    if class_idx is not None and not 0 <= int(class_idx) < surface.num_classes:
-        raise UserError(
-            f"class index {class_idx} is out of range: the model has {surface.num_classes} classes, "
-            f"0..{surface.num_classes - 1}."
-        )
-
-
 # -- the visualizer ---------------------------------------------------------------------------------
 @register_visualizer("exemplars")
 class ExemplarsVisualizer(Visualizer):
@@ -254,10 +241,7 @@ class ExemplarsVisualizer(Visualizer):
         device: str | torch.device = "cpu",
         show_progress: bool = True,
     ) -> list[Visualization]:
-        classes = pair_classes(neurons, class_idx)
-        check_neurons(surface, neurons)
-        for c in classes:
-            check_class(surface, c)
+        classes = validate_pairs(surface, neurons, class_idx)
         t0 = time.perf_counter()
         fs = dataset_features(
             surface,

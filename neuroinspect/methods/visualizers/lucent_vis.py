@@ -34,8 +34,13 @@ import neuroinspect  # noqa: F401  (torchvision fix before lucent imports kornia
 from neuroinspect.errors import UserError
 from neuroinspect.harness.models import ModelSurface
 from neuroinspect.methods.visualizers._taps import SurfaceTaps, frozen, input_size, seeded
-from neuroinspect.methods.visualizers.base import Visualization, Visualizer, pair_classes, register_visualizer
-from neuroinspect.methods.visualizers.exemplars import check_class, check_neurons, evaluate_images
+from neuroinspect.methods.visualizers.base import (
+    Visualization,
+    Visualizer,
+    register_visualizer,
+    validate_pairs,
+)
+from neuroinspect.methods.visualizers.exemplars import evaluate_images
 from neuroinspect.methods.visualizers.objectives import ObjectiveInputs, illusion_objective
 from neuroinspect.runtime import progress
 
@@ -187,10 +192,7 @@ class LucentVisualizer(Visualizer):
         device: str | torch.device = "cpu",
         show_progress: bool = True,
     ) -> list[Visualization]:
-        classes = pair_classes(neurons, class_idx)
-        check_neurons(surface, neurons)
-        for c in classes:
-            check_class(surface, c)
+        classes = validate_pairs(surface, neurons, class_idx)
         dev = torch.device(device)
         # One row per image: (pair index, neuron, class).
         rows = [
