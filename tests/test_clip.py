@@ -127,7 +127,14 @@ def test_synthetic_clip_trains_saves_and_loads(tmp_path) -> None:  # noqa: ANN00
         "water",
         "land",
     }
-    assert res.train_config["steps"] == 3 and res.train_config["seed"] == 0
+    assert (
+        res.train_config["steps"] == 3
+        and res.train_config["pretrain_steps"] == 3
+        and res.train_config["seed"] == 0
+    )
+    assert (
+        res.train_config["counterfactual"] and res.train_config["n_train"] == 4 * SMALL["n_train"]
+    )  # 2 shapes x 2 backgrounds
 
     loaded = load_synthetic_clip(out)
     x = torch.rand(2, 3, 32, 32)

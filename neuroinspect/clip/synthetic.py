@@ -429,6 +429,49 @@ def _as_float(x: torch.Tensor, size: int) -> torch.Tensor:
 
 
 # -- training --------------------------------------------------------------------------------------
+def pretrain_image_tower(
+    clip: ClipModel,
+    x_all: torch.Tensor,
+    core: np.ndarray,
+    spur: np.ndarray,
+    unit: int,
+    n_core: int,
+    n_spur: int,
+    embed_dim: int,
+    size: int,
+    steps: int,
+    batch_size: int,
+    gen: torch.Generator,
+    device: str | torch.device,
+    show_progress: bool = True,
+    lr: float = 3e-3,
+) -> list[float]:
+    """Train the image tower (with two temporary linear heads on its embedding) to classify the core and
+    the spurious attribute: cross-entropy on whole counterfactual groups, Adam(``lr``). Returns the loss curve."""
+    visual = clip.model.visual
+    with torch.random.fork_rng(devices=[]):  # the heads' init comes from ``gen``, not the global RNG
+        torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=gen)))
+        heads = nn.ModuleList([nn.Linear(embed_dim, n) for n in (n_core, n_spur)]).to(device)
+    opt = torch.optim.Adam(list(visual.parameters()) + list(heads.parameters()), lr=lr)
+    yc, ys = torch.from_numpy(core), torch.from_numpy(spur)
+    n_units = len(x_all) // unit
+    per = max(1, batch_size // unit)
+    curve: list[float] = []
+    visual.train()
+    for _ in progress(range(steps), desc="clip image tower", total=steps, enabled=show_progress):
+        chosen = torch.randint(0, n_units, (per,), generator=gen)
+        idx = (chosen.view(-1, 1) * unit + torch.arange(unit).view(1, -1)).flatten()
+        emb = visual(clip.preprocess(_as_float(x_all[idx], size).to(device)))
+        loss = F.cross_entropy(heads[0](emb), yc[idx].to(device)) + F.cross_entropy(
+            heads[1](emb), ys[idx].to(device)
+        )
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        curve.append(float(loss.detach()))
+    return curve
+
+
 @dataclass
 class SyntheticClipResult:
     """What :func:`train_synthetic_clip` returns: the model, its held-out metrics and the file."""
@@ -445,7 +488,7 @@ def train_synthetic_clip(
     *,
     root: str | Path | None = None,
     params: Mapping[str, Any] | None = None,
-    epochs: int = 12,
+    epochs: int = 8,
     batch_size: int = 128,
     lr: float = 2e-3,
     weight_decay: float = 0.1,
@@ -457,12 +500,18 @@ def train_synthetic_clip(
     eval_split: str = "test",
     counterfactual: bool = True,
     augment: bool = False,
+    pretrain_steps: int = 600,
     max_steps: int | None = None,
     show_progress: bool = True,
 ) -> SyntheticClipResult:
     """Train a tiny CLIP on a bundled benchmark's ``train_split`` and measure retrieval on ``eval_split``.
 
     AdamW(lr, wd) with a cosine schedule, ``epochs`` passes (or ``max_steps`` steps) over the split.
+    ``pretrain_steps``: the image tower is first trained alone to classify both attributes
+    (:func:`pretrain_image_tower`; the benchmark's analogue of an ImageNet-pretrained tower): trained
+    contrastively from scratch, both towers settle on the large, easy background and the text tower
+    maps "triangle" and "square" captions to the same vector, a symmetric solution the object never
+    escapes (measured: top-1 0.50 = background only, with a ViT, a ModifiedResNet or a CNN tower).
     ``counterfactual``: every training sample is rendered with every core × spurious value
     (:func:`~neuroinspect.datasets.groundtruth.counterfactual_grid`) and a batch holds whole groups,
     so images that differ ONLY in the object must get different captions: without it a small CLIP
@@ -504,6 +553,24 @@ def train_synthetic_clip(
     n_units = n // unit
     steps_per_epoch = max(1, n // bs)
     total = max_steps if max_steps is not None else epochs * steps_per_epoch
+    n_core, n_spur = int(core_all.max()) + 1, int(spur_all.max()) + 1
+    pre_steps = pretrain_steps if max_steps is None else min(pretrain_steps, max_steps)
+    pretrain_curve = pretrain_image_tower(
+        clip,
+        x_all,
+        core_all,
+        spur_all,
+        unit,
+        n_core,
+        n_spur,
+        int(cfg["embed_dim"]),
+        size,
+        pre_steps,
+        bs,
+        gen,
+        device,
+        show_progress,
+    )
     decay, no_decay = [], []
     for name, p in module.named_parameters():
         (no_decay if p.ndim < 2 or "embedding" in name or "logit_scale" in name else decay).append(p)
@@ -559,6 +626,8 @@ def train_synthetic_clip(
     metrics["train_loss_first"] = losses[0] if losses else None
     metrics["train_loss_last"] = float(np.mean(losses[-max(1, steps_per_epoch // 4) :])) if losses else None
     metrics["train_seconds"] = round(train_seconds, 2)
+    metrics["pretrain_loss_first"] = pretrain_curve[0] if pretrain_curve else None
+    metrics["pretrain_loss_last"] = float(np.mean(pretrain_curve[-20:])) if pretrain_curve else None
     metrics["train_split"] = train_split
     metrics["eval_split"] = eval_split
     train_config = {
@@ -572,6 +641,7 @@ def train_synthetic_clip(
         "train_split": train_split,
         "n_train": n,
         "counterfactual": bool(counterfactual and unit > 1),
+        "pretrain_steps": pre_steps,
         "augment": bool(augment),
         "n_texts": len(bank.texts),
     }

@@ -52,13 +52,19 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     t.add_argument("--dataset", required=True, help="a bundled benchmark, e.g. spurious-shapes")
     t.add_argument("--out", default=None, help="output file (default: $NEUROINSPECT_CACHE/clip/<dataset>.pt)")
-    t.add_argument("--epochs", type=int, default=12, help="passes over the training renders")
+    t.add_argument("--epochs", type=int, default=8, help="contrastive passes over the training renders")
     t.add_argument("--batch-size", type=int, default=128, help="images per contrastive batch")
     t.add_argument(
         "--lr", type=float, default=2e-3, help="AdamW learning rate (cosine schedule, 5%% warm-up)"
     )
     t.add_argument(
         "--image-size", type=int, default=None, help="CLIP input size (default: the benchmark's, at most 32)"
+    )
+    t.add_argument(
+        "--pretrain-steps",
+        type=int,
+        default=600,
+        help="supervised image-tower steps before the contrastive ones",
     )
     t.add_argument("--max-steps", type=int, default=None, help="stop after this many steps (smoke tests)")
     t.add_argument("--root", default=None, help="dataset root (bundled benchmarks need none)")
@@ -155,6 +161,7 @@ def run_train(args: argparse.Namespace) -> int:
         seed=args.seed,
         device=device,
         max_steps=args.max_steps,
+        pretrain_steps=args.pretrain_steps,
         show_progress=not args.no_progress,
     )
     if args.json:
@@ -167,7 +174,8 @@ def run_train(args: argparse.Namespace) -> int:
     else:
         print(f"synthetic CLIP for {args.dataset}: {result.path}")
         print(
-            f"trained {result.train_config['steps']} steps on {result.train_config['n_train']} images "
+            f"trained {result.train_config['pretrain_steps']} image-tower + {result.train_config['steps']} contrastive steps "
+            f"on {result.train_config['n_train']} images "
             f"in {result.metrics['train_seconds']:.0f} s (data params: {params})"
         )
         print(format_metrics(result.metrics))
