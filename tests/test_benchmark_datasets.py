@@ -67,12 +67,27 @@ def test_shapes_default_split_sizes_alignment_and_balance():
     assert len(shape) == 2400 and all(len(v) == 2400 for v in factors.values())
     table = np.zeros((2, 2), dtype=int)
     np.add.at(table, (shape, bg), 1)
-    # 95% of each class's 1200 images on its own background: 1140, the rest (60) on the other
-    assert table.tolist() == [[1140, 60], [60, 1140]]
+    # class_ratio 3: 1800 triangles and 600 squares, 95% of each on its own background
+    assert table.tolist() == [[1710, 90], [30, 570]]
+    params = SpuriousShapes.resolve({"class_ratio": 1.0})
+    shape, bg, _ = SpuriousShapes.draw_split("train", params)
+    table = np.zeros((2, 2), dtype=int)
+    np.add.at(table, (shape, bg), 1)
+    assert table.tolist() == [[1140, 60], [60, 1140]]  # balanced classes: 1140 aligned of 1200 each
     for split, per_group in (("val", 150), ("test", 500)):
         shape, bg, _ = SpuriousShapes.draw_split(split, params)
         counts = np.bincount(shape * 2 + bg, minlength=4)
         assert counts.tolist() == [per_group] * 4
+
+
+def test_shapes_class_ratio_keeps_alignment_per_class():
+    params = SpuriousShapes.resolve({"class_ratio": 2.0})
+    shape, bg, _ = SpuriousShapes.draw_split("train", params)
+    table = np.zeros((2, 2), dtype=int)
+    np.add.at(table, (shape, bg), 1)
+    assert table.tolist() == [[1520, 80], [40, 760]]  # 1600 : 800 images, 95% aligned in each class
+    shape, bg, _ = SpuriousShapes.draw_split("test", params)
+    assert np.bincount(shape * 2 + bg).tolist() == [500] * 4  # val / test stay balanced
 
 
 def test_shapes_loaded_split_fields(shapes_val):
@@ -98,6 +113,7 @@ def test_shapes_train_alignment_exact_counts_with_odd_sizes():
         image_size=16,
         shapes="triangle,square,circle",
         backgrounds="water,land,sky",
+        class_ratio=1.0,
     )
     # classes of 41, 40, 40 images; round(0.95 n) on the own background, the rest split evenly
     table = np.zeros((3, 3), dtype=int)

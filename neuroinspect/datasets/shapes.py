@@ -6,7 +6,9 @@ colour, background colour / texture phase and pixel noise.
 
 - ``train``: shape ``k`` sits on background ``k % n_backgrounds`` for ``round(align * n_k)`` of
   its ``n_k`` images (``align=0.95`` by default); the rest are spread evenly over the other
-  backgrounds (the minority groups).
+  backgrounds (the minority groups). The classes are imbalanced as in Waterbirds
+  (``class_ratio=3``: three triangles per square), so the smallest group, squares on water, has 30
+  of the 2,400 training images.
 - ``val`` / ``test``: group-balanced, ``n // n_groups`` images per group (sizes are rounded down to
   a multiple of the group count).
 - ``group = label * n_backgrounds + background``, named ``"<shape>/<background>"``; with the
@@ -18,6 +20,13 @@ drawn from ``numpy.random.Generator`` streams seeded by ``seed`` and the split n
 with vectorised numpy, so the same parameters give the same bytes. Every sample's nuisance draw is
 kept, so :func:`neuroinspect.datasets.groundtruth.counterfactual_grid` can redraw it with every
 shape × every background.
+
+Calibration (the defaults): a random-init timm ``resnet18`` trained on the default benchmark at
+64 px with the ``default`` preset learns the shapes (average test accuracy >= 85%) but leans on
+the background (worst-group accuracy more than 15 points lower), on each of the seeds 0, 1, 2;
+``benchmarks/calibrate_shapes.py`` measures it (figures in the README). The objects are upright,
+large and opaque so that the shape is learnable within the preset's 6 epochs; the benchmark's
+difficulty comes from the 95% alignment and the class imbalance, not from hiding the object.
 
 Parameters (``--param key=value``): see :attr:`SpuriousShapes.defaults`.
 """
@@ -198,16 +207,17 @@ class SpuriousShapes(BenchmarkSpec):
         "n_val": 600,  # rounded down to a multiple of the group count
         "n_test": 2000,  # rounded down to a multiple of the group count
         "align": 0.95,  # fraction of a class's training images on its own background
-        "class_ratio": 1.0,  # train only: images of the first class per image of the last (1: balanced)
+        "class_ratio": 3.0,  # train only: images of the first class per image of the last (1: balanced)
         "shapes": ("triangle", "square"),  # the classes, in label order
         # the spurious attribute's values; shape k's own background is backgrounds[k % n]
         "backgrounds": ("water", "land"),
-        "shape_size": 0.26,  # radius of the object's equal-area circle, as a fraction of half the image
+        "shape_size": 0.45,  # radius of the object's equal-area circle, as a fraction of half the image
         "size_jitter": 0.25,  # relative spread of the object's size (uniform ±)
-        "position_jitter": 0.45,  # object centre offset from the image centre (uniform ±, fraction of half the image)
-        "rotation": 180.0,  # object rotation from upright (uniform ±, degrees; 180: any angle)
-        "contrast": 0.55,  # mean object opacity over the background (0 invisible .. 1 opaque)
+        "position_jitter": 0.25,  # object centre offset from the image centre (uniform ±, fraction of half the image)
+        "rotation": 0.0,  # object rotation from upright (uniform ±, degrees; 180: any angle)
+        "contrast": 1.0,  # mean object opacity over the background (0 invisible .. 1 opaque)
         "contrast_jitter": 0.0,  # per-sample opacity spread (uniform ±, clipped to [0, 1])
+        "dark_objects": 0.5,  # fraction of dark objects (the rest are light)
         "color_jitter": 0.06,  # per-channel std of the object and background colour draws
         "background_strength": 1.0,  # 1: full scene; 0: neutral grey (removes the spurious cue)
         "noise": 0.06,  # std of the (uniform) pixel noise, in [0, 1] intensity units
@@ -247,6 +257,7 @@ class SpuriousShapes(BenchmarkSpec):
             ("align", 0.0, 1.0),
             ("contrast", 0.0, 1.0),
             ("contrast_jitter", 0.0, 1.0),
+            ("dark_objects", 0.0, 1.0),
             ("background_strength", 0.0, 1.0),
             ("size_jitter", 0.0, 0.9),
             ("color_jitter", 0.0, 0.5),
@@ -289,7 +300,7 @@ class SpuriousShapes(BenchmarkSpec):
         shape, background = assignment_from_table(table, rng)
         size_j, pos_j, col_j = params["size_jitter"], params["position_jitter"], params["color_jitter"]
         rot = math.radians(params["rotation"])
-        light = rng.random(n) < 0.5  # light or dark object, independent of everything else
+        light = rng.random(n) >= params["dark_objects"]  # light or dark object, independent of class
         base = np.where(light[:, None], 0.88, 0.14)
         factors = {
             "cx": rng.uniform(-pos_j, pos_j, n),
