@@ -3,14 +3,27 @@
 Flow: load the checkpoint → check neurons and classes → (optionally) load a dataset split with the
 model's evaluation transform → load CLIP for CLIP-guided methods (failing at once when its weights
 are not available) → ``visualizer.visualize(...)`` → faithfulness metrics per (neuron, class) pair
-→ images, overlays and a JSON sidecar per pair, a contact sheet (PNG + HTML) per method, and one
-``task="visualization"`` result record per pair (JSON Lines).
+→ concept recovery per pair on the bundled benchmarks → images, overlays and a JSON sidecar per
+pair, a contact sheet (PNG + HTML) per method, and one ``task="visualization"`` result record per pair
+(JSON Lines).
+
+Concept recovery (:mod:`neuroinspect.methods.concept_recovery`): when the dataset the command loads
+(``--dataset``, or the checkpoint's for natural / attribution methods) is a bundled benchmark
+(``spurious-shapes``, ``colored-digits``) and neither ``--no-faithfulness`` nor
+``--no-concept-recovery`` is given, the checkpoint's per-neuron ground truth is measured on the split
+(``--truth-samples`` counterfactual samples, seeded by ``--seed``) and attribute classifiers are
+trained on the benchmark's train split (held-out: val; seeded; ``--attr-set`` settings); both are
+cached on disk, so a second run reuses them. Each pair then gets ``concept_recovery`` (truth label and
+preferred value, the attribute its images show, ``recovered``, ``value_match``, classifier accuracies)
+in its sidecar's ``metrics`` and in its record's ``metrics`` (plus the flat ``concept_recovered`` and
+``concept_value_match``). On other datasets, or without a loaded dataset, the field is absent.
 """
 
 from __future__ import annotations
 
 import argparse
 import inspect
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -103,6 +116,24 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--results", default=None, help="result records file (default: OUT/results.jsonl)")
     p.add_argument("--no-faithfulness", action="store_true", help="skip the faithfulness metrics")
+    p.add_argument(
+        "--no-concept-recovery",
+        action="store_true",
+        help="skip concept recovery (bundled benchmarks only: ground truth per neuron + attribute classifiers)",
+    )
+    p.add_argument(
+        "--truth-samples",
+        type=int,
+        default=64,
+        help="samples of the split re-rendered with every core x spurious value for the neuron ground truth",
+    )
+    p.add_argument(
+        "--attr-set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="attribute classifier setting for concept recovery, e.g. epochs=20 or method=logreg (repeatable)",
+    )
     p.add_argument("--batch-size", type=int, default=64, help="batch size for feature extraction and metrics")
     add_common(p)
     p.set_defaults(func=run)
@@ -213,7 +244,7 @@ def _load_dataset(args: argparse.Namespace, ckpt: Any, surface: Any) -> Any:
             f"{args.ckpt} has {surface.num_classes} classes but {name}/{args.split} has {dataset.num_classes}. "
             "Use a checkpoint trained on this dataset (and the same --param values)."
         )
-    return dataset, transform
+    return dataset, transform, params
 
 
 def _needs_dataset(cls: type) -> bool:
@@ -251,6 +282,7 @@ def run(args: argparse.Namespace) -> int:
         neurons.extend(parse_int_list(tok, "neuron indices"))
     if not neurons:
         raise UserError("--neurons needs at least one neuron index.")
+    concept_settings = _concept_settings(args)  # checked before any work
     device = resolve_device(args.device)
     show = not args.no_progress
     seed_everything(args.seed)
@@ -285,8 +317,9 @@ def run(args: argparse.Namespace) -> int:
         visualizer = cls(**kwargs)
 
         dataset = transform = None
+        params: dict[str, Any] = {}
         if args.dataset or _needs_dataset(cls):
-            dataset, transform = _load_dataset(args, ckpt, surface)
+            dataset, transform, params = _load_dataset(args, ckpt, surface)
         class_names = _class_strings(ckpt, dataset)
 
         visualizations = visualizer.visualize(
@@ -302,6 +335,19 @@ def run(args: argparse.Namespace) -> int:
         faith = _faithfulness(
             args, visualizations, surface, ckpt, dataset, transform, clip, class_names, device, show
         )
+        concepts, concept_config = _concept_recovery(
+            args,
+            concept_settings,
+            visualizations,
+            faith,
+            surface,
+            ckpt,
+            dataset,
+            transform,
+            params,
+            device,
+            show,
+        )
 
     model_name = surface.spec.arch
     dataset_name = args.dataset or ckpt.dataset
@@ -315,8 +361,9 @@ def run(args: argparse.Namespace) -> int:
     provenance = prov.as_dict()
     saved = []
     records = []
-    for vis, metrics in zip(visualizations, faith, strict=True):
-        s = save_visualization(vis, out_dir, class_names, metrics=metrics, context=context)
+    for vis, metrics, concept in zip(visualizations, faith, concepts, strict=True):
+        sidecar = {**metrics, "concept_recovery": concept} if (metrics and concept) else metrics
+        s = save_visualization(vis, out_dir, class_names, metrics=sidecar, context=context)
         saved.append(s)
         flat = {
             f"faithfulness_{k}": v
@@ -337,8 +384,9 @@ def run(args: argparse.Namespace) -> int:
                     "split": context["split"],
                     "neurons": neurons,
                     "classes": classes,
+                    **({"concept_recovery": concept_config} if concept else {}),
                 },
-                metrics={**flat, "faithfulness": metrics} if metrics else None,
+                metrics=_record_metrics(flat, metrics, concept),
             )
         )
     sheets = []
@@ -417,8 +465,135 @@ def _faithfulness(
     return out
 
 
+def _record_metrics(
+    flat: dict[str, Any], faith: dict[str, Any] | None, concept: dict[str, Any] | None
+) -> dict[str, Any] | None:
+    """A record's extra metrics: flat faithfulness means, the full faithfulness dict, concept recovery."""
+    if not faith:
+        return None
+    out = {**flat, "faithfulness": faith}
+    if concept:
+        out["concept_recovered"] = concept["recovered"]
+        out["concept_value_match"] = concept["value_match"]
+        out["concept_recovery"] = concept
+    return out
+
+
+def _concept_settings(args: argparse.Namespace) -> dict[str, Any] | None:
+    """The attribute classifier settings (``--attr-set`` over the defaults), or ``None`` when concept
+    recovery is off; a UserError for a bad setting or ``--truth-samples``."""
+    if args.no_concept_recovery or args.no_faithfulness:
+        return None
+    from neuroinspect.methods.concept_recovery import classifier_settings
+
+    settings = classifier_settings(_parse_settings(args.attr_set, "--attr-set"))
+    if args.truth_samples < 1:
+        raise UserError(f"--truth-samples must be at least 1, got {args.truth_samples}.")
+    return settings
+
+
+def _concept_recovery(
+    args: argparse.Namespace,
+    settings: dict[str, Any] | None,
+    visualizations: list[Any],
+    faith: list[dict[str, Any] | None],
+    surface: Any,
+    ckpt: Any,
+    dataset: Any,
+    transform: Any,
+    params: dict[str, Any],
+    device: Any,
+    show: bool,
+) -> tuple[list[dict[str, Any] | None], dict[str, Any] | None]:
+    """Concept recovery per visualization (``None`` each when skipped) and its run-level config.
+
+    Skipped (silently) when disabled, when faithfulness was skipped, or when the loaded dataset has no
+    ground truth (real datasets, no dataset).
+    """
+    skipped: list[dict[str, Any] | None] = [None] * len(visualizations)
+    if settings is None or all(f is None for f in faith):
+        return skipped, None
+    from neuroinspect.methods import concept_recovery as cr
+
+    if dataset is None or not cr.has_ground_truth(dataset):
+        return skipped, None
+    from neuroinspect.datasets import get_dataset
+    from neuroinspect.harness.transforms import describe
+
+    truth, truth_info = cr.cached_truth(
+        surface,
+        ckpt.sha256,
+        dataset,
+        transform,
+        args.truth_samples,
+        args.seed,
+        transform_desc=describe(transform),
+        device=device,
+        batch_size=args.batch_size,
+        show_progress=show,
+    )
+    spec = get_dataset(dataset.name)
+    train = spec.load(args.root, "train", None, **params)
+    heldout = dataset if dataset.split == "val" else spec.load(args.root, "val", None, **params)
+    clf, clf_info = cr.cached_classifiers(train, heldout, settings, args.seed, show_progress=show)
+    out = [
+        None if f is None else cr.recovery(vis, truth, clf, clf_info)
+        for vis, f in zip(visualizations, faith, strict=True)
+    ]
+    acc = {k: clf.accuracy[k]["accuracy"] for k in ("core", "spurious")}
+    counts = truth.counts()
+    config = {
+        "truth": {
+            "split": f"{truth.dataset}/{truth.split}",
+            "n_samples": len(truth.indices),
+            "seed": args.seed,
+            "thresholds": asdict(truth.thresholds),
+            "counts": counts,
+            "cache_key": truth_info["cache_key"],
+        },
+        "classifiers": {
+            **clf.settings,
+            "heldout": clf.accuracy.get("heldout"),
+            "accuracy": acc,
+            "cache_key": clf_info["cache_key"],
+        },
+        "reliable_accuracy": cr.RELIABLE_ACCURACY,
+    }
+    reliable = min(acc.values()) >= cr.RELIABLE_ACCURACY
+    print(
+        f"concept recovery: ground truth on {truth.dataset}/{truth.split} ({len(truth.indices)} samples"
+        f"{', cached' if truth_info['cached'] else ''}): "
+        + ", ".join(f"{v} {k}" for k, v in counts.items())
+        + f"; attribute classifiers ({clf.method}{', cached' if clf_info['cached'] else ', trained'}) "
+        f"held-out accuracy core {acc['core']:.2f}, spurious {acc['spurious']:.2f}"
+        + ("" if reliable else f" (below {cr.RELIABLE_ACCURACY}: results flagged unreliable)")
+    )
+    return out, config
+
+
+def _parse_settings(items: list[str], flag: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for item in items:
+        if "=" not in item:
+            raise UserError(f"{flag} {item!r} must look like key=value.")
+        key, raw = item.split("=", 1)
+        out[key.strip().replace("-", "_")] = parse_value(raw)
+    return out
+
+
+def _recovered_text(concept: dict[str, Any] | None) -> str:
+    """``"spurious yes"`` / ``"core no"`` / ``"mixed -"`` (truth label, recovered); ``"-"`` when absent."""
+    if not concept:
+        return "-"
+    rec = concept.get("recovered")
+    text = f"{concept['truth_label']} {'-' if rec is None else ('yes' if rec else 'no')}"
+    return text if concept.get("reliable", True) else text + "?"
+
+
 def _print_table(saved: list[Any]) -> None:
-    rows = [("method", "neuron", "class", "activation", "class p", "clip", "percentile", "folder")]
+    rows = [
+        ("method", "neuron", "class", "activation", "class p", "clip", "percentile", "recovered", "folder")
+    ]
     for s in saved:
         m = s.meta["summary"]
         f = s.meta.get("metrics") or {}
@@ -432,6 +607,7 @@ def _print_table(saved: list[Any]) -> None:
                 f"{m['mean_class_prob']:.3f}" if "mean_class_prob" in m else "-",
                 f"{m['mean_clip_score']:.3f}" if "mean_clip_score" in m else "-",
                 f"{pct:.1f}" if isinstance(pct, (int, float)) else "-",
+                _recovered_text(f.get("concept_recovery")),
                 str(s.directory),
             )
         )

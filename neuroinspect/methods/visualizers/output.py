@@ -212,7 +212,23 @@ def _label(saved: SavedVisualization) -> list[str]:
         parts.append(f"p {m['mean_class_prob']:.2f}")
     if "mean_clip_score" in m:
         parts.append(f"clip {m['mean_clip_score']:.3f}")
-    return [first, " ".join(parts)]
+    lines = [first, " ".join(parts)]
+    concept = _concept_text(saved)
+    if concept:
+        lines.append(concept)
+    return lines
+
+
+def _concept_text(saved: SavedVisualization) -> str:
+    """One short line of concept recovery (bundled benchmarks): ``truth spurious/water: recovered``,
+    ``truth core/square: shows spurious`` or ``truth mixed: not scored``; ``?`` marks unreliable classifiers."""
+    c = (saved.meta.get("metrics") or {}).get("concept_recovery")
+    if not isinstance(c, Mapping):
+        return ""
+    truth = str(c.get("truth_label")) + (f"/{c['truth_value']}" if c.get("truth_value") else "")
+    rec = c.get("recovered")
+    verdict = "not scored" if rec is None else ("recovered" if rec else f"shows {c.get('shown')}")
+    return f"truth {truth}: {verdict}" + ("" if c.get("reliable", True) else " ?")
 
 
 def contact_sheet(
@@ -286,6 +302,9 @@ def _html(saved: Sequence[SavedVisualization], out_dir: Path, title: str) -> str
         nums = "<br>".join(
             f"{esc(k)}: {v:.4g}" if isinstance(v, float) else f"{esc(k)}: {esc(str(v))}" for k, v in m.items()
         )
+        concept = _concept_text(s)
+        if concept:
+            nums += f"<br>concept: {esc(concept)}"
         cls = s.meta.get("class_idx")
         cls_text = (
             "none"
