@@ -24,7 +24,6 @@ def _load_script():
     return module
 
 
-@pytest.mark.slow
 def test_table_has_one_row_per_method_from_the_records(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -23,8 +23,10 @@ feature cache's root, and written atomically:
 A damaged cache entry is recomputed, never trusted.
 
 Defaults (:data:`CLASSIFIER_DEFAULTS`): the CNN on counterfactual renders of 600 training samples at
-32 px for 10 epochs, about 11 s on one (shared) CPU core, with held-out accuracy core 0.94 / spurious
-1.00 on spurious-shapes and 0.90 / 1.00 on colored-digits (20 epochs: 0.98 / 0.93 in twice the time).
+32 px for 10 epochs: 11-14 s on one (shared) CPU core, held-out accuracy core / spurious 1.00 / 1.00
+on spurious-shapes (calibrated defaults; 0.94 / 1.00 with the earlier small, rotated, low-contrast
+objects) and 0.90 / 1.00 on colored-digits (20 epochs: 0.93 / 1.00 in twice the time). With two
+threads on a busy 2-core machine the same training took minutes: thread contention, not the work.
 Concept recovery is flagged ``reliable: false`` when either classifier's held-out accuracy is below
 :data:`RELIABLE_ACCURACY`.
 
