@@ -42,8 +42,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "train",
         help="train a small CLIP on a bundled benchmark and report held-out caption retrieval",
         description=(
-            "Train a tiny open_clip model (ViT image tower, transformer text tower) contrastively on a bundled "
-            "benchmark and print its top-1 caption retrieval on the test split. By default the CLIP sees the "
+            "Train a tiny open_clip model (a small CNN image tower through timm, a transformer text tower) "
+            "contrastively on a bundled benchmark and print its top-1 caption retrieval on the test split. By default the CLIP sees the "
             "benchmark rendered with balanced attributes (align=0.5: a CLIP's world knowledge is not confounded "
             "like the classifier's training set) from a data seed of its own; --param overrides that."
         ),
