@@ -86,13 +86,15 @@ class ClipModel:
 
     def encode_image(self, images01: torch.Tensor, normalize: bool = True) -> torch.Tensor:
         """B×3×H×W images in [0, 1] → B×E embeddings (unit length when ``normalize``). Differentiable."""
-        emb = self.model.encode_image(self.preprocess(images01))
+        encoder: Any = self.model  # open_clip's CLIP (its encoders are methods, not submodules)
+        emb = encoder.encode_image(self.preprocess(images01))
         return F.normalize(emb, dim=-1) if normalize else emb
 
     def encode_text(self, texts: Sequence[str], normalize: bool = True) -> torch.Tensor:
         """N strings → N×E embeddings (unit length when ``normalize``)."""
         tokens = self.tokenizer(list(texts)).to(self.device)
-        emb = self.model.encode_text(tokens)
+        encoder: Any = self.model
+        emb = encoder.encode_text(tokens)
         return F.normalize(emb, dim=-1) if normalize else emb
 
     def describe(self) -> dict[str, Any]:

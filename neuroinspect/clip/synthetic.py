@@ -27,7 +27,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -39,6 +39,9 @@ from neuroinspect.clip.prompts import TEMPLATES, class_text_embeddings
 from neuroinspect.errors import UserError
 from neuroinspect.fileio import atomic_torch_save
 from neuroinspect.runtime import progress
+
+if TYPE_CHECKING:
+    from open_clip.model import CLIP
 
 FORMAT = "neuroinspect-synthetic-clip"
 FORMAT_VERSION = 1
@@ -169,7 +172,7 @@ def tiny_clip_config(
     }
 
 
-def build_clip_module(config: Mapping[str, Any]) -> torch.nn.Module:
+def build_clip_module(config: Mapping[str, Any]) -> CLIP:
     """open_clip's ``CLIP`` built from a config dict (random init with the current torch seed)."""
     import open_clip  # noqa: F401  (registers open_clip's modules; torchvision fix applied by neuroinspect)
     from open_clip.model import CLIP
@@ -448,7 +451,7 @@ def pretrain_image_tower(
 ) -> list[float]:
     """Train the image tower (with two temporary linear heads on its embedding) to classify the core and
     the spurious attribute: cross-entropy on whole counterfactual groups, Adam(``lr``). Returns the loss curve."""
-    visual = clip.model.visual
+    visual: nn.Module = getattr(clip.model, "visual")  # noqa: B009 - nn.Module's __getattr__ is untyped
     with torch.random.fork_rng(devices=[]):  # the heads' init comes from ``gen``, not the global RNG
         torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=gen)))
         heads = nn.ModuleList([nn.Linear(embed_dim, n) for n in (n_core, n_spur)]).to(device)
@@ -571,7 +574,8 @@ def train_synthetic_clip(
         device,
         show_progress,
     )
-    decay, no_decay = [], []
+    decay: list[nn.Parameter] = []
+    no_decay: list[nn.Parameter] = []
     for name, p in module.named_parameters():
         (no_decay if p.ndim < 2 or "embedding" in name or "logit_scale" in name else decay).append(p)
     opt = torch.optim.AdamW(

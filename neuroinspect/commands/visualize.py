@@ -162,7 +162,7 @@ def parse_value(text: str) -> Any:
 
 def method_kwargs(cls: type, args: argparse.Namespace) -> dict[str, Any]:
     """Constructor arguments from the CLI options the method accepts; a UserError for one it does not."""
-    params = inspect.signature(cls.__init__).parameters
+    params = inspect.signature(cls).parameters
     accepted = {k for k in params if k != "self"}
     out: dict[str, Any] = {}
     for option, names in _OPTION_ARGS.items():
@@ -252,7 +252,7 @@ def _needs_dataset(cls: type) -> bool:
 
 
 def _uses_clip(kwargs: dict[str, Any], cls: type) -> bool:
-    accepted = inspect.signature(cls.__init__).parameters
+    accepted = inspect.signature(cls).parameters
     if "clip" not in accepted:
         return False
     if "use_clip" in accepted:
@@ -303,16 +303,12 @@ def run(args: argparse.Namespace) -> int:
         if _uses_clip(kwargs, cls) and (any(c is not None for c in classes) or kwargs.get("auto_class")):
             from neuroinspect.clip.loader import DEFAULT_CLIP, load_clip
 
-            spec = (
-                kwargs.get("clip")
-                or inspect.signature(cls.__init__).parameters["clip"].default
-                or DEFAULT_CLIP
-            )
+            spec = kwargs.get("clip") or inspect.signature(cls).parameters["clip"].default or DEFAULT_CLIP
             clip = load_clip(
                 str(spec), device=device
             )  # fails at once (exit 2) when the weights are not available
             kwargs["clip"] = clip
-        if "checkpoint_sha" in inspect.signature(cls.__init__).parameters and ckpt.sha256:
+        if "checkpoint_sha" in inspect.signature(cls).parameters and ckpt.sha256:
             kwargs.setdefault("checkpoint_sha", ckpt.sha256)  # share the feature cache with other commands
         visualizer = cls(**kwargs)
 

@@ -74,8 +74,8 @@ def frozen_modules(*modules: nn.Module | None) -> Iterator[None]:
         yield
     finally:
         for m, training, flags in saved:
-            for p, flag in flags:
-                p.requires_grad_(flag)
+            for param, flag in flags:
+                param.requires_grad_(flag)
             m.train(training)
 
 

@@ -262,7 +262,9 @@ def contact_sheet(
         for j, line in enumerate(_label(s)):
             draw.text((pad, y + 4 + 16 * j), line, fill=(0, 0, 0), font=font)
         for c, arr in enumerate(cells):
-            img = Image.fromarray(arr).resize((arr.shape[1] * up, arr.shape[0] * up), Image.NEAREST)
+            img = Image.fromarray(arr).resize(
+                (arr.shape[1] * up, arr.shape[0] * up), Image.Resampling.NEAREST
+            )
             sheet.paste(img, (label_w + pad + c * (cell_w + pad), y))
     buf = io.BytesIO()
     sheet.save(buf, format="PNG")
