@@ -296,6 +296,7 @@ def run_experiment(
                 seed=seed,
                 batch_size=cfg.batch_size,
                 device=device,
+                show_progress=show_progress,
             )
         timings["ground_truth"] = prov_truth.wall_seconds or 0.0
         result.truth = truth
