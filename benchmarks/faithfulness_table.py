@@ -103,6 +103,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="one class for all neurons or one per neuron (default: each neuron's top class)",
     )
     p.add_argument(
+        "--unconditioned",
+        action="store_true",
+        help="visualize every neuron without a class (natural and synthetic methods only: with a class, the "
+        "class fixes the core attribute of the images and concept recovery cannot tell a core neuron from "
+        "the conditioning)",
+    )
+    p.add_argument(
         "--n-spurious", type=int, default=3, help="spurious neurons picked when --neurons is not given"
     )
     p.add_argument("--n-core", type=int, default=3, help="core neurons picked when --neurons is not given")
@@ -144,10 +151,15 @@ def top_classes(surface: Any, neurons: list[int]) -> list[int]:
 
 
 # -- one method ----------------------------------------------------------------------------------------
-def method_argv(args: argparse.Namespace, method: str, neurons: list[int], classes: list[int], dataset: str, results: Path) -> list[str]:  # fmt: skip
+def method_argv(args: argparse.Namespace, method: str, neurons: list[int], classes: list[int | None], dataset: str, results: Path) -> list[str]:  # fmt: skip
     cls = VISUALIZERS.get(method)
     argv = ["visualize", "--method", method, "--ckpt", str(args.ckpt)]
-    argv += ["--neurons", *map(str, neurons), "--class-idx", *map(str, classes)]
+    argv += [
+        "--neurons",
+        *map(str, neurons),
+        "--class-idx",
+        *("none" if c is None else str(c) for c in classes),
+    ]
     argv += ["--dataset", dataset, "--split", args.split, "--seed", str(args.seed), "--device", args.device]
     argv += [
         "--truth-samples",
@@ -357,7 +369,12 @@ def main(argv: list[str] | None = None) -> int:
             sys.exit(
                 f"the checkpoint has no neuron labelled spurious or core ({truth.counts()}); pass --neurons."
             )
-    if args.class_idx:
+    classes: list[int | None]
+    if args.unconditioned and args.class_idx:
+        sys.exit("--unconditioned and --class-idx exclude each other; give one.")
+    if args.unconditioned:
+        classes = [None] * len(neurons)
+    elif args.class_idx:
         classes = [int(t) for tok in args.class_idx for t in tok.replace(",", " ").split()]
         classes = classes * len(neurons) if len(classes) == 1 else classes
     else:

@@ -267,6 +267,16 @@ def test_ablations_are_configurations(r18) -> None:  # noqa: ANN001
     )  # max_batch splits
 
 
+def test_unconditioned_pairs_drop_the_clip_term(r18, tiny_clip) -> None:  # noqa: ANN001
+    # no class, no class text: the CLIP term cannot apply, the activation alone is maximized
+    vis = ClipIllusion(clip=tiny_clip, iters=4, lr=0.1, images_per_pair=1)
+    out = vis.visualize(r18, _active_neurons(r18, 2), None, show_progress=False)
+    assert [v.class_idx for v in out] == [None, None]
+    assert out[0].settings["objective"] == out[0].extra["objective"]
+    assert "clip" not in out[0].extra["objective"] and "clip_scores" not in out[0].extra
+    assert np.mean(out[0].activations) > np.mean(out[0].extra["initial_activations"])
+
+
 def test_section_4_3_assignments() -> None:
     class Surface:  # only the decision layer is read
         decision = torch.nn.Linear(4, 3)
@@ -284,7 +294,7 @@ def test_section_4_3_assignments() -> None:
 def test_hooks_removed_and_state_restored_on_exception(r18, tiny_clip, monkeypatch) -> None:  # noqa: ANN001
     layer = r18.model.layer3
     boom = Objective(lambda i: (_ for _ in ()).throw(RuntimeError("boom")), "boom")
-    monkeypatch.setattr(ClipIllusion, "objective", lambda self: boom)
+    monkeypatch.setattr(ClipIllusion, "objective", lambda self, with_clip=None: boom)
     vis = ClipIllusion(clip=tiny_clip, iters=2, images_per_pair=1, layer="layer3")
     with pytest.raises(RuntimeError, match="boom"):
         vis.visualize(r18, [3], 1, class_names=["a", "b", "c"], show_progress=False)

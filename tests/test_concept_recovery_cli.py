@@ -75,12 +75,15 @@ def test_concept_recovery_lands_in_records_and_sidecars_and_is_cached(
             means = truth.spurious_means if label == "spurious" else truth.core_means
             names = truth.spurious_names if label == "spurious" else truth.core_names
             assert concept["truth_value"] == names[int(np.argmax(means[:, n]))]
-            assert concept["recovered"] == (concept["shown"] == label)
+            assert concept["recovered"] == (label in concept["shown_attributes"])
             assert isinstance(concept["value_match"], bool)
         else:
             assert concept["recovered"] is None
-        shown = "spurious" if concept["agreement_spurious"] > concept["agreement_core"] else "core"
-        assert concept["shown"] == shown
+        agree = {"core": concept["agreement_core"], "spurious": concept["agreement_spurious"]}
+        top = max(agree.values())
+        shown = [a for a, v in agree.items() if v >= 0.25 and v >= top - 0.05]
+        assert concept["shown_attributes"] == shown
+        assert concept["shown"] == {0: "neither", 1: "".join(shown), 2: "both"}[len(shown)]
         acc = concept["classifier_accuracy"]
         assert set(acc) == {"core", "spurious"} and all(0.0 <= v <= 1.0 for v in acc.values())
         assert concept["reliable"] == (min(acc.values()) >= cr.RELIABLE_ACCURACY)

@@ -180,6 +180,20 @@ def test_concept_recovery_decides_by_agreement_of_the_images():
     assert concept_recovery(viz, fixed, "core")["recovered"] is False
     assert concept_recovery(viz, fixed, "spurious", truth_value=1)["value_match"] is False
     assert concept_recovery(viz, fixed, "dead")["recovered"] is None
+    # images that share a shape and a background show both; images that agree on nothing show neither
+    both = _FixedClassifiers(
+        core=torch.tensor([[0.97, 0.03], [0.96, 0.04], [0.98, 0.02]]),
+        spurious=torch.tensor([[0.96, 0.04], [0.97, 0.03], [0.99, 0.01]]),
+    )
+    r = concept_recovery(viz, both, "spurious", truth_value="water")
+    assert r["shown"] == "both" and r["shown_attributes"] == ["core", "spurious"] and r["recovered"] is True
+    assert concept_recovery(viz, both, "core")["recovered"] is True
+    vague = _FixedClassifiers(
+        core=torch.tensor([[0.6, 0.4], [0.45, 0.55], [0.55, 0.45]]),
+        spurious=torch.tensor([[0.55, 0.45], [0.5, 0.5], [0.4, 0.6]]),
+    )
+    r = concept_recovery(viz, vague, "spurious")
+    assert r["shown"] == "neither" and r["recovered"] is False
     with pytest.raises(UserError, match="truth_label"):
         concept_recovery(viz, fixed, "background")
 

@@ -376,7 +376,8 @@ def recovery(
 
     Keys: ``truth_label``, ``truth_value`` (name of the preferred value; spurious/core neurons only),
     ``spurious_ratio`` / ``spurious_effect`` / ``core_effect`` of the neuron, ``shown`` (the attribute
-    the images agree on), ``recovered`` (``shown == truth_label``; ``None`` for mixed / dead neurons),
+    the images agree on: core, spurious, both or neither), ``recovered`` (``truth_label`` is among the
+    attributes shown; ``None`` for mixed / dead neurons),
     ``value_match``, ``agreement_core`` / ``agreement_spurious``, ``attributes`` (per-image
     predictions), ``classifier_accuracy`` (held-out), ``reliable`` (both accuracies ≥
     :data:`RELIABLE_ACCURACY`) and ``classifier`` (method, cache key, whether it was cached, held-out split).

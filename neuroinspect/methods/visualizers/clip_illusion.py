@@ -240,9 +240,14 @@ class ClipIllusion(Visualizer):
         self.amp = bool(amp)
 
     # -- configuration ----------------------------------------------------------------------------
-    def objective(self) -> Objective:
-        """The objective this configuration optimizes (see :mod:`.objectives`)."""
-        return illusion_objective(self.class_gamma, self.domain_eps, use_clip=self.use_clip, coupled=self.ref)
+    def objective(self, with_clip: bool | None = None) -> Objective:
+        """The objective this configuration optimizes (see :mod:`.objectives`).
+
+        ``with_clip=False`` drops the CLIP term (a run whose pairs have no class has no class text to
+        compare with: the objective is then the activation alone); default: ``use_clip``.
+        """
+        use_clip = self.use_clip if with_clip is None else (self.use_clip and with_clip)
+        return illusion_objective(self.class_gamma, self.domain_eps, use_clip=use_clip, coupled=self.ref)
 
     def clip_model(self, device: str | torch.device = "cpu") -> ClipModel:
         """The guidance CLIP, loaded on first use (a :class:`UserError` if its weights are not available)."""
@@ -449,7 +454,7 @@ class ClipIllusion(Visualizer):
                 for _, c in pairs
             ]
             text = torch.stack(rows).to(device).repeat_interleave(k, dim=0)
-        objective = self.objective()
+        objective = self.objective(with_clip=clip is not None)
         use_clip_now = clip is not None and "clip" in objective.requires
 
         kwargs: dict[str, Any] = {"generator": gen, "device": device}
@@ -541,6 +546,7 @@ class ClipIllusion(Visualizer):
                 "batch": batch,
                 "pairs_in_batch": n_pairs,
                 "device": str(device),
+                "objective": objective.name,
             }
         )
         out = []

@@ -640,11 +640,21 @@ def _fit_logreg(
     return models[0], models[1]
 
 
+#: agreements within this of the higher one count as shown too (images that share both a shape and a
+#: background show both attributes; a strict comparison would hand every tie to one of them)
+TIE_TOLERANCE = 0.05
+#: below this chance-corrected agreement the images show neither attribute consistently
+MIN_AGREEMENT = 0.25
+
+
 def concept_recovery(
     viz: Visualization,
     classifiers: AttributeClassifiers,
     truth_label: str,
     truth_value: int | str | None = None,
+    *,
+    tie_tolerance: float = TIE_TOLERANCE,
+    min_agreement: float = MIN_AGREEMENT,
 ) -> dict[str, Any]:
     """Does ``viz`` show the attribute its neuron is known to encode?
 
@@ -652,9 +662,12 @@ def concept_recovery(
     ``"dead"`` are reported but not scored). A natural image always contains *some* shape and *some*
     background, so confidence alone cannot tell which one a set of images is about; what they are
     about is what they **agree** on: a spurious neuron's images share a background while their shapes
-    vary. The attribute shown is the one with the higher :func:`agreement` (chance-corrected, so
-    attributes with different numbers of values compare fairly); ``recovered`` = it equals
-    ``truth_label``. For a single image, agreement is that image's confidence. ``truth_value`` (index
+    vary. An attribute is shown when its :func:`agreement` (chance-corrected, so attributes with
+    different numbers of values compare fairly) is at least ``min_agreement`` and within
+    ``tie_tolerance`` of the higher of the two: ``shown`` is ``"core"``, ``"spurious"``, ``"both"``
+    (images that share a shape *and* a background, e.g. the top exemplars of a neuron that fires on
+    triangles on land) or ``"neither"``; ``recovered`` = ``truth_label`` is among the attributes
+    shown. For a single image, agreement is that image's confidence. ``truth_value`` (index
     or name of the value the neuron prefers, e.g. the background it fires on): ``value_match`` = the
     value with the highest mean probability for that attribute equals it.
     """
@@ -664,7 +677,13 @@ def concept_recovery(
     summary = classifiers.summarize(viz.images.detach().float().cpu()[keep])
     agree_core = summary["core"]["agreement"]
     agree_spur = summary["spurious"]["agreement"]
-    shown = "spurious" if agree_spur > agree_core else "core"
+    top = max(agree_core, agree_spur)
+    attrs = [
+        name
+        for name, value in (("core", agree_core), ("spurious", agree_spur))
+        if value >= min_agreement and value >= top - tie_tolerance
+    ]
+    shown = "both" if len(attrs) == 2 else (attrs[0] if attrs else "neither")
     out: dict[str, Any] = {
         "method": viz.method,
         "neuron": int(viz.neuron),
@@ -672,7 +691,8 @@ def concept_recovery(
         "agreement_core": agree_core,
         "agreement_spurious": agree_spur,
         "shown": shown,
-        "recovered": (shown == truth_label) if truth_label in ("spurious", "core") else None,
+        "shown_attributes": attrs,
+        "recovered": (truth_label in attrs) if truth_label in ("spurious", "core") else None,
         "attributes": summary,
         "classifier_accuracy": {k: classifiers.accuracy[k]["accuracy"] for k in ("core", "spurious")},
         "value_match": None,
