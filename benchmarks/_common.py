@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from pathlib import Path
 
 import torch
@@ -19,8 +21,14 @@ DATASET = "spurious-shapes"
 def get_model(
     work: Path, epochs: int, seed: int, device: torch.device, image_size: int
 ) -> tuple[ModelSurface, Path, str]:
-    """The cached checkpoint under ``work`` for these settings, or a freshly trained one."""
-    tag = f"resnet18_{image_size}px_e{epochs}_s{seed}"
+    """The cached checkpoint under ``work`` for these settings, or a freshly trained one.
+
+    The cache tag includes a digest of the benchmark's resolved parameters, so a change of the
+    generator's defaults trains a new model instead of loading one made on other data.
+    """
+    resolved = get_dataset(DATASET).resolve({"image_size": image_size})
+    digest = hashlib.sha256(json.dumps(resolved, sort_keys=True, default=str).encode()).hexdigest()[:10]
+    tag = f"resnet18_{image_size}px_e{epochs}_s{seed}_{digest}"
     ckpt_path = work / tag / "best.pt"
     if ckpt_path.is_file():
         return load_checkpoint(ckpt_path).surface, ckpt_path, "loaded"
