@@ -68,7 +68,8 @@ import torch  # noqa: E402
 
 import neuroinspect  # noqa: E402,F401
 from neuroinspect.cli import main as cli_main  # noqa: E402
-from neuroinspect.commands.visualize import _class_strings, _parse_settings  # noqa: E402
+from neuroinspect.commands.common import parse_settings  # noqa: E402
+from neuroinspect.commands.visualize import _class_strings  # noqa: E402
 from neuroinspect.datasets import get_dataset  # noqa: E402
 from neuroinspect.fileio import atomic_write_json, atomic_write_text  # noqa: E402
 from neuroinspect.harness.checkpoint import load_checkpoint  # noqa: E402
@@ -391,7 +392,7 @@ def main(argv: list[str] | None = None) -> int:
     # one-time costs, paid here so that no method's timing includes them: the attribute classifiers
     # and the split's features, in the same caches (same keys) the command reads
     params = dict(ckpt.dataset_params)
-    settings = cr.classifier_settings(_parse_settings(args.attr_set, "--attr-set"))
+    settings = cr.classifier_settings(parse_settings(args.attr_set, "--attr-set"))
     train = spec.load(None, "train", None, **params)
     heldout = dataset if args.split == "val" else spec.load(None, "val", None, **params)
     cr.cached_classifiers(train, heldout, settings, args.seed, show_progress=args.progress)

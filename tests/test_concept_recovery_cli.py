@@ -8,28 +8,23 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import TINY_SHAPES as PARAMS
 
 from neuroinspect.cli import main
 from neuroinspect.datasets import get_dataset
-from neuroinspect.harness.checkpoint import load_checkpoint, save_checkpoint
-from neuroinspect.harness.models import create_model
+from neuroinspect.harness.checkpoint import load_checkpoint
 from neuroinspect.harness.records import read_records
 from neuroinspect.harness.transforms import eval_transform, transform_kind
 from neuroinspect.methods import concept_recovery as cr
 from neuroinspect.methods.groundtruth_scoring import neuron_attribute_scores, truth_from_activations
 from neuroinspect.methods.visualizers.faithfulness import train_attribute_classifiers
 
-PARAMS = {"image_size": 32, "n_train": 24, "n_val": 8, "n_test": 8}
 FAST = ["--truth-samples", "4", "--attr-set", "epochs=2", "--no-progress"]
 
 
 @pytest.fixture(scope="module")
-def ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    torch.manual_seed(0)
-    surface = create_model("resnet18", num_classes=2, image_size=32)
-    path = tmp_path_factory.mktemp("concepts") / "r18.pt"
-    save_checkpoint(path, surface, ["triangle", "square"], "spurious-shapes", PARAMS)
-    return path
+def ckpt(tiny_shapes_ckpt: Path) -> Path:
+    return tiny_shapes_ckpt
 
 
 @pytest.fixture

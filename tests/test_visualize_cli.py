@@ -6,24 +6,15 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 from PIL import Image
 
 from neuroinspect.cli import main
-from neuroinspect.harness.checkpoint import save_checkpoint
-from neuroinspect.harness.models import create_model
 from neuroinspect.harness.records import read_records
-
-PARAMS = {"image_size": 32, "n_train": 24, "n_val": 8, "n_test": 8}
 
 
 @pytest.fixture(scope="module")
-def ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    torch.manual_seed(0)
-    surface = create_model("resnet18", num_classes=2, image_size=32)
-    path = tmp_path_factory.mktemp("vis") / "r18.pt"
-    save_checkpoint(path, surface, ["triangle", "square"], "spurious-shapes", PARAMS)
-    return path
+def ckpt(tiny_shapes_ckpt: Path) -> Path:
+    return tiny_shapes_ckpt
 
 
 def test_clip_illusion_end_to_end(ckpt: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -46,6 +46,38 @@ def check_neurons(neurons: list[int], num_features: int) -> None:
         )
 
 
+def parse_value(text: str) -> Any:
+    """``"3"`` → 3, ``"0.5"`` → 0.5, ``"true"``/``"false"`` → bool, ``"none"`` → None, ``"a,b"`` → list."""
+    low = text.strip().lower()
+    if low in ("true", "yes", "on"):
+        return True
+    if low in ("false", "no", "off"):
+        return False
+    if low in ("none", "null"):
+        return None
+    if "," in text:
+        return [parse_value(t) for t in text.split(",") if t.strip()]
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            continue
+    return text
+
+
+def parse_settings(items: list[str], flag: str) -> dict[str, Any]:
+    """``key=value`` options (``--set``, ``--attr-set``, ``--editor-param``) as a dict: keys with ``-``
+    turned into ``_``, values through :func:`parse_value`; a UserError naming ``flag`` for an item
+    without ``=``."""
+    out: dict[str, Any] = {}
+    for item in items:
+        if "=" not in item:
+            raise UserError(f"{flag} {item!r} must look like key=value.")
+        key, raw = item.split("=", 1)
+        out[key.strip().replace("-", "_")] = parse_value(raw)
+    return out
+
+
 def dataset_params(args: argparse.Namespace) -> dict[str, Any]:
     """``--param key=value`` pairs as a dict (numbers parsed)."""
     out: dict[str, Any] = {}

@@ -20,6 +20,7 @@ from neuroinspect.commands.common import (
     check_neurons,
     dataset_params,
     parse_int_list,
+    parse_settings,
 )
 from neuroinspect.errors import UserError
 
@@ -203,33 +204,13 @@ def _editor_kwargs(cls: type[Editor], args: argparse.Namespace, device: Any) -> 
         raise UserError(f"--gamma does not apply to --editor {args.editor}; drop --gamma.")
     if "device" in accepted:
         kwargs["device"] = str(device)
-    for item in args.editor_param:
-        if "=" not in item:
-            raise UserError(f"--editor-param {item!r} must look like key=value.")
-        key, raw = item.split("=", 1)
-        key = key.strip().replace("-", "_")
+    for key, value in parse_settings(args.editor_param, "--editor-param").items():
         if key not in accepted:
             raise UserError(
                 f"editor {args.editor!r} has no hyperparameter {key!r}; it takes: {', '.join(sorted(accepted))}."
             )
-        kwargs[key] = _parse_value(raw)
+        kwargs[key] = value
     return kwargs
-
-
-def _parse_value(raw: str) -> Any:
-    low = raw.strip().lower()
-    if low in ("true", "false"):
-        return low == "true"
-    if low in ("none", "null"):
-        return None
-    for cast in (int, float):
-        try:
-            return cast(raw)
-        except ValueError:
-            continue
-    if "," in raw:
-        return [_parse_value(x) for x in raw.split(",") if x.strip()]
-    return raw
 
 
 def _gamma_setting(args: argparse.Namespace, editor_cls: type[Editor]) -> str | float | None:

@@ -33,6 +33,7 @@ from neuroinspect.commands.common import (
     check_neurons,
     dataset_params,
     parse_int_list,
+    parse_settings,
 )
 from neuroinspect.errors import CheckpointError, UserError
 
@@ -141,25 +142,6 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 # -- argument handling ---------------------------------------------------------------------------------
-def parse_value(text: str) -> Any:
-    """``"3"`` → 3, ``"0.5"`` → 0.5, ``"true"``/``"false"`` → bool, ``"none"`` → None, ``"a,b"`` → list."""
-    low = text.strip().lower()
-    if low in ("true", "yes", "on"):
-        return True
-    if low in ("false", "no", "off"):
-        return False
-    if low in ("none", "null"):
-        return None
-    if "," in text:
-        return [parse_value(t) for t in text.split(",") if t.strip()]
-    for cast in (int, float):
-        try:
-            return cast(text)
-        except ValueError:
-            continue
-    return text
-
-
 def method_kwargs(cls: type, args: argparse.Namespace) -> dict[str, Any]:
     """Constructor arguments from the CLI options the method accepts; a UserError for one it does not."""
     params = inspect.signature(cls).parameters
@@ -176,16 +158,11 @@ def method_kwargs(cls: type, args: argparse.Namespace) -> dict[str, Any]:
                 f"{flag} does not apply to --method {args.method}; drop it (its options: {', '.join(sorted(accepted))})."
             )
         out[target] = value
-    for item in args.set:
-        if "=" not in item:
-            raise UserError(f"--set {item!r} must look like key=value.")
-        key, raw = item.split("=", 1)
-        key = key.strip().replace("-", "_")
+    for key, value in parse_settings(args.set, "--set").items():
         if key not in accepted:
             raise UserError(
                 f"--method {args.method} has no hyperparameter {key!r}; valid ones: {', '.join(sorted(accepted))}."
             )
-        value = parse_value(raw)
         if isinstance(value, list) and isinstance(params[key].default, tuple):
             value = tuple(value)
         out[key] = value
@@ -482,7 +459,7 @@ def _concept_settings(args: argparse.Namespace) -> dict[str, Any] | None:
         return None
     from neuroinspect.methods.concept_recovery import classifier_settings
 
-    settings = classifier_settings(_parse_settings(args.attr_set, "--attr-set"))
+    settings = classifier_settings(parse_settings(args.attr_set, "--attr-set"))
     if args.truth_samples < 1:
         raise UserError(f"--truth-samples must be at least 1, got {args.truth_samples}.")
     return settings
@@ -565,16 +542,6 @@ def _concept_recovery(
         + ("" if reliable else f" (below {cr.RELIABLE_ACCURACY}: results flagged unreliable)")
     )
     return out, config
-
-
-def _parse_settings(items: list[str], flag: str) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for item in items:
-        if "=" not in item:
-            raise UserError(f"{flag} {item!r} must look like key=value.")
-        key, raw = item.split("=", 1)
-        out[key.strip().replace("-", "_")] = parse_value(raw)
-    return out
 
 
 def _recovered_text(concept: dict[str, Any] | None) -> str:
