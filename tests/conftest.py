@@ -42,3 +42,17 @@ def tiny_shapes_ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("tiny-shapes") / "r18.pt"
     save_checkpoint(path, surface, ["triangle", "square"], "spurious-shapes", TINY_SHAPES)
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_shapes_vit_ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A random-init ``vit_tiny_patch16_224`` at 32 px (a 2×2 patch grid) for spurious-shapes with
+    :data:`TINY_SHAPES`; read-only."""
+    from neuroinspect.harness.checkpoint import save_checkpoint
+    from neuroinspect.harness.models import create_model
+
+    torch.manual_seed(0)
+    surface = create_model("vit_tiny_patch16_224", num_classes=2, image_size=32)
+    path = tmp_path_factory.mktemp("tiny-shapes-vit") / "vit.pt"
+    save_checkpoint(path, surface, ["triangle", "square"], "spurious-shapes", TINY_SHAPES)
+    return path

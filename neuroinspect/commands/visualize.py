@@ -51,7 +51,7 @@ Examples:
 #: CLI option → the constructor argument names it may map to (first accepted one wins).
 _OPTION_ARGS: dict[str, tuple[str, ...]] = {
     "iters": ("iters", "steps", "n_steps"),
-    "images_per_pair": ("images_per_pair", "n_images", "k", "top_k"),
+    "images_per_pair": ("images_per_pair", "n_images", "k", "top_k", "n_inputs"),
     "size": ("image_size", "size"),
     "ref": ("ref",),
     "clip": ("clip",),
