@@ -179,6 +179,17 @@ def test_reported_and_measured_side_by_side(tmp_path: Path, capsys: pytest.Captu
     assert "reported" not in capsys.readouterr().out.split("## ", 1)[1]
 
 
+def test_reported_rows_ship_with_the_package(monkeypatch: pytest.MonkeyPatch) -> None:
+    import neuroinspect
+    from neuroinspect.leaderboards.reported import default_reported_path
+
+    monkeypatch.delenv("NEUROINSPECT_REPORTED", raising=False)
+    path = default_reported_path()
+    assert path.is_file() and path.parent == Path(neuroinspect.__file__).parent / "leaderboards"
+    repo_link = Path(__file__).resolve().parents[1] / "leaderboards" / "reported.jsonl"
+    assert repo_link.resolve() == path.resolve()  # the repository's path names the same file
+
+
 def test_reported_file_holds_the_papers_numbers() -> None:
     recs = {r.record["run_id"]: r.record for r in load_reported()}
     assert all(

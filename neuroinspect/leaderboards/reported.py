@@ -1,6 +1,7 @@
 """Published numbers ("reported" rows) that sit beside the measured ones in the leaderboards.
 
-They live in ``leaderboards/reported.jsonl`` at the top of the repository: one result record per
+They ship with the package (``neuroinspect/leaderboards/reported.jsonl``, linked from the
+repository's ``leaderboards/reported.jsonl``, so an installed wheel has them too): one result record per
 published result, with ``"source": "reported"``, a ``citation``, the publication's settings in
 ``config`` and honest provenance (versions null, device ``"reported"``, wall seconds 0). See
 ``leaderboards/README.md`` for how to add one.
@@ -15,13 +16,13 @@ from pathlib import Path
 from neuroinspect.errors import RecordError, UserError
 from neuroinspect.leaderboards.aggregate import LocatedRecord, read_located
 
-#: ``leaderboards/reported.jsonl`` of the source tree this package runs from.
-REPORTED_PATH = Path(__file__).resolve().parents[2] / "leaderboards" / "reported.jsonl"
+#: the published rows shipped with the package (package data)
+REPORTED_PATH = Path(__file__).resolve().parent / "reported.jsonl"
 ENV_VAR = "NEUROINSPECT_REPORTED"
 
 
 def default_reported_path() -> Path:
-    """``$NEUROINSPECT_REPORTED`` if set, else the repository's ``leaderboards/reported.jsonl``."""
+    """``$NEUROINSPECT_REPORTED`` if set, else the rows shipped with the package."""
     env = os.environ.get(ENV_VAR)
     return Path(env).expanduser() if env else REPORTED_PATH
 
