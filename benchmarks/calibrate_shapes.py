@@ -36,8 +36,9 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 import neuroinspect  # noqa: E402,F401
-from neuroinspect.commands.common import parse_int_list  # noqa: E402
+from neuroinspect.commands.common import parse_int_list, parse_settings  # noqa: E402
 from neuroinspect.datasets import get_dataset  # noqa: E402
+from neuroinspect.errors import UserError  # noqa: E402
 from neuroinspect.harness.metrics import classification_metrics  # noqa: E402
 from neuroinspect.harness.models import create_model  # noqa: E402
 from neuroinspect.harness.presets import get_preset  # noqa: E402
@@ -48,23 +49,6 @@ from neuroinspect.runtime import seed_everything  # noqa: E402
 DATASET = "spurious-shapes"
 TARGET_AVG = 0.85
 TARGET_GAP = 0.15
-
-
-def _kv(items: list[str], what: str) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for item in items:
-        if "=" not in item:
-            raise SystemExit(f"{what} {item!r} must look like key=value")
-        key, value = item.split("=", 1)
-        for cast in (int, float):
-            try:
-                out[key] = cast(value)
-                break
-            except ValueError:
-                continue
-        else:
-            out[key] = {"true": True, "false": False, "none": None}.get(value.lower(), value)
-    return out
 
 
 def run_seed(
@@ -164,8 +148,11 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(args.threads)
     seeds = parse_int_list(args.seeds, "--seeds")
-    data_params = _kv(args.param, "--param")
-    overrides = _kv(args.set, "--set")
+    try:
+        data_params = parse_settings(args.param, "--param")
+        overrides = parse_settings(args.set, "--set")
+    except UserError as err:
+        raise SystemExit(str(err)) from None
     resolved = get_dataset(DATASET).resolve(data_params)
     print(f"dataset {DATASET}: " + ", ".join(f"{k}={v}" for k, v in resolved.items()))
     print(
