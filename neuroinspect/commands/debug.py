@@ -93,30 +93,16 @@ def _finder_kwargs(cls: type, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _transform(surface: Any, dataset: str, ref: bool) -> Any:
-    try:
-        from neuroinspect.harness.transforms import eval_transform, transform_kind
-    except ImportError:  # pragma: no cover - the transforms module ships with the package
-        from torchvision import transforms as T
+    from neuroinspect.harness.transforms import eval_transform, transform_kind
 
-        dc = surface.data_config
-        return T.Compose(
-            [T.Resize((dc.image_size, dc.image_size)), T.ToTensor(), T.Normalize(dc.mean, dc.std)]
-        )
     return eval_transform(surface.data_config, transform_kind(dataset), ref=ref, dataset=dataset)
-
-
-def _describe(transform: Any) -> str:
-    try:
-        from neuroinspect.harness.transforms import describe
-    except ImportError:  # pragma: no cover
-        return repr(transform)
-    return describe(transform)
 
 
 def run(args: argparse.Namespace) -> int:
     from neuroinspect.datasets import get_dataset
     from neuroinspect.harness.checkpoint import load_checkpoint
     from neuroinspect.harness.features import FeatureCache
+    from neuroinspect.harness.transforms import describe
     from neuroinspect.methods.finders import FINDERS, load_all
     from neuroinspect.runtime import Provenance, resolve_device, seed_everything
 
@@ -150,7 +136,7 @@ def run(args: argparse.Namespace) -> int:
             dataset,
             batch_size=args.batch_size,
             device=device,
-            transform_desc=_describe(transform),
+            transform_desc=describe(transform),
             show_progress=show,
         )
         result = finder.find(surface.decision, features, args.class_idx, seed=args.seed, show_progress=show)
@@ -164,7 +150,7 @@ def run(args: argparse.Namespace) -> int:
             "dataset_params": params,
             "checkpoint": {"path": str(ckpt.path), "sha256": ckpt.sha256, "arch": surface.spec.arch},
             "num_features": surface.num_features,
-            "transform": _describe(transform),
+            "transform": describe(transform),
             "feature_cache_key": features.meta.get("cache_key"),
             "provenance": prov.as_dict(),
         }
