@@ -10,6 +10,6 @@ if [ ! -x .venv/bin/python ]; then
 fi
 stamp=.venv/.neuroinspect-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ constraints.txt -nt "$stamp" ]; then
-  .venv/bin/python -m pip install -q -c constraints.txt -e '.[dev]'
+  .venv/bin/python -m pip install -q -c constraints.txt -e '.[study,ray,dev]'
   touch "$stamp"
 fi

@@ -4,6 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+bash scripts/setup-system.sh
 export HF_HUB_OFFLINE=1 NEUROINSPECT_NO_PROGRESS=1 MPLBACKEND=Agg
 .venv/bin/ruff check neuroinspect tests benchmarks
 .venv/bin/python -m pytest -n 2 -q "$@"

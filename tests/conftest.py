@@ -56,3 +56,53 @@ def tiny_shapes_vit_ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("tiny-shapes-vit") / "vit.pt"
     save_checkpoint(path, surface, ["triangle", "square"], "spurious-shapes", TINY_SHAPES)
     return path
+
+
+# -- real services: PostgreSQL and a browser (tests/services.py) ------------------------------------
+
+
+def _missing(reason: str) -> None:
+    from _services import services_required
+
+    if services_required():
+        pytest.fail(f"{reason} (NEUROINSPECT_REQUIRE_SERVICES=1: CI needs it; see scripts/setup-system.sh)")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def pg_server():  # noqa: ANN201
+    """A throwaway PostgreSQL cluster on 127.0.0.1 for this test process (started on first use)."""
+    from _services import postgres_bindir, postgres_server
+
+    if postgres_bindir() is None:
+        _missing("no PostgreSQL server binary (initdb) on this machine: PostgreSQL cases skipped")
+    pytest.importorskip("psycopg", reason="psycopg is not installed (pip install -e '.[study]')")
+    with postgres_server() as server:
+        yield server
+
+
+@pytest.fixture
+def postgres_url(pg_server, request: pytest.FixtureRequest):  # noqa: ANN001, ANN201
+    """The SQLAlchemy URL of a fresh, empty PostgreSQL database, dropped after the test."""
+    import re
+    import uuid
+
+    name = "t_" + re.sub(r"[^a-z0-9]", "_", request.node.name.lower())[:40] + "_" + uuid.uuid4().hex[:8]
+    url = pg_server.create_database(name)
+    yield url
+    pg_server.drop_database(name)
+
+
+@pytest.fixture(scope="session")
+def browser():  # noqa: ANN201
+    """Debian's chromium driven by Playwright, headless (``playwright install`` cannot download one here)."""
+    from _services import CHROMIUM_ARGS, chromium_path
+
+    path = chromium_path()
+    if path is None:
+        _missing("no chromium on this machine (apt-get install chromium): browser tests skipped")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+    with sync_api.sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=path, headless=True, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
