@@ -12,7 +12,7 @@ For each database (a SQLite file in WAL mode; a throwaway PostgreSQL 15 cluster 
    duplicates refused, duplicate (participant, trial) rows in the database (must be 0), and the time to
    record an answer (the first submission: a read, a write transaction, commit) — p50 / p95 / p99 ms,
    goal p95 <= 50 ms.
-2. **Faults.** N new participants are run by a separate worker process (the "server") that keeps a
+2. **Faults.** N new participants are run by a separate (forked) worker process (the "server") that keeps a
    client-side log of each participant's resume token and of each answer the server acknowledged.
    When about 40% of the answers are in, the worker is killed with SIGKILL. Then: every acknowledged
    answer must be in the database (nothing lost), a new worker resumes EVERY participant with its
@@ -33,7 +33,6 @@ import os
 import shutil
 import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -156,20 +155,31 @@ def _per_participant_trials(rt: Any) -> int:
 
 
 # -- phase 2: SIGKILL of the worker mid-study and a restart -----------------------------------------------------
-def worker(args: argparse.Namespace) -> int:
-    """The child process: runs (or resumes) the participants listed in ``--ids`` and logs tokens and acks."""
+def worker(
+    spec: str,
+    url: str,
+    ids_file: str,
+    tokens_file: str,
+    acks_file: str,
+    think: float,
+    resume: bool,
+    summary: str,
+) -> None:
+    """The "server" process: runs (or, with ``resume``, resumes with their tokens) the participants of
+    ``ids_file`` and keeps the client-side logs of tokens and acknowledged answers."""
     from neuroinspect.studies.observers import run_participant
+    from neuroinspect.studies.session import AccessDenied
 
-    rt = _runtime(Path(args.spec), args.db)
-    ids = Path(args.ids).read_text().split()
+    rt = _runtime(Path(spec), url)  # a new engine: nothing of the parent's connection pool is used
+    ids = Path(ids_file).read_text().split()
     tokens: dict[str, str] = {}
-    if args.resume and Path(args.tokens).exists():
-        for line in Path(args.tokens).read_text().splitlines():
+    if resume and Path(tokens_file).exists():
+        for line in Path(tokens_file).read_text().splitlines():
             pid, _, tok = line.partition(" ")
             tokens[pid] = tok
     lock = threading.Lock()
-    tok_f = open(args.tokens, "a", encoding="utf-8")  # noqa: SIM115
-    ack_f = open(args.acks, "a", encoding="utf-8")  # noqa: SIM115
+    tok_f = open(tokens_file, "a", encoding="utf-8")  # noqa: SIM115
+    ack_f = open(acks_file, "a", encoding="utf-8")  # noqa: SIM115
 
     def on_token(pid: str, token: str) -> None:
         with lock:
@@ -180,8 +190,6 @@ def worker(args: argparse.Namespace) -> int:
         with lock:  # written only after the answer was committed: an acknowledgement
             ack_f.write(f"{pid}\t{trial_id}\t{response}\n")
             ack_f.flush()
-
-    from neuroinspect.studies.session import AccessDenied
 
     def one(i: int, pid: str) -> Any:
         try:
@@ -195,7 +203,7 @@ def worker(args: argparse.Namespace) -> int:
                 token=tokens.get(pid),
                 on_token=on_token,
                 on_answer=on_answer,
-                think_s=args.think,
+                think_s=think,
             )
         except AccessDenied:  # killed between creating the session and logging its token
             return None
@@ -203,7 +211,7 @@ def worker(args: argparse.Namespace) -> int:
     with ThreadPoolExecutor(max_workers=len(ids)) as pool:
         runs = list(pool.map(one, range(len(ids)), ids))
     done = [r for r in runs if r is not None]
-    print(
+    Path(summary).write_text(
         json.dumps(
             {
                 "resumed": sum(r.resumed for r in done),
@@ -212,55 +220,46 @@ def worker(args: argparse.Namespace) -> int:
             }
         )
     )
-    return 0
+    rt.store.dispose()
 
 
 def fault_phase(spec_path: Path, url: str, n: int, work: Path, think: float) -> dict[str, Any]:
+    import multiprocessing
+
     import sqlalchemy as sa
 
     from neuroinspect.studies import storage as db
 
     ids = [f"fault-{i:03d}" for i in range(n)]
     (work / "ids.txt").write_text("\n".join(ids) + "\n")
-    tokens, acks = work / "tokens.txt", work / "acks.tsv"
-    for f in (tokens, acks):
+    tokens, acks, summary = work / "tokens.txt", work / "acks.tsv", work / "summary.json"
+    for f in (tokens, acks, summary):
         f.unlink(missing_ok=True)
     rt = _runtime(spec_path, url)
     per = len(rt.bundle.trials_of_kind("practice")) + _per_participant_trials(rt)
     expected = n * per
-    base = [
-        sys.executable,
-        str(Path(__file__).resolve()),
-        "--worker",
-        "--spec",
-        str(spec_path),
-        "--db",
-        url,
-        "--ids",
-        str(work / "ids.txt"),
-        "--tokens",
-        str(tokens),
-        "--acks",
-        str(acks),
-        "--think",
-        str(think),
-    ]
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    proc = subprocess.Popen(base, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    rt.store.dispose()  # no pooled connection crosses the fork
+    # A forked child (not a new interpreter): it starts in milliseconds instead of importing torch again.
+    ctx = multiprocessing.get_context("fork")
+    args = (str(spec_path), url, str(work / "ids.txt"), str(tokens), str(acks), think)
+    proc = ctx.Process(target=worker, args=(*args, False, str(summary)))
+    proc.start()
     t0 = time.perf_counter()
     killed_at = None
-    while proc.poll() is None and time.perf_counter() - t0 < 600:
+    rows = 0
+    while proc.is_alive() and time.perf_counter() - t0 < 600:
         rows = _counts(rt)["rows"]
         if rows >= 0.4 * expected:
+            assert proc.pid is not None
             os.kill(proc.pid, signal.SIGKILL)
-            proc.wait()
+            proc.join()
             killed_at = _counts(rt)["rows"]  # answers committed before the process died
             break
         time.sleep(0.05)
     if killed_at is None:
-        out, err = proc.communicate()
+        proc.join()
         raise RuntimeError(
-            f"the worker finished before it could be killed (rows {rows}/{expected}): {err[-800:]}"
+            f"the worker finished before it could be killed (rows {rows}/{expected}); lower --think"
         )
     acked = [line.split("\t") for line in acks.read_text().splitlines() if line.count("\t") == 2]
     with rt.store.read() as conn:
@@ -277,11 +276,14 @@ def fault_phase(spec_path: Path, url: str, n: int, work: Path, think: float) -> 
     lost = [a for a in acked if tuple(a) not in stored]
     after_kill = _counts(rt)
     with_token = len(tokens.read_text().splitlines()) if tokens.exists() else 0
+    rt.store.dispose()
     t1 = time.perf_counter()
-    res = subprocess.run(base + ["--resume"], env=env, capture_output=True, text=True, timeout=900)
-    if res.returncode != 0:
-        raise RuntimeError(f"the restarted worker failed: {res.stderr[-1500:]}")
-    summary = json.loads(res.stdout.strip().splitlines()[-1])
+    again = ctx.Process(target=worker, args=(*args, True, str(summary)))
+    again.start()
+    again.join(900)
+    if again.exitcode != 0 or not summary.exists():
+        raise RuntimeError(f"the restarted worker failed (exit code {again.exitcode})")
+    done = json.loads(summary.read_text())
     final = _counts(rt)
     rt.store.dispose()
     return {
@@ -292,9 +294,9 @@ def fault_phase(spec_path: Path, url: str, n: int, work: Path, think: float) -> 
         "acknowledged_but_lost": len(lost),
         "recorded_without_acknowledgement": after_kill["rows"] - len(acked),
         "participants_with_token_before_kill": with_token,
-        "resumed": summary["resumed"],
-        "completed_after_restart": summary["completed"],
-        "refused_without_token": summary["refused_without_token"],
+        "resumed": done["resumed"],
+        "completed_after_restart": done["completed"],
+        "refused_without_token": done["refused_without_token"],
         "final_rows": final["rows"],
         "final_duplicate_rows": final["duplicate_rows"],
         "final_complete": final["complete"],
@@ -381,14 +383,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--smoke", action="store_true", help="a few seconds: 8 participants and a short study")
     ap.add_argument("--think", type=float, default=None, help="seconds between answers in the fault phase")
     ap.add_argument("--out", default=None, help="write the figures as JSON here")
-    ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
-    ap.add_argument("--resume", action="store_true", help=argparse.SUPPRESS)
-    for hidden in ("--spec", "--db", "--ids", "--tokens", "--acks"):
-        ap.add_argument(hidden, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
-    if args.worker:
-        args.think = 0.02 if args.think is None else args.think
-        return worker(args)
     n = args.participants or (8 if args.smoke else 50)
     think = args.think if args.think is not None else (0.01 if args.smoke else 0.02)
     backends = [b.strip() for b in args.backends.split(",") if b.strip()]

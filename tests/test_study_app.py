@@ -194,3 +194,18 @@ def test_check_admin_password_is_constant_time_compare() -> None:
 
     assert check_admin_password("pässwörd", "pässwörd")
     assert not check_admin_password("pässwörd ", "pässwörd") and not check_admin_password("", "x")
+
+
+def test_a_database_outage_is_a_message_not_a_traceback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from neuroinspect.studies.session import StudyRuntime
+
+    spec, _ = fake_study(tmp_path, "labelling")
+
+    def down(*args: object, **kwargs: object) -> None:
+        raise sa.exc.OperationalError("SELECT 1", {}, Exception("connection refused"))
+
+    monkeypatch.setattr(StudyRuntime, "stage", down)
+    at = _app(monkeypatch, spec.path, PROLIFIC_PID="DOWN1")
+    assert not at.exception and "cannot reach its database" in _texts(at)

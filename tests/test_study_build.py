@@ -291,3 +291,20 @@ def test_other_task_types_build(task: str, tmp_path: Path, tiny_shapes_ckpt: Pat
         )
     rt.store.dispose()
     assert (bundle.path / MANIFEST).is_file()
+
+
+def test_clip_illusion_condition_with_class_conditioned_units(tmp_path: Path, tiny_shapes_ckpt: Path) -> None:
+    """A CLIP-guided condition: the builder loads the CLIP the settings name (a random-init one here:
+    the benchmark's trained synthetic CLIP is built by `study build` itself when missing)."""
+    path = tiny_spec(tmp_path, "labelling", tiny_shapes_ckpt)
+    text = path.read_text().replace("neurons = [1, 2, 3, 4]", "neurons = [1, 2]\nclasses = [1]")
+    text = text.replace("trials_per_condition = 2", "trials_per_condition = 1")
+    text += '[[conditions]]\nname = "illusion"\nvisualizer = "clip_illusion"\nsettings = {iters = 1, clip = "synthetic-clip:random"}\n'
+    path.write_text(text)
+    spec = load_spec(path)
+    lines: list[str] = []
+    bundle = build_bundle(spec, show_progress=False, log=lines.append)
+    assert any("condition illusion: running clip_illusion on 3 unit(s)" in ln for ln in lines)
+    trials = [t for t in bundle.manifest["trials"] if t["condition"] == "illusion" and t["kind"] == "main"]
+    assert {t["unit"] for t in trials} == {"neuron:1/class:1", "neuron:2/class:1"}
+    assert all(len(t["panels"][0]["images"]) == 3 for t in trials)

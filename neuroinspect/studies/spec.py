@@ -21,23 +21,29 @@ one runnable example per task type)::
 
     [model]                        # the classifier whose units are studied
     dataset = "spurious-shapes"
+    root = "data/x"                # real datasets: their folder
     dataset_params = {}            # the benchmark's --param values
     checkpoint = "model.pt"        # an existing checkpoint, or train one:
     arch = "resnet18"              # (cached by these settings)
     image_size = 64
     preset = "default"
     train = {}                     # overrides of the preset, e.g. {epochs = 3}
+    train_seed = 0                 # default: the study's seed
+    device = "cpu"                 # where build runs the model and the visualizers
 
     [units]                        # which neurons (or mistakes) the trials are about
     neurons = [3, 17, 40]          # explicit, or:
     sample = 8                     # sample N from the finder's list (or from the ground truth)
-    source = "finder"              # finder | truth
+    source = "finder"              # finder | truth (default: truth for labelling, finder otherwise)
     finder = "counterfactual"
+    finder_settings = {}           # the finder's hyperparameters
     class_idx = "worst"            # the class the finder debugs ("worst" or an index)
     classes = []                   # per-neuron classes for class-conditional visualizations
-    practice_neurons = []
+    condition_on_class = false     # sampled units carry the finder's class (default: true for mistakes)
+    practice_neurons = []          # default: extra sampled units, or the main units when listed
     split = "val"                  # references come from here ...
     query_split = "test"           # ... 2AFC queries and mistakes from here (held out)
+    truth_samples = 64             # counterfactual samples for the neuron ground truth
 
     [design]
     trials_per_condition = 4
@@ -59,6 +65,7 @@ one runnable example per task type)::
 
     [[conditions]]
     name = "exemplars"
+    label = "natural exemplars"    # how reports call it
     visualizer = "exemplars"       # any entry of `neuroinspect methods list --kind visualizers`
     settings = {}                  # its hyperparameters
     min_references = "natural"     # 2AFC, synthetic visualizers: "none" (default) or "natural"
@@ -405,7 +412,7 @@ def _int_list(values: list[Any], where: str, allow_none: bool = False) -> list[A
     return out
 
 
-def _conditions(values: list[Any], task: str) -> list[Condition]:
+def _conditions(values: list[Any], task: str, check_methods: bool = True) -> list[Condition]:
     from neuroinspect.methods.visualizers import VISUALIZERS, load_all
 
     if not values:
@@ -413,7 +420,8 @@ def _conditions(values: list[Any], task: str) -> list[Condition]:
             'the spec has no [[conditions]]; add at least one, e.g. [[conditions]] name = "exemplars" '
             'visualizer = "exemplars", and a baseline [[conditions]] name = "none" baseline = true.'
         )
-    load_all()
+    if check_methods:
+        load_all()
     out: list[Condition] = []
     seen: set[str] = set()
     for i, raw in enumerate(values):
@@ -444,9 +452,10 @@ def _conditions(values: list[Any], task: str) -> list[Condition]:
                     f'{where} ({name}): set visualizer = "..." (see `neuroinspect methods list --kind '
                     "visualizers`), or baseline = true for the no-explanation control."
                 )
-            VISUALIZERS.get(c["visualizer"])  # an unknown name is a UserError with a suggestion
             vis = c["visualizer"]
-            _check_settings(VISUALIZERS.get(vis), c["settings"], f"{where}.settings")
+            if check_methods:
+                VISUALIZERS.get(vis)  # an unknown name is a UserError with a suggestion
+                _check_settings(VISUALIZERS.get(vis), c["settings"], f"{where}.settings")
         minref = c["min_references"]
         if minref is not None and minref not in ("none", "natural"):
             raise UserError(f'{where}.min_references must be "none" or "natural", got {minref!r}.')
@@ -488,8 +497,13 @@ def _check_settings(cls: type, settings: Mapping[str, Any], where: str) -> None:
             )
 
 
-def load_spec(path: str | Path) -> StudySpec:
-    """Read and validate a study spec (see the module docstring); a :class:`UserError` names the key and the fix."""
+def load_spec(path: str | Path, *, check_methods: bool = True) -> StudySpec:
+    """Read and validate a study spec (see the module docstring); a :class:`UserError` names the key and the fix.
+
+    ``check_methods=False`` skips checking the conditions' visualizers against the method registry
+    (which imports every visualizer module: Lucent, Captum, open_clip): the study app serves a bundle
+    that was built, and so checked, from this spec already, and starts faster without them.
+    """
     path = Path(path).expanduser()
     if not path.is_file():
         raise UserError(
@@ -501,10 +515,10 @@ def load_spec(path: str | Path) -> StudySpec:
         raise UserError(f"{path} is not valid TOML: {err}.") from None
     except UnicodeDecodeError:
         raise UserError(f"{path} is not a UTF-8 text file; a study spec is TOML.") from None
-    return spec_from_dict(raw, path)
+    return spec_from_dict(raw, path, check_methods=check_methods)
 
 
-def spec_from_dict(raw: Mapping[str, Any], path: str | Path) -> StudySpec:
+def spec_from_dict(raw: Mapping[str, Any], path: str | Path, *, check_methods: bool = True) -> StudySpec:
     """A :class:`StudySpec` from a parsed TOML document; ``path`` anchors relative paths."""
     path = Path(path).expanduser().resolve()
     base = path.parent
@@ -627,7 +641,7 @@ def spec_from_dict(raw: Mapping[str, Any], path: str | Path) -> StudySpec:
         cell_px=d["cell_px"],
     )
 
-    conditions = _conditions(top["conditions"] or [], task)
+    conditions = _conditions(top["conditions"] or [], task, check_methods)
     exclusions = ExclusionRules.from_mapping(top["exclusions"], where="[exclusions]")
     comp = _check_table(top["completion"], _COMPLETION, "completion")
     code = comp["code"]

@@ -69,7 +69,7 @@ def get_runtime(path: str) -> Any:
     from neuroinspect.studies.spec import load_spec
     from neuroinspect.studies.storage import open_store
 
-    spec = load_spec(path)
+    spec = load_spec(path, check_methods=False)  # `study serve` checked them; the bundle matches the spec
     bundle = load_bundle(spec, verify=True)
     return StudyRuntime(spec, bundle, open_store(spec.database_url))
 
@@ -124,10 +124,22 @@ def main() -> None:
         page_title=rt.spec.title, layout="wide" if admin else "centered", initial_sidebar_state="collapsed"
     )
     st.html(_CSS if not admin else _CSS.replace("max-width: 760px", "max-width: 1200px"))
-    if admin:
-        admin_page(rt)
-    else:
-        participant_page(rt)
+    try:
+        if admin:
+            admin_page(rt)
+        else:
+            participant_page(rt)
+    except UserError as err:
+        st.error(str(err))
+    except Exception as err:  # noqa: BLE001 - a database outage must not show a traceback to participants
+        import sqlalchemy as sa
+
+        if not isinstance(err, sa.exc.SQLAlchemyError):
+            raise
+        st.error(
+            "The study cannot reach its database at the moment. Your earlier answers are saved; please wait a "
+            "minute and reload this page."
+        )
 
 
 # -- participant ---------------------------------------------------------------------------------------------
@@ -463,6 +475,7 @@ def admin_page(rt: Any) -> None:
         file_name=f"{rt.study_id}-responses.csv",
         mime="text/csv",
         key="admin-download",
+        on_click=lambda: rt.log_event("admin_export", detail={"rows": len(df)}),
     )
     c1, c2 = st.columns(2)
     if c1.button("Refresh", key="admin-refresh"):
