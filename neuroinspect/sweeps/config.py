@@ -551,13 +551,14 @@ def check_data(cfg: SweepConfig) -> None:
     missing file otherwise (before anything runs)."""
     from neuroinspect.datasets import get_dataset
 
-    problems: list[str] = []
+    found: dict[str, list[str]] = {}  # problem -> the dataset entries that have it (one root, many scenarios)
     for d in cfg.datasets:
         spec = get_dataset(d.name)
         if spec.kind != "real":
             continue
-        found = spec.check(d.root, **d.params)
-        problems.extend(f"{d.label}: {p}" for p in found)
+        for p in spec.check(d.root, **d.params):
+            found.setdefault(p, []).append(d.label)
+    problems = [f"{', '.join(labels)}: {p}" for p, labels in found.items()]
     if problems:
         listed = "\n".join(f"  - {p}" for p in problems)
         raise UserError(

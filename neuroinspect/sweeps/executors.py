@@ -179,6 +179,7 @@ class RayExecutor:
         self._remote: Any = None
         self._refs: dict[Any, str] = {}
         self._started_here = False
+        self._loopback_patch: Any = None
 
     def start(self) -> None:
         if not ray_available():
@@ -192,6 +193,16 @@ class RayExecutor:
             os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
         import ray
 
+        self._loopback_patch = None
+        if self.address == "local":
+            from ray._private import ray_constants
+
+            if ray_constants.ENABLE_RAY_CLUSTER:
+                # Ray was imported before the variable above was set (e.g. by the caller): it read the
+                # default, which advertises the machine's external address. Keep the private instance on
+                # loopback anyway; restored at shutdown.
+                self._loopback_patch = ray_constants
+                ray_constants.ENABLE_RAY_CLUSTER = False
         self._ray = ray
         kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
         if self.address == "local":
@@ -266,6 +277,9 @@ class RayExecutor:
         self._refs.clear()
         if self._started_here:
             ray.shutdown()
+        if self._loopback_patch is not None:
+            self._loopback_patch.ENABLE_RAY_CLUSTER = True
+            self._loopback_patch = None
         self._ray = None
 
 
