@@ -412,3 +412,20 @@ def test_parse_sweep_accepts_lists_and_tables() -> None:
     assert [e.label for e in cfg.editors] == ["neuroinspect[lambda3=0.1]", "neuroinspect[lambda3=1.0]", "cw"]
     assert cfg.editors[0].settings == {"epochs": 2, "lambda3": 0.1}
     assert cfg.seeds == [0, 1, 2] and cfg.executor == "local"
+
+
+def test_a_folder_of_something_else_is_refused(
+    tmp_path: Path, tiny_shapes_ckpt: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = _write(tmp_path, _from_checkpoint(tiny_shapes_ckpt, "mine"))
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "plan.json").write_text(json.dumps({"config": {"name": "theirs"}}))
+    assert main(["bench", "run", str(path), "--out", str(other)]) == 2
+    assert "holds the sweep 'theirs', not 'mine'" in capsys.readouterr().err
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    (busy / "results.jsonl").write_text("")
+    assert main(["bench", "run", str(path), "--out", str(busy)]) == 2
+    assert "is not empty and holds no sweep" in capsys.readouterr().err
+    assert sorted(p.name for p in busy.iterdir()) == ["results.jsonl"]

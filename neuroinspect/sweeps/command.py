@@ -55,8 +55,6 @@ def run_sweep_command(args: argparse.Namespace) -> int:
             raw.pop("gpus_per_task", None)
         cfg = parse_sweep(raw, source=cfg.source)
     out = Path(args.out or f"runs/sweep-{cfg.name}")
-    if out.exists() and not out.is_dir():
-        raise UserError(f"--out {out} is a file; pass a folder.")
     live = sys.stderr.isatty() and not args.no_progress
     outcome = run_sweep(cfg, out, live=live, workers=getattr(args, "workers", None))
     print(summary_text(outcome.summary))

@@ -142,9 +142,16 @@ class LocalExecutor:
         return len(self._futures)
 
     def shutdown(self, cancel: bool = False) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=not cancel, cancel_futures=cancel)
-            self._pool = None
+        if self._pool is None:
+            return
+        if cancel:
+            # Interrupted: stop the running nodes now instead of waiting for them (their work folders are
+            # removed on the next run). ProcessPoolExecutor has no public way to do this.
+            for proc in list(getattr(self._pool, "_processes", {}).values()):
+                with contextlib.suppress(Exception):
+                    proc.terminate()
+        self._pool.shutdown(wait=not cancel, cancel_futures=cancel)
+        self._pool = None
 
 
 def _lost(key: str, message: str) -> dict[str, Any]:

@@ -109,6 +109,7 @@ def run_sweep(
             "add editors, visualizers, or a bundled benchmark to score the finders."
         )
     out = Path(out)
+    _check_folder(out, cfg)
     executor = make_executor(cfg, workers)
     with SweepLock(out) as lock:
         if lock.took_over:
@@ -118,6 +119,31 @@ def run_sweep(
         store.clean_tmp()
         atomic_write_json(out / "plan.json", {"config": cfg.raw, "source": cfg.source, **plan.as_dict()})
         return _run(cfg, plan, out, store, executor, live, stream)
+
+
+def _check_folder(out: Path, cfg: SweepConfig) -> None:
+    """``out`` is new, empty, or a folder of this same sweep (then the run resumes); anything else is
+    refused before any work, so that no other results are mixed in."""
+    from neuroinspect.errors import UserError
+    from neuroinspect.sweeps.lock import LOCK_NAME
+
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} is a file; pass a folder.")
+    if not out.is_dir():
+        return
+    plan = out / "plan.json"
+    if plan.is_file():
+        try:
+            name = json.loads(plan.read_text(encoding="utf-8")).get("config", {}).get("name")
+        except json.JSONDecodeError:
+            name = None
+        if name != cfg.name:
+            raise UserError(
+                f"{out} holds the sweep {name!r}, not {cfg.name!r}; pass another --out (a sweep folder holds one sweep)."
+            )
+        return
+    if any(p.name != LOCK_NAME for p in out.iterdir()):
+        raise UserError(f"{out} is not empty and holds no sweep; pass a new or empty --out folder.")
 
 
 def _run(
