@@ -36,7 +36,7 @@ def load_reported(path: str | Path | None = None) -> list[LocatedRecord]:
     path = Path(path) if path is not None else default_reported_path()
     if not path.is_file():
         raise UserError(
-            f"the reported rows file {path} does not exist. Pass --reported PATH (a reported.jsonl), "
+            f"the reported rows file {path} does not exist. Pass --reported-file PATH (a reported.jsonl), "
             f"set {ENV_VAR}, or build without published numbers with --no-reported."
         )
     records = read_located(path)
