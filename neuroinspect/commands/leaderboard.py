@@ -11,7 +11,7 @@ from neuroinspect.fileio import atomic_write_text
 
 EXAMPLE = """\
 Examples:
-  neuroinspect leaderboard build runs/bench/results.jsonl --format md --format html --out leaderboards/
+  neuroinspect leaderboard build runs/bench/results.jsonl --format md --format html --out runs/bench/leaderboard
   neuroinspect leaderboard build runs/*/results.jsonl --format md,csv,latex,html --out out/ --no-reported
   neuroinspect leaderboard build runs/bench/results.jsonl --columns all   # every metric, not the headline
   neuroinspect leaderboard build leaderboards/reported.jsonl --format md   # the published numbers alone
@@ -41,7 +41,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     b = sub.add_parser(
         "build",
         help="aggregate result records over seeds and write the tables",
-        description="Aggregate result records over seeds and write one table per (task, dataset) in each format.",
+        description="Aggregate result records over seeds and write the tables of the four tracks in each format: "
+        "one table per dataset, model and class.",
         epilog=EXAMPLE,
         formatter_class=_Formatter,
     )

@@ -123,7 +123,7 @@ def _compact_ids(table: Table) -> list[str]:
         ids.append("participants")
     if any(r.source == "reported" for r in rows):
         ids.append("source")
-    if table.task != "study":
+    if table.task != "study" and any(r.n_seeds is not None for r in rows):
         ids.append("n")
     if table.task == "visualization":
         ids.append("pairs")
@@ -177,6 +177,8 @@ def identity_cell(
     if key == "selection":
         if compact and row.selection_raw in SELECTION_SHORT:
             return Cell(SELECTION_SHORT[row.selection_raw])  # type: ignore[index]
+        if compact and row.selection:
+            return Cell(row.selection.split(" (", 1)[0])  # the whole rule is in the table's notes
         return Cell(row.selection or "not recorded")
     if key == "participants":
         return Cell(row.participants if row.participants not in (None, "None") else "not stated")
@@ -521,6 +523,7 @@ table.lb { border-collapse: collapse; font-size: 0.88rem; margin: 0.3rem 0 0.6re
 table.lb th, table.lb td { padding: 0.28rem 0.65rem; border-bottom: 1px solid var(--rule); white-space: nowrap; }
 table.lb thead th { cursor: pointer; user-select: none; border-bottom: 2px solid #444; text-align: left;
   background: var(--head); white-space: normal; max-width: 7.5rem; vertical-align: bottom; }
+table.lb td.long { white-space: normal; min-width: 9rem; max-width: 18rem; }
 table.lb th.num, table.lb td.num { text-align: right; font-variant-numeric: tabular-nums; }
 table.lb th.sorted { color: var(--accent); }
 table.lb th[aria-sort="ascending"]::after { content: " \\25B2"; }
@@ -610,6 +613,7 @@ def html_table(table: Table, refs: Sequence[str], spread: str = "std", columns: 
             k = what[0]
             c = identity_cell(row, k, refs, table, compact=True)
             cls = "txt" + extra + (" short" if k == "n" and " of " in c.main else "")
+            cls += " long" if k in ("setting", "selection") else ""
             sort = "" if c.sort is None else f' data-sort="{c.sort!r}"'
             inner = e(c.text)
             if k == "method" and row.simulated:
