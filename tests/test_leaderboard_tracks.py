@@ -369,3 +369,13 @@ def test_compact_markdown_for_reports() -> None:
     assert "WGA before" not in text
     with pytest.raises(RecordError, match="seed"):
         render_compact_markdown([{k: v for k, v in recs[0].items() if k != "seed"}])
+
+
+def test_study_rows_over_several_simulations() -> None:
+    recs = [study_record(f"sim{s}", "natural", "exemplars", acc, seed=s) for s, acc in ((0, 0.88), (1, 0.92))]
+    (table,) = build_tables(recs)
+    md = render([table], "md")
+    assert (
+        "| natural (exemplars) | simulated | 90.0 ± 2.8 | 90.1 ± 2.8 | 50 ± 0 | 1500 ± 0 | 50.0 ± 0.0 |" in md
+    )
+    assert "mean ± std over the runs instead of one run's interval" in md

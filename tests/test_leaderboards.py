@@ -15,6 +15,7 @@ from neuroinspect.cli import main
 from neuroinspect.errors import RecordError
 from neuroinspect.harness.records import ACCURACY_KEYS, VERSION_KEYS, make_record, validate_record
 from neuroinspect.leaderboards import (
+    LocatedRecord,
     build_tables,
     load_records,
     load_reported,
@@ -228,6 +229,25 @@ def test_published_rows_stay_apart_from_other_data(
     out = capsys.readouterr().out
     assert out.index("waterbirds · resnet18 · class 1") < out.index("waterbirds — published results")
     assert why in out
+
+
+def test_two_sets_of_data_under_one_name_make_two_tables(tmp_path: Path) -> None:
+    official = load_records([three_seeds(tmp_path, "a.jsonl", fingerprint=OFFICIAL_WB)])
+    own = [
+        LocatedRecord(
+            dict(lr.record, run_id=f"own-{lr.record['run_id']}", dataset_fingerprint=OWN_WB), "b", i
+        )
+        for i, lr in enumerate(official)
+    ]
+    tables = [t for t in build_tables(official + own, load_reported()) if t.dataset == "waterbirds"]
+    assert [(t.kind, t.data_tag, t.official) for t in tables] == [
+        ("measured", "data 01234567", True),
+        ("measured", "data fedcba98", False),
+    ]
+    assert {r.source for r in tables[0].rows} == {"measured", "reported"}
+    assert {r.source for r in tables[1].rows} == {"measured"}
+    assert "not the official release" in tables[1].notes[0]
+    assert tables[0].subtitle == "waterbirds · data 01234567 · resnet18 · class 1"
 
 
 def test_reported_rows_ship_with_the_package(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -24,7 +24,7 @@ from neuroinspect.leaderboards.aggregate import (
     summarize,
 )
 from neuroinspect.leaderboards.render import FORMATS, render, to_csv, to_html, to_latex, to_markdown
-from neuroinspect.leaderboards.reported import default_reported_path, load_reported, reported_matching
+from neuroinspect.leaderboards.reported import default_reported_path, load_reported
 
 
 def render_compact_markdown(
@@ -56,7 +56,6 @@ __all__ = [
     "read_located",
     "render",
     "render_compact_markdown",
-    "reported_matching",
     "summarize",
     "to_csv",
     "to_html",

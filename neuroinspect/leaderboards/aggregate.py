@@ -38,6 +38,7 @@ images) always sit in a published table beside the measured study tables of the 
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import math
@@ -1214,7 +1215,7 @@ def build_tables(
         for k in same:
             ok, why = _official_reason(row.dataset, info[k]["fp"])
             if ok and _reported_joins(row, info[k]["class_title"]):
-                by_key[k].append(row)
+                by_key[k].append(dataclasses.replace(row))  # one copy per table: settings are per table
                 joined = True
             else:
                 reasons.append(
@@ -1255,9 +1256,10 @@ def build_tables(
         seeds[(rec["task"], rec["dataset"], _fingerprint(_protocol(rec["config"])), _data_hash(rec))].add(
             rec["seed"]
         )
-    hashes_per_dataset: dict[str, set[str]] = defaultdict(set)
+    # a dataset measured on more than one set of data (a user's folder beside the official release)
+    hashes: dict[tuple[Any, ...], set[str]] = defaultdict(set)
     for key in by_key:
-        hashes_per_dataset[key[3]].add(key[5])
+        hashes[(key[1], key[3], key[4])].add(key[5])
 
     keyed: list[tuple[tuple[Any, ...], Table]] = []
     for key, rows in by_key.items():
@@ -1265,7 +1267,7 @@ def build_tables(
         t.fingerprint = info[key]["fp"]
         t.official = _official_flag(t.dataset, t.fingerprint)
         t.benchmark_seeds = len(seeds[(t.task, t.dataset, key[4], key[5])])
-        if len(hashes_per_dataset[t.dataset]) > 1:
+        if len(hashes[(key[1], key[3], key[4])]) > 1:
             t.data_tag = f"data {key[5][:8]}" if key[5] else "data not fingerprinted"
         keyed.append(((*key[:5], 0, *key[5:]), t))
     for pkey, (rows, reason) in published.items():
@@ -1325,6 +1327,11 @@ def _notes(table: Table) -> list[str]:
             notes.append(
                 "Rows marked simulated come from simulated participants (model observers), not people: "
                 "they are not human data."
+            )
+        if any(r.n_runs > 1 for r in table.rows if r.source != "reported"):
+            notes.append(
+                "A row over several runs (e.g. simulations with different seeds) shows the mean ± std over "
+                "the runs instead of one run's interval."
             )
         if any(r.participants in (None, "None") and r.source != "reported" for r in table.rows):
             notes.append("Rows with participants 'not stated' do not say whether people answered.")

@@ -87,9 +87,11 @@ def format_cell(row: Row, column: Column, spread: str = "std") -> Cell:
         return Cell(MISSING)
     single = row.n_runs == 1 or row.source == "reported"
     scale, fmt, sfmt = _formats(column)
-    if column.kind == "int" and single:
+    if column.kind == "int":
         v = stat.mean
-        return Cell(f"{v:.0f}" if float(v).is_integer() else f"{v:.4g}", sort=v)
+        main = f"{v:.0f}" if float(v).is_integer() else f"{v:.1f}"
+        sp = None if single else _spread_of(stat, spread)
+        return Cell(main, None if sp is None else f"{sp:.2g}", v)
     if column.kind == "interval" and single and column.low_key and column.high_key:
         lo, hi = row.metrics.get(column.low_key), row.metrics.get(column.high_key)
         if lo is not None and hi is not None and lo.mean is not None and hi.mean is not None:
