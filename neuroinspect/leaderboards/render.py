@@ -90,17 +90,17 @@ def format_cell(row: Row, column: Column, spread: str = "std") -> Cell:
     if column.kind == "int":
         v = stat.mean
         main = f"{v:.0f}" if float(v).is_integer() else f"{v:.1f}"
-        sp = None if single else _spread_of(stat, spread)
-        return Cell(main, None if sp is None else f"{sp:.2g}", v)
+        run_spread = None if single else _spread_of(stat, spread)
+        return Cell(main, None if run_spread is None else f"{run_spread:.2g}", v)
     if column.kind == "interval" and single and column.low_key and column.high_key:
         lo, hi = row.metrics.get(column.low_key), row.metrics.get(column.high_key)
         if lo is not None and hi is not None and lo.mean is not None and hi.mean is not None:
             interval = f"[{sfmt.format(scale * lo.mean)}, {sfmt.format(scale * hi.mean)}]"
             return Cell(fmt.format(scale * stat.mean), None, scale * stat.mean, interval)
     if column.kind == "pm" and single and column.spread_key:
-        sp = row.metrics.get(column.spread_key)
-        if sp is not None and sp.mean is not None:
-            return Cell(fmt.format(scale * stat.mean), sfmt.format(scale * sp.mean), scale * stat.mean)
+        own = row.metrics.get(column.spread_key)
+        if own is not None and own.mean is not None:
+            return Cell(fmt.format(scale * stat.mean), sfmt.format(scale * own.mean), scale * stat.mean)
     return format_stat(stat, column, spread)
 
 
