@@ -3,8 +3,12 @@
 Schema (DESIGN.md): ``schema_version``, ``run_id``, ``task`` (mitigation | neuron_recovery |
 visualization | study | evaluation), ``dataset``, ``model``, ``class_idx`` (int or null), ``method``
 (dict of role → name, e.g. ``{"finder": "counterfactual", "editor": "neuroinspect"}``), ``seed``,
-``metrics`` (task-specific, below; a ``study`` record's in :data:`STUDY_METRICS`), ``config`` (every hyperparameter used), ``provenance``
-(versions, git commit, device, start time, wall seconds).
+``metrics`` (task-specific, below; a ``study`` record's in :data:`STUDY_METRICS`), ``config``
+(every hyperparameter used), ``provenance`` (versions, git commit, device, start time, wall seconds).
+
+Optional ``dataset_fingerprint``: the split sizes, group counts and content hash of the data the run
+measured on (:mod:`neuroinspect.datasets.fingerprint`); published rows join a measured leaderboard
+table only when it shows the official release.
 
 Optional ``source``: ``"reported"`` marks a number copied from a publication (it must carry a
 ``citation``; metrics the publication does not give are null, and a mitigation record's ``before``
@@ -170,12 +174,26 @@ def validate_record(record: Any, where: str = "") -> dict[str, Any]:
     elif record["task"] == "evaluation":
         _check_accuracy_block(where, "metrics", metrics, reported=reported)
     elif record["task"] == "neuron_recovery":
-        if "precision_at_k" not in metrics or not isinstance(metrics["precision_at_k"], Mapping):
-            _fail(where, "field 'metrics.precision_at_k' must be an object of k -> precision")
-        for k, v in metrics["precision_at_k"].items():
-            _check_fraction(where, f"metrics.precision_at_k.{k}", v, nullable=False)
+        # flat metrics.precision_at_k, or one per neuron list: metrics.lists.<list>.precision_at_k
+        lists = metrics.get("lists")
+        blocks = {f"lists.{n}.": b for n, b in lists.items()} if isinstance(lists, Mapping) else {}
+        if "precision_at_k" in metrics or not blocks:
+            blocks[""] = metrics
+        for prefix, block in blocks.items():
+            pk = block.get("precision_at_k") if isinstance(block, Mapping) else None
+            if not isinstance(pk, Mapping):
+                _fail(where, f"field 'metrics.{prefix}precision_at_k' must be an object of k -> precision")
+                continue
+            for k, v in pk.items():
+                _check_fraction(where, f"metrics.{prefix}precision_at_k.{k}", v, nullable=False)
     elif record["task"] == "study":
         _check_study(where, record, reported)
+    if record.get("dataset_fingerprint") is not None:
+        from neuroinspect.datasets.fingerprint import validate_fingerprint
+
+        problem = validate_fingerprint(record["dataset_fingerprint"])
+        if problem:
+            _fail(where, f"field 'dataset_fingerprint' {problem}")
     return dict(record)
 
 
