@@ -48,33 +48,54 @@ def _fraction_list(text: str) -> tuple[float, ...]:
     return values
 
 
+#: options without a default value: absent from the namespace when not given (so --help does not
+#: print "default: None"); :func:`run` fills them with None
+OPTIONAL_VALUES = ("responses", "task", "baseline", "out", "dataset", "model", "participants")
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``study analyze`` (on a parser made by the ``study`` command group)."""
     parser.description = DESCRIPTION
     parser.epilog = EPILOG
+    none = argparse.SUPPRESS
     parser.add_argument(
-        "spec", nargs="?", type=Path, metavar="SPEC.toml", help="the study spec (reads its database)"
+        "spec",
+        nargs="?",
+        default=none,  # no type=Path: argparse would convert the SUPPRESS marker; run() makes a Path
+        metavar="SPEC.toml",
+        help="the study spec (reads its database)",
     )
-    parser.add_argument("--responses", type=Path, metavar="FILE.csv", help="a long-format response CSV")
-    parser.add_argument("--task", metavar="TASK", help="2afc, labelling, mistake or rating (bare CSV)")
+    parser.add_argument(
+        "--responses", type=Path, metavar="FILE.csv", default=none, help="a long-format response CSV"
+    )
+    parser.add_argument(
+        "--task", metavar="TASK", default=none, help="2afc, labelling, mistake or rating (bare CSV)"
+    )
     parser.add_argument(
         "--baseline",
         metavar="NAME",
-        help="the no-explanation condition (default: one named none/baseline/control)",
+        default=none,
+        help="the no-explanation condition (none given: the one named none, baseline or control)",
     )
     parser.add_argument(
         "--out",
         type=Path,
         metavar="DIR",
-        help="output folder (default: <input name>-analysis beside the input); must be new or empty",
+        default=none,
+        help="output folder, new or empty (none given: <input name>-analysis beside the input)",
     )
     parser.add_argument("--overwrite", action="store_true", help="write into a non-empty --out folder")
-    parser.add_argument("--dataset", help="dataset name for the records (bare CSV; default unknown)")
-    parser.add_argument("--model", help="model name for the records (bare CSV; default none)")
+    parser.add_argument(
+        "--dataset", default=none, help="dataset name for the records (bare CSV; none given: unknown)"
+    )
+    parser.add_argument(
+        "--model", default=none, help="model name for the records (bare CSV; none given: none)"
+    )
     parser.add_argument(
         "--participants",
         metavar="KIND",
-        help="human or simulated, for a CSV without a 'simulated' column (default: human, stated in the report)",
+        default=none,
+        help="human or simulated, for a CSV without a 'simulated' column (none given: human, said in the report)",
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the bootstrap and the power simulations")
     parser.add_argument("--boot", type=int, default=2000, metavar="N", help="bootstrap resamples")
@@ -88,7 +109,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--power-diff",
         type=_fraction_list,
-        default=(0.10,),
+        default="0.1",
         metavar="D[,D]",
         help="accuracy differences over the baseline the follow-up should detect (fractions)",
     )
@@ -202,6 +223,11 @@ def run(args: argparse.Namespace) -> int:
     from neuroinspect.studies.analysis.outputs import check_out_dir, write_outputs
     from neuroinspect.studies.analysis.pipeline import AnalysisSettings, analyze
 
+    for name in ("spec", *OPTIONAL_VALUES):
+        if not hasattr(args, name):
+            setattr(args, name, None)
+    if args.spec is not None:
+        args.spec = Path(args.spec)
     _check_args(args)
     out: Path = args.out if args.out is not None else _default_out(args)
     check_out_dir(out, args.overwrite)
