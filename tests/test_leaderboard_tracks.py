@@ -291,12 +291,14 @@ ZIMMERMANN = "Zimmermann, Borowski et al., How well do feature visualizations su
 
 
 def test_human_understanding_track(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # a measured study record must say whether its participants were people (records validation)
+    with pytest.raises(RecordError, match="'metrics.participants' is missing"):
+        study_record("q-nat", "natural", "exemplars", 0.80, participants=None)
     measured = [
         study_record("s-nat", "natural", "exemplars", 0.90),
         study_record("s-syn", "synthetic", "lucent", 0.78),
         study_record("s-none", "none", "none", 0.52),
         study_record("h-nat", "natural", "exemplars", 0.86, participants="human"),
-        study_record("q-nat", "natural", "exemplars", 0.80, participants=None),
         study_record("l-clip", "clip_illusion", "clip_illusion", 0.61, task_type="labelling"),
     ]
     reported = [
@@ -315,7 +317,6 @@ def test_human_understanding_track(tmp_path: Path, capsys: pytest.CaptureFixture
     assert [(r.method_label, r.participants) for r in two.rows] == [
         ("natural (exemplars)", "simulated"),
         ("natural (exemplars)", "human"),
-        ("natural (exemplars)", None),
         ("synthetic (lucent)", "simulated"),
         ("none", "simulated"),
     ]
@@ -340,7 +341,6 @@ def test_human_understanding_track(tmp_path: Path, capsys: pytest.CaptureFixture
     assert header in md
     assert "| natural (exemplars) | simulated | 90.0 [87.0, 92.5] | 90.1 ± 2.3 | 50 | 1500 | 50.0 |" in md
     assert "| natural (exemplars) | human | 86.0 [83.0, 88.5] |" in md
-    assert "| natural (exemplars) | not stated | 80.0 [77.0, 82.5] |" in md
     # simulated participants are never passed off as human data
     assert "| natural (exemplars) | human | 90.0" not in md
     assert "come from simulated participants (model observers), not people" in md
