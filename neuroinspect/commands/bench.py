@@ -40,7 +40,11 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         formatter_class=_Formatter,
     )
     r.add_argument("config", help="experiment TOML, or a sweep TOML with a [sweep] table (see configs/)")
-    r.add_argument("--seeds", default=None, help="comma-separated seeds (default 0,1,2; a sweep's own seeds)")
+    r.add_argument(
+        "--seeds",
+        default=argparse.SUPPRESS,
+        help="comma-separated seeds (default 0,1,2; a sweep: its own seeds)",
+    )
     r.add_argument("--out", default=None, help="output folder (default runs/bench-<config name>)")
     r.add_argument("--device", default=None, help="override the config's device (cpu, cuda, auto)")
     r.add_argument("--no-progress", action="store_true", help="hide progress bars")
@@ -69,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
     cfg = ExperimentConfig.from_toml(args.config)
     if args.device:
         cfg.device = args.device
-    seeds = parse_int_list(args.seeds or "0,1,2", "seeds")
+    seeds = parse_int_list(getattr(args, "seeds", "0,1,2"), "seeds")
     if not seeds:
         raise UserError("--seeds is empty; give at least one seed, e.g. --seeds 0,1,2.")
     out = Path(args.out or f"runs/bench-{cfg.name}")

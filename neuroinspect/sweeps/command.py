@@ -21,12 +21,20 @@ command after a kill), on a local process pool or on Ray:
 def add_sweep_arguments(p: argparse.ArgumentParser) -> None:
     """The options that apply to sweeps only."""
     g = p.add_argument_group("sweeps (a config with a [sweep] table)")
-    g.add_argument("--executor", choices=["local", "ray"], default=None, help="override the sweep's executor")
-    g.add_argument("--address", default=None, help='Ray address ("local" starts a private instance)')
+    # SUPPRESS: an option not given stays out of the namespace (and out of --help's defaults)
+    g.add_argument(
+        "--executor",
+        choices=["local", "ray"],
+        default=argparse.SUPPRESS,
+        help="override the sweep's executor",
+    )
+    g.add_argument(
+        "--address", default=argparse.SUPPRESS, help='Ray address ("local" starts a private instance)'
+    )
     g.add_argument(
         "--workers",
         type=int,
-        default=None,
+        default=argparse.SUPPRESS,
         help="local: worker processes (0: in this process); ray local: CPUs",
     )
 
