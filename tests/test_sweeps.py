@@ -18,6 +18,7 @@ from conftest import TINY_SHAPES
 
 from neuroinspect.cli import main
 from neuroinspect.harness.records import read_records
+from neuroinspect.harness.stages import pid_alive
 from neuroinspect.sweeps.config import load_sweep, parse_sweep
 from neuroinspect.sweeps.plan import build_plan
 
@@ -261,7 +262,9 @@ def _sweep_in_child(argv: list[str]) -> None:  # pragma: no cover - runs in a fo
 def test_resume_after_sigkill_redoes_only_what_was_in_flight(tmp_path: Path, tiny_shapes_ckpt: Path) -> None:
     import multiprocessing as mp
 
+    # the default executor, a process pool (one worker: the test's CPU budget)
     text = _from_checkpoint(tiny_shapes_ckpt, "kill").replace("seeds = [0]", "seeds = [0, 1, 2]")
+    text = text.replace("workers = 0", "workers = 1")
     text += "[sweep.editors.neuroinspect]\nepochs = 1\n"
     path = _write(tmp_path, text)
     out = tmp_path / "out"
@@ -281,13 +284,21 @@ def test_resume_after_sigkill_redoes_only_what_was_in_flight(tmp_path: Path, tin
         if child.exitcode is None:
             os.kill(child.pid, signal.SIGKILL)
         child.join()
+    workers = {
+        e["pid"] for e in map(json.loads, (out / "events.jsonl").read_text().splitlines()) if e.get("pid")
+    }
+    assert workers and child.pid not in workers
+    deadline = time.monotonic() + 10
+    while any(pid_alive(pid) for pid in workers):  # the pool's workers die with the coordinator
+        assert time.monotonic() < deadline, "a pool worker outlived the killed sweep"
+        time.sleep(0.05)
     plan = json.loads((out / "plan.json").read_text())
     leaves = {n["key"] for n in plan["nodes"] if n["stage"] in ("edit", "recovery", "visualize")}
     before = _committed(out / "store")
     assert 0 < len(before) < len(plan["nodes"]), "the kill should land mid-sweep"
     assert (out / ".sweep.lock").exists()  # left behind by the killed run
 
-    assert main(argv) == 0
+    assert main([*argv, "--workers", "0"]) == 0  # the re-run in this process (no second pool start-up)
     after = _committed(out / "store")
     assert set(after) == {n["key"] for n in plan["nodes"]}
     # nodes committed before the kill were not recomputed: same output (timestamps included)

@@ -267,20 +267,26 @@ class StageStore:
                 pid = int(d.name.split("-")[-2])
             except (IndexError, ValueError):
                 continue
-            if not _pid_alive(pid):
+            if not pid_alive(pid):
                 shutil.rmtree(d, ignore_errors=True)
                 removed += 1
         return removed
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` is running on this machine (a zombie is not: an orphan killed with its
+    coordinator may stay unreaped where nothing reaps orphans, e.g. a container's PID 1)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True  # no /proc (macOS): the signal check is all there is
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 # -- loaders (with a small per-process cache: a worker runs many nodes on the same model) ------------

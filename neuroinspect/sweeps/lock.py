@@ -32,12 +32,10 @@ def _start_time(pid: int) -> str | None:
 
 
 def _alive(pid: int, started: str | None) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+    from neuroinspect.harness.stages import pid_alive
+
+    if not pid_alive(pid):
         return False
-    except PermissionError:
-        pass
     if started is not None:
         now = _start_time(pid)
         if now is not None and now != started:

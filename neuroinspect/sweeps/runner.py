@@ -219,6 +219,7 @@ def _run(
                         node.stage,
                         seconds=outcome.get("elapsed"),
                         cached=bool(outcome.get("cached")),
+                        pid=outcome.get("pid"),
                     )
                     if node.leaf:
                         _commit_records(results, [store.load(node.stage, key)], known)
