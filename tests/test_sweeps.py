@@ -161,6 +161,10 @@ def test_a_checkpoint_is_loaded_once_for_all_seeds(tmp_path: Path, tiny_shapes_c
         ),
         ("visualizers = { exemplars = { kk = 3 } }\n", "sweep.visualizers.exemplars.kk: unknown setting"),
         ('datasets = [{ name = "spurious-shapes", root2 = "x" }]\n', "sweep.datasets[0].root2: unknown key"),
+        (
+            'datasets = [{ name = "colored-digits", train = { epoch = 3 } }]\n',
+            "sweep.datasets.colored-digits.train: unknown training setting(s) epoch",
+        ),
     ],
 )
 def test_invalid_sweeps_name_the_key(

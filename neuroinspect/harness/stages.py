@@ -397,7 +397,9 @@ def stage_train(params: dict[str, Any], deps: dict[str, NodeOutput], ctx: StageC
     dparams = dict(params.get("dataset_params") or {})
     probe = spec.load(params.get("root"), "val" if "val" in spec.splits else spec.splits[0], None, **dparams)
     image_size = params.get("image_size") or preset.image_size or spec.default_image_size
-    pretrained = params.get("pretrained") or preset.resolve_pretrained(params["model"])
+    # a model entry's pretrained (false included) wins over the preset's
+    given = params.get("pretrained")
+    pretrained = given if given is not None else preset.resolve_pretrained(params["model"])
     device = resolve_device(ctx.device)
     seed_everything(seed)
     surface = create_model(params["model"], probe.num_classes, pretrained=pretrained, image_size=image_size)

@@ -461,8 +461,14 @@ def validate_methods(cfg: SweepConfig) -> None:
                     f"{d.name} has no split {split!r}; its splits are {', '.join(spec.splits)}.",
                 )
         for m in cfg.models:
-            named(
+            preset = named(
                 "datasets", d.label, lambda d=d, m=m: get_preset(m.preset or d.preset or cfg.preset, d.name)
+            )
+            where = f"models.{m.label}" if m.train else f"datasets.{d.label}"
+            named(
+                where,
+                "train",
+                lambda d=d, m=m, preset=preset: preset.with_overrides(**{**d.train, **m.train}),
             )
     if cfg.visualizers and cfg.visualize_split not in ("train", "val", "test"):
         raise _fail(src, "visualize_split", f"is {cfg.visualize_split!r}; use train, val or test.")
