@@ -12,6 +12,7 @@ same list, so every editor receives the same number of neurons.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -189,6 +190,9 @@ def run_experiment(
     with Provenance(str(device)) as prov_train:
         ckpt, train_summary = _train_or_load(cfg, seed, out_dir, device, show_progress, log)
     timings["train"] = prov_train.wall_seconds or 0.0
+    # A loaded checkpoint is measured on the data it was made for: its dataset parameters are the
+    # defaults, the config's override them (as in `evaluate`, `debug` and `edit`).
+    cfg = dataclasses.replace(cfg, dataset_params={**ckpt.dataset_params, **cfg.dataset_params})
     surface = ckpt.surface.to(device).eval()
     spec = get_dataset(cfg.dataset)
     transform = checkpoint_eval_transform(ckpt, cfg.dataset)
