@@ -53,6 +53,7 @@ IGNORED_CONFIG_KEYS = frozenset(
         "results",
         "cache",
         "cache_dir",
+        "cache_key",
         "num_workers",
         "no_progress",
         "show_progress",
