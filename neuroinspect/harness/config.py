@@ -24,7 +24,8 @@ DEFAULT_EDITORS = ("neuroinspect", "cw", "focal", "fc", "dfr", "random-neurons")
 class ExperimentConfig:
     """One mitigation experiment. Every field is a TOML key of the same name.
 
-    - ``class_idx``: the class to debug; ``None`` picks the worst class on the validation split.
+    - ``class_idx``: the class to debug; ``None`` picks the worst class on ``finder_split`` (lowest
+      accuracy; a tie goes to the lowest class index).
     - ``neurons``: the neurons to edit; ``None`` picks them automatically: the top ``num_neurons``
       entries of the main finder's ``neuron_list`` ("insufficient": features class c lacks on its
       mistakes, the paper's choice; or "excessive", or "both").
