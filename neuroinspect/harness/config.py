@@ -29,6 +29,9 @@ class ExperimentConfig:
     - ``neurons``: the neurons to edit; ``None`` picks them automatically: the top ``num_neurons``
       entries of the main finder's ``neuron_list`` ("insufficient": features class c lacks on its
       mistakes, the paper's choice; or "excessive", or "both").
+    - ``checkpoint``: load this model instead of training one; the dataset parameters stored in it
+      are the defaults of ``dataset_params`` (the config's values override them), so the model is
+      measured on the data it was made for.
     - ``train``: overrides of the training preset (epochs, lr, batch_size, ...).
     - ``finder_settings`` / ``editor_settings``: per-method constructor arguments.
     """
