@@ -29,6 +29,7 @@ import torch
 
 from neuroinspect.datasets import get_dataset
 from neuroinspect.datasets.base import ImageDataset
+from neuroinspect.datasets.fingerprint import fingerprint_splits, stamp
 from neuroinspect.errors import UserError
 from neuroinspect.fileio import atomic_write_json
 from neuroinspect.harness.checkpoint import Checkpoint, load_checkpoint
@@ -382,6 +383,9 @@ def run_experiment(
             )
     timings["editors"] = sum(float(e["result"]["wall_seconds"]) for e in result.edits.values())
 
+    stamp(records, fingerprint_splits(splits))  # the data they measured on (leaderboards compare it)
+    for rec in records:  # how the debugged class was chosen: a per-seed worst class is a rule, not a class
+        rec["config"]["class_rule"] = "worst_val" if cfg.class_idx is None else "fixed"
     result.records = records
     append_records(results_path or out_dir / "results.jsonl", records)
     atomic_write_json(
