@@ -50,13 +50,44 @@ def block(**kw: Any) -> dict[str, Any]:
     return b
 
 
+def study_metrics(accuracy: float = 0.7) -> dict[str, Any]:
+    """One condition of a 2AFC study (the study schema itself: ``test_study_records.py``)."""
+    return {
+        "task_type": "2afc",
+        "accuracy": accuracy,
+        "ci_low": accuracy - 0.05,
+        "ci_high": accuracy + 0.05,
+        "ci_method": "wilson",
+        "participant_mean": accuracy,
+        "participant_2sem": 0.04,
+        "boot_low": accuracy - 0.06,
+        "boot_high": accuracy + 0.06,
+        "n_participants": 20,
+        "n_trials": 200,
+        "n_excluded": 1,
+        "chance": 0.5,
+        "p_value": 0.001,
+        "participants": "simulated",
+    }
+
+
+#: a valid ``method`` of each task (a study record names its condition and visualizer)
+METHOD = {
+    "mitigation": {"finder": "counterfactual", "editor": "neuroinspect"},
+    "evaluation": {"evaluator": "accuracy"},
+    "neuron_recovery": {"finder": "counterfactual"},
+    "visualization": {"visualizer": "lucent"},
+    "study": {"condition": "synthetic", "visualizer": "clip_illusion"},
+}
+
+
 def base(task: str = "mitigation", **kw: Any) -> dict[str, Any]:
     metrics: dict[str, Any] = {
         "mitigation": {"before": block(), "after": block(test_acc=0.92)},
         "evaluation": block(),
         "neuron_recovery": {"precision_at_k": {"5": 0.4, "10": 0.3}},
         "visualization": {"faithfulness": {"deletion_auc": 0.3}, "label": "x"},
-        "study": {"accuracy": 0.7},
+        "study": study_metrics(),
     }.get(task, {})
     rec: dict[str, Any] = {
         "schema_version": 1,
@@ -64,8 +95,8 @@ def base(task: str = "mitigation", **kw: Any) -> dict[str, Any]:
         "task": task,
         "dataset": "spurious-shapes",
         "model": "resnet18",
-        "class_idx": 1,
-        "method": {"finder": "counterfactual", "editor": "neuroinspect"},
+        "class_idx": None if task == "study" else 1,
+        "method": METHOD.get(task, METHOD["mitigation"]),
         "seed": 0,
         "metrics": metrics,
         "config": {"lr": 0.001},
@@ -310,20 +341,13 @@ def _metrics(task: str, x: float) -> dict[str, Any]:
         return block(test_acc=x)
     if task == "neuron_recovery":
         return {"precision_at_k": {"5": x}}
+    if task == "study":
+        return study_metrics(x)
     return {"score": x}
 
 
 def _record(task: str, s: int, x: float, config: dict[str, Any], **kw: Any) -> dict[str, Any]:
-    method = {
-        "mitigation": {"finder": "counterfactual", "editor": "neuroinspect"},
-        "evaluation": {"evaluator": "accuracy"},
-        "neuron_recovery": {"finder": "counterfactual"},
-        "visualization": {"visualizer": "lucent"},
-        "study": {"visualizer": "clip_illusion", "task": "2afc"},
-    }[task]
-    rec = base(
-        task, run_id=f"{task}-{s}-{x}", seed=s, method=method, metrics=_metrics(task, x), config=config
-    )
+    rec = base(task, run_id=f"{task}-{s}-{x}", seed=s, metrics=_metrics(task, x), config=config)
     rec.update(kw)
     return validate_record(rec)
 
@@ -339,6 +363,7 @@ def _key(task: str) -> str:
         "mitigation": "after.test_acc",
         "evaluation": "test_acc",
         "neuron_recovery": "precision_at_k.5",
+        "study": "accuracy",
     }.get(task, "score")
 
 
@@ -370,18 +395,29 @@ def test_bookkeeping_and_outcomes_do_not_split_a_row(task: str, tmp_path: Path) 
         {"model": "vit_tiny"},
         {"dataset": "waterbirds"},
         {"class_idx": 0},
-        {"method": {"finder": "random", "editor": "neuroinspect"}},
+        {"method": "other"},
         {"source": "reported", "citation": "paper"},
     ],
     ids=["setting", "nested-setting", "dataset-param", "model", "dataset", "class", "method", "source"],
 )
 def test_a_setting_method_or_source_change_splits_rows(task: str, change: dict, tmp_path: Path) -> None:
     cfg = {"lr": 0.001, "train": {"epochs": 3}, "dataset_params": {"n_train": 24}}
+    if task == "study" and "class_idx" in change:  # a study is not about one class
+        with pytest.raises(RecordError, match="'class_idx' must be null"):
+            _record(task, 0, 0.7, cfg, **change)
+        return
     a = [_record(task, s, 0.5, copy.deepcopy(cfg)) for s in (0, 1)]
     extra = {k: v for k, v in change.items() if k != "config"}
+    if extra.get("method") == "other":
+        extra["method"] = {role: f"other-{name}" for role, name in METHOD[task].items()}
     b_cfg = {**cfg, **change.get("config", {})}
     b = [_record(task, s, 0.7, b_cfg, **extra) for s in (0, 1)]
     rows = _rows(tmp_path, a + b)
+    if task == "visualization" and "class_idx" in change:
+        # visualization runs are pooled over their (neuron, class) pairs: one row over both classes
+        (row,) = rows
+        assert row.metrics[_key(task)].mean == pytest.approx(0.6) and row.metrics[_key(task)].n == 4
+        return
     expected = 3 if change.get("source") == "reported" else 2  # a published number is a row of its own
     assert len(rows) == expected
     assert sorted(r.metrics[_key(task)].mean for r in rows) == pytest.approx([0.5] + [0.7] * (expected - 1))
