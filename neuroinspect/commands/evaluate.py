@@ -115,12 +115,13 @@ def run(args: argparse.Namespace) -> int:
     if args.out:
         # The record's seed is the run's: the model's training seed, not the bootstrap's.
         train_seed = ckpt.train_config.get("seed")
-        known = isinstance(train_seed, int) and not isinstance(train_seed, bool)
+        if not isinstance(train_seed, int) or isinstance(train_seed, bool):
+            train_seed = args.seed
         record = evaluation_record(
             metrics,
             ckpt,
             prov,
-            seed=train_seed if known else args.seed,
+            seed=train_seed,
             config={"cache_key": fs.meta.get("cache_key"), "bootstrap_seed": args.seed},
         )
         append_records(args.out, [record])
