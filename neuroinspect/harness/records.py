@@ -21,6 +21,7 @@ naming the field.
 from __future__ import annotations
 
 import json
+import math
 import uuid
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -156,8 +157,9 @@ def validate_record(record: Any, where: str = "") -> dict[str, Any]:
             _fail(
                 where, f"field 'provenance.versions.{key}' is missing (use null when the package is absent)"
             )
-    if not isinstance(prov["wall_seconds"], (int, float)) or prov["wall_seconds"] < 0:
-        _fail(where, "field 'provenance.wall_seconds' must be a non-negative number")
+    wall = prov["wall_seconds"]
+    if isinstance(wall, bool) or not isinstance(wall, (int, float)) or not math.isfinite(wall) or wall < 0:
+        _fail(where, f"field 'provenance.wall_seconds' must be a non-negative number, got {wall!r}")
     reported = record.get("source") == "reported"
     if reported and (not isinstance(record.get("citation"), str) or not record["citation"].strip()):
         _fail(
