@@ -42,6 +42,9 @@ def test_demo_with_config_writes_report_records_and_leaderboard(
     records = read_records(out / "results.jsonl")
     tasks = [r["task"] for r in records]
     assert tasks.count("neuron_recovery") == 2  # one per finder
+    # every record names the data it measured on and how the class was chosen (no class_idx: the worst)
+    assert all(r["dataset_fingerprint"]["splits"] == {"train": 160, "val": 64, "test": 64} for r in records)
+    assert {r["config"]["class_rule"] for r in records} == {"worst_val"}
     editors = {r["method"]["editor"] for r in records if r["task"] == "mitigation"}
     assert editors == {"neuroinspect", "fc", "dfr", "random-neurons"}
     summary = json.loads((out / "summary.json").read_text())
@@ -123,13 +126,16 @@ def test_bundled_demo_configs_parse() -> None:
         assert cfg.dataset == name and "dfr" in cfg.editors and cfg.finder == "counterfactual"
 
 
-@pytest.mark.parametrize(
-    "path",
-    sorted(Path(__file__).resolve().parent.parent.joinpath("configs").rglob("*.toml")),
-    ids=lambda p: p.name,
-)
+def _experiment_configs() -> list[Path]:
+    from neuroinspect.sweeps.config import is_sweep_file  # sweep files are checked in test_sweeps.py
+
+    root = Path(__file__).resolve().parent.parent.joinpath("configs")
+    return sorted(p for p in root.rglob("*.toml") if not is_sweep_file(p))
+
+
+@pytest.mark.parametrize("path", _experiment_configs(), ids=lambda p: p.name)
 def test_shipped_configs_are_valid(path: Path) -> None:
-    """Every config under configs/ parses, names registered methods and gives editors settings they accept."""
+    """Every experiment config under configs/ parses, names registered methods and gives editors settings they accept."""
     from neuroinspect.datasets import get_dataset
     from neuroinspect.methods.editors import EDITORS
     from neuroinspect.methods.editors import load_all as load_editors

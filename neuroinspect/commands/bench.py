@@ -12,7 +12,7 @@ from neuroinspect.errors import UserError
 
 EPILOG = """Example:
   neuroinspect bench run configs/spurious-shapes.toml --seeds 0,1,2 --out runs/bench-shapes
-  neuroinspect leaderboard build runs/bench-shapes/results.jsonl --format md --out leaderboards/
+  neuroinspect leaderboard build runs/bench-shapes/results.jsonl --format md,html --out runs/bench-shapes/leaderboard
 
 Each seed trains its own model (or loads the config's checkpoint), runs every finder and editor, and
 appends its records to OUT/results.jsonl; OUT/seed-N/report.md holds that seed's report and
@@ -31,12 +31,24 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         formatter_class=_Formatter,
     )
     sub = p.add_subparsers(dest="bench_command", metavar="ACTION")
-    r = sub.add_parser("run", help="run CONFIG.toml over seeds", epilog=EPILOG, formatter_class=_Formatter)
-    r.add_argument("config", help="experiment TOML (see configs/)")
-    r.add_argument("--seeds", default="0,1,2", help="comma-separated seeds")
+    from neuroinspect.sweeps.command import SWEEP_EPILOG, add_sweep_arguments
+
+    r = sub.add_parser(
+        "run",
+        help="run CONFIG.toml over seeds, or a sweep",
+        epilog=EPILOG + "\n" + SWEEP_EPILOG,
+        formatter_class=_Formatter,
+    )
+    r.add_argument("config", help="experiment TOML, or a sweep TOML with a [sweep] table (see configs/)")
+    r.add_argument(
+        "--seeds",
+        default=argparse.SUPPRESS,
+        help="comma-separated seeds (default 0,1,2; a sweep: its own seeds)",
+    )
     r.add_argument("--out", default=None, help="output folder (default runs/bench-<config name>)")
     r.add_argument("--device", default=None, help="override the config's device (cpu, cuda, auto)")
     r.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    add_sweep_arguments(r)
     r.set_defaults(func=run)
     p.set_defaults(func=lambda args: _need_action(p))
     return p
@@ -53,11 +65,15 @@ def run(args: argparse.Namespace) -> int:
     from neuroinspect.harness.experiment import run_experiment
     from neuroinspect.harness.report import write_experiment_report
     from neuroinspect.leaderboards import build_tables, load_records, render
+    from neuroinspect.sweeps.command import is_sweep, refuse_sweep_options, run_sweep_command
 
+    if is_sweep(args.config):
+        return run_sweep_command(args)
+    refuse_sweep_options(args)
     cfg = ExperimentConfig.from_toml(args.config)
     if args.device:
         cfg.device = args.device
-    seeds = parse_int_list(args.seeds, "seeds")
+    seeds = parse_int_list(getattr(args, "seeds", "0,1,2"), "seeds")
     if not seeds:
         raise UserError("--seeds is empty; give at least one seed, e.g. --seeds 0,1,2.")
     out = Path(args.out or f"runs/bench-{cfg.name}")
