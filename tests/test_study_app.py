@@ -209,3 +209,14 @@ def test_a_database_outage_is_a_message_not_a_traceback(
     monkeypatch.setattr(StudyRuntime, "stage", down)
     at = _app(monkeypatch, spec.path, PROLIFIC_PID="DOWN1")
     assert not at.exception and "cannot reach its database" in _texts(at)
+
+
+def test_time_is_up_page(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    design = "trials_per_condition = 2\npractice_trials = 0\ncatch_trials = 0\nrepeated_trials = 0\ntotal_time_limit_s = 0.001"
+    spec, _ = fake_study(tmp_path, "rating", design=design)
+    at = _app(monkeypatch, spec.path, PROLIFIC_PID="SLOW1")
+    at.checkbox(key="consent-agree").check().run()
+    at = at.button(key="consent-continue").click().run()
+    assert "has run out" in _texts(at) and not at.radio
+    with db.open_store(spec.database_url).read() as conn:
+        assert conn.execute(sa.select(db.participant.c.timed_out_at)).scalar_one() is not None

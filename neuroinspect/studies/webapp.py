@@ -415,7 +415,8 @@ def _timed_out_page(rt: Any, p: Any) -> None:
     limit = rt.spec.design.total_time_limit_s
     _message_page(
         rt.spec.title,
-        f"The time for this study ({limit / 60:.0f} minutes) has run out, so it cannot be continued. "
+        f"The time for this study ({f'{limit / 60:.0f} minutes' if limit >= 120 else f'{limit:g} seconds'}) has run "
+        "out, so it cannot be continued. "
         "Thank you for your time; please return the study on Prolific.",
         "warning",
     )
