@@ -429,3 +429,62 @@ def test_train_user_errors_exit_2(tmp_path, trained, capsys):
     )
     assert "holds a test_resnet but --model is vit_tiny_patch16_224" in capsys.readouterr().err
     assert not (tmp_path / "best.pt").exists()
+
+
+def test_an_interrupted_training_resumes_to_the_same_weights_and_history(tmp_path):
+    """`train --resume`: Ctrl-C after an epoch, then resume = the uninterrupted run (weights, history, best.pt)."""
+
+    def setup():
+        torch.manual_seed(7)
+        surface = create_model("test_resnet", num_classes=3, image_size=32)
+        config = TrainConfig(epochs=3, batch_size=8, lr=1e-3, augment="light", warmup_epochs=0.5)
+        return (surface, config, *prepared(surface, config, n_train=16, n_val=3))
+
+    surface, config, train_ds, val_ds = setup()
+    full = train_classifier(
+        surface, train_ds, val_ds, config, seed=3, out_dir=tmp_path / "a", show_progress=False
+    )
+
+    def stop_after_second(row):
+        if row["epoch"] == 1:
+            raise KeyboardInterrupt
+
+    surface, config, train_ds, val_ds = setup()
+    with pytest.raises(KeyboardInterrupt):
+        train_classifier(
+            surface,
+            train_ds,
+            val_ds,
+            config,
+            seed=3,
+            out_dir=tmp_path / "b",
+            show_progress=False,
+            on_epoch_end=stop_after_second,
+        )
+    assert (tmp_path / "b" / training.LAST_NAME).is_file()
+    # other settings than the interrupted run's are refused, naming the difference
+    surface, config, train_ds, val_ds = setup()
+    with pytest.raises(UserError, match=r"other settings \(lr 0.001 then, 0.01 now\)"):
+        train_classifier(
+            surface,
+            train_ds,
+            val_ds,
+            config.with_overrides(lr=1e-2),
+            seed=3,
+            out_dir=tmp_path / "b",
+            show_progress=False,
+            resume=True,
+        )
+    surface, config, train_ds, val_ds = setup()
+    resumed = train_classifier(
+        surface, train_ds, val_ds, config, seed=3, out_dir=tmp_path / "b", show_progress=False, resume=True
+    )
+    assert [h["train_loss"] for h in resumed.history] == [h["train_loss"] for h in full.history]
+    assert resumed.best_epoch == full.best_epoch
+    a, b = full.surface.model.state_dict(), resumed.surface.model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    saved = torch.load(tmp_path / "b" / "best.pt", weights_only=True)["state_dict"]
+    assert all(torch.equal(saved[k], b[k]) for k in b)
+    assert not (tmp_path / "b" / training.LAST_NAME).exists()  # finished: nothing left to resume
+    log = json.loads((tmp_path / "b" / "train_log.json").read_text())
+    assert len(log["history"]) == 3
