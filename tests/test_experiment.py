@@ -72,7 +72,7 @@ def test_demo_with_config_writes_report_records_and_leaderboard(
     assert "neuroinspect" in (out / "leaderboard.md").read_text()
     # a second run into the same folder must not overwrite results
     assert main(["demo", "--config", str(write_config(tmp_path)), "--out", str(out), "--no-progress"]) == 2
-    assert "already exists" in capsys.readouterr().err
+    assert "already holds a previous run" in capsys.readouterr().err
 
 
 def test_bench_run_aggregates_seeds_and_resumes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -84,8 +84,11 @@ def test_bench_run_aggregates_seeds_and_resumes(tmp_path: Path, capsys: pytest.C
     assert (out / "seed-0" / "report.md").is_file() and (out / "seed-1" / "report.md").is_file()
     n = len(records)
     capsys.readouterr()
-    # re-running the same seeds resumes: nothing is recomputed or duplicated
-    assert main(["bench", "run", str(cfg), "--seeds", "0,1", "--out", str(out), "--no-progress"]) == 0
+    # the used folder is refused; --resume skips the seeds already recorded: nothing recomputed or duplicated
+    assert main(["bench", "run", str(cfg), "--seeds", "0,1", "--out", str(out), "--no-progress"]) == 2
+    assert "--resume to continue it" in capsys.readouterr().err
+    args = ["bench", "run", str(cfg), "--seeds", "0,1", "--out", str(out), "--no-progress", "--resume"]
+    assert main(args) == 0
     assert "already in" in capsys.readouterr().err
     assert len(read_records(out / "results.jsonl")) == n
 

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from neuroinspect.commands.common import parse_int_list
+from neuroinspect.commands.common import add_overwrite, parse_int_list
 from neuroinspect.errors import UserError
 
 EPILOG = """Example:
@@ -37,6 +37,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     r.add_argument("--out", default=None, help="output folder (default runs/bench-<config name>)")
     r.add_argument("--device", default=None, help="override the config's device (cpu, cuda, auto)")
     r.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    add_overwrite(r, resume=True)
     r.set_defaults(func=run)
     p.set_defaults(func=lambda args: _need_action(p))
     return p
@@ -53,6 +54,8 @@ def run(args: argparse.Namespace) -> int:
     from neuroinspect.harness.experiment import run_experiment
     from neuroinspect.harness.report import write_experiment_report
     from neuroinspect.leaderboards import build_tables, load_records, render
+    from neuroinspect.outputs import Outputs
+    from neuroinspect.runtime import resolve_device
 
     cfg = ExperimentConfig.from_toml(args.config)
     if args.device:
@@ -60,23 +63,30 @@ def run(args: argparse.Namespace) -> int:
     seeds = parse_int_list(args.seeds, "seeds")
     if not seeds:
         raise UserError("--seeds is empty; give at least one seed, e.g. --seeds 0,1,2.")
-    out = Path(args.out or f"runs/bench-{cfg.name}")
-    results = out / "results.jsonl"
-    done = _done_seeds(results, cfg.name)
-    for seed in seeds:
-        if seed in done:
-            print(f"seed {seed}: already in {results}, skipped", file=sys.stderr)
-            continue
-        print(f"== {cfg.name}: seed {seed} ==", file=sys.stderr)
-        res = run_experiment(
-            cfg,
-            seed,
-            out / f"seed-{seed}",
-            show_progress=not args.no_progress,
-            log=lambda m: print(m, file=sys.stderr),
-            results_path=results,
-        )
-        write_experiment_report(res, out / f"seed-{seed}")
+    if args.resume and args.overwrite:
+        raise UserError("--resume continues the run in --out and --overwrite replaces it; pass one of them.")
+    resolve_device(cfg.device)
+    cfg.check_methods()
+    outputs = Outputs(overwrite=args.overwrite, resume=bool(args.resume))
+    out = outputs.folder(args.out or f"runs/bench-{cfg.name}", "--out")
+    results = outputs.records(out / "results.jsonl", "--out")
+    done = _done_seeds(results, cfg.name) if args.resume else set()
+    with outputs.guard():
+        for seed in seeds:
+            if seed in done:
+                print(f"seed {seed}: already in {results}, skipped (--resume)", file=sys.stderr)
+                continue
+            print(f"== {cfg.name}: seed {seed} ==", file=sys.stderr)
+            res = run_experiment(
+                cfg,
+                seed,
+                out / f"seed-{seed}",
+                show_progress=not args.no_progress,
+                log=lambda m: print(m, file=sys.stderr),
+                results_path=results,
+                replace_records=args.overwrite,
+            )
+            write_experiment_report(res, out / f"seed-{seed}")
     tables = build_tables(load_records([results]))
     md = render(tables, "md", title=f"Leaderboard: {cfg.name}, seeds {','.join(map(str, seeds))}")
     atomic_write_text(out / "leaderboard.md", md)

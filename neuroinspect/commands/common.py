@@ -16,6 +16,20 @@ def add_common(p: argparse.ArgumentParser, device: bool = True, seed: bool = Tru
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
+def add_overwrite(p: argparse.ArgumentParser, resume: bool = False) -> None:
+    """``--overwrite`` (and ``--resume``): what a command may do with an output folder that a
+    previous run already filled (see :mod:`neuroinspect.outputs`)."""
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the outputs (and result records) of a previous run of the same settings",
+    )
+    if resume:
+        p.add_argument(
+            "--resume", action="store_true", help="continue an interrupted run from its last completed epoch"
+        )
+
+
 def parse_int_list(text: str, what: str = "values") -> list[int]:
     """``"1,2,3"`` or ``"1 2 3"`` → ``[1, 2, 3]`` with a clear error on anything else."""
     try:

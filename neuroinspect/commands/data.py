@@ -218,8 +218,14 @@ def check(name: str, root: str | None, params: dict[str, Any], verify_images: bo
 
 
 def make_fixture(name: str, root: str, seed: int, params: dict[str, Any]) -> int:
+    from neuroinspect.outputs import Outputs
+
     spec = _registry().get(name)
-    out = Path(spec.make_fixture(root, seed=seed, **params))
+    # --root may hold other datasets; the fixture itself refuses to write over an existing one.
+    outputs = Outputs()
+    outputs.folder(root, "--root", reuse=True)
+    with outputs.guard():
+        out = Path(spec.make_fixture(root, seed=seed, **params))
     n_files = sum(1 for f in Path(root).rglob("*") if f.is_file())
     print(f"wrote a {name} fixture under {out} ({n_files} files under {root})")
     print(f"check it with: neuroinspect data check {name} --root {out}")

@@ -13,7 +13,7 @@ import inspect
 from pathlib import Path
 from typing import Any
 
-from neuroinspect.commands.common import add_common, check_class_idx, dataset_params
+from neuroinspect.commands.common import add_common, add_overwrite, check_class_idx, dataset_params
 from neuroinspect.errors import CheckpointError, UserError
 from neuroinspect.fileio import atomic_write_json
 
@@ -72,6 +72,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     p.add_argument("--batch-size", type=int, default=128, help="batch size of the feature extraction")
     p.add_argument("--out", default=None, help="folder for debug.json (nothing is written without it)")
+    add_overwrite(p)
     add_common(p)
     p.set_defaults(func=run)
     return p
@@ -104,6 +105,7 @@ def run(args: argparse.Namespace) -> int:
     from neuroinspect.harness.features import FeatureCache
     from neuroinspect.harness.transforms import describe
     from neuroinspect.methods.finders import FINDERS, load_all
+    from neuroinspect.outputs import Outputs
     from neuroinspect.runtime import Provenance, resolve_device, seed_everything
 
     load_all()
@@ -112,6 +114,8 @@ def run(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     kwargs["device"] = str(device)
     show = not args.no_progress
+    if args.out:
+        Outputs(overwrite=args.overwrite).folder(args.out, "--out")
     seed_everything(args.seed)
     with Provenance(device=str(device)) as prov:
         ckpt = load_checkpoint(args.ckpt)

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from neuroinspect.commands.common import (
     add_common,
+    add_overwrite,
     check_class_idx,
     check_neurons,
     dataset_params,
@@ -172,6 +173,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         default=128,
         help="batch size of the feature extraction (default 128)",
     )
+    add_overwrite(p)
     add_common(p)
     p.set_defaults(func=run)
     return p
@@ -258,9 +260,10 @@ def run(args: argparse.Namespace) -> int:
         mitigation_record,
         save_edited_checkpoint,
     )
-    from neuroinspect.harness.records import append_records
+    from neuroinspect.harness.records import append_records, check_new_runs
     from neuroinspect.harness.transforms import describe
     from neuroinspect.methods.editors import EDITORS
+    from neuroinspect.outputs import Outputs
     from neuroinspect.runtime import Provenance, resolve_device, seed_everything
 
     editor_cls = EDITORS.get(args.editor)
@@ -295,12 +298,22 @@ def run(args: argparse.Namespace) -> int:
     check_class_idx(args.class_idx, surface.num_classes, ckpt.classes)
     check_neurons(neurons, surface.num_features)
     show = not args.no_progress
+    outputs = Outputs(overwrite=args.overwrite)
+    out = outputs.folder(
+        args.out
+        if args.out
+        else Path(args.ckpt).expanduser().resolve().parent
+        / "edits"
+        / f"{args.editor}_c{args.class_idx}_s{args.seed}",
+        "--out",
+    )
+    results_path = outputs.records(args.results or out / "results.jsonl", "--results")
     seed_everything(args.seed)
     params = {**ckpt.dataset_params, **dataset_params(args)}
     transform = checkpoint_eval_transform(ckpt, args.dataset, ref=True if args.ref else None)
     transform_desc = describe(transform)
 
-    with Provenance(device=str(device)) as prov:
+    with outputs.guard(), Provenance(device=str(device)) as prov:
         cache = FeatureCache()
         feats = {}
         for split in ("train", "val", "test"):
@@ -338,24 +351,7 @@ def run(args: argparse.Namespace) -> int:
             result.decision, test, args.class_idx, train_counts, n_boot=args.n_boot, seed=args.seed
         )
 
-    out = (
-        Path(args.out)
-        if args.out
-        else Path(args.ckpt).expanduser().resolve().parent
-        / "edits"
-        / f"{args.editor}_c{args.class_idx}_s{args.seed}"
-    )
-    results_path = Path(args.results) if args.results else out / "results.jsonl"
-    ckpt_path = save_edited_checkpoint(
-        out / "edited.pt",
-        ckpt,
-        result.decision,
-        editor=result.editor,
-        neurons=result.neurons,
-        class_idx=args.class_idx,
-        settings=result.settings,
-        metrics={"test_before": _scalars(before), "test_after": _scalars(after)},
-    )
+    ckpt_path = out / "edited.pt"
     record = mitigation_record(
         result,
         before,
@@ -376,7 +372,19 @@ def run(args: argparse.Namespace) -> int:
             "n_boot": args.n_boot,
         },
     )
-    append_records(results_path, [record])
+    # A run already recorded in a shared --results file is refused before anything is written.
+    check_new_runs(results_path, [record], replace=args.overwrite)
+    save_edited_checkpoint(
+        ckpt_path,
+        ckpt,
+        result.decision,
+        editor=result.editor,
+        neurons=result.neurons,
+        class_idx=args.class_idx,
+        settings=result.settings,
+        metrics={"test_before": _scalars(before), "test_after": _scalars(after)},
+    )
+    append_records(results_path, [record], replace=args.overwrite)
     atomic_write_json(
         out / "edit.json",
         {

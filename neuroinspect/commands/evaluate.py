@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from neuroinspect.commands.common import add_common, dataset_params
+from neuroinspect.commands.common import add_common, add_overwrite, dataset_params
 from neuroinspect.errors import UserError
 
 EPILOG = """\
@@ -61,6 +61,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     p.add_argument("--out", default=None, help="append an evaluation record to this JSON Lines file")
     p.add_argument("--json", default=None, help="write the full metrics dict to this JSON file")
+    add_overwrite(p)
     add_common(p)
     p.set_defaults(func=run)
     return p
@@ -76,6 +77,7 @@ def run(args: argparse.Namespace) -> int:
         format_metrics_table,
     )
     from neuroinspect.harness.records import append_records
+    from neuroinspect.outputs import Outputs
     from neuroinspect.runtime import Provenance, resolve_device
 
     if args.n_boot < 0:
@@ -88,6 +90,11 @@ def run(args: argparse.Namespace) -> int:
     ckpt = load_checkpoint(args.ckpt, expect_dataset=args.dataset, map_location="cpu")
     dataset = args.dataset or ckpt.dataset
     check_class_index(args.class_idx, ckpt.classes)
+    outputs = Outputs(overwrite=args.overwrite)
+    if args.json:
+        outputs.file(args.json, "--json", example="metrics.json")
+    if args.out:
+        outputs.records(args.out, "--out")
     with Provenance(device=str(device)) as prov:
         metrics, fs = evaluate_checkpoint(
             ckpt,
@@ -114,6 +121,6 @@ def run(args: argparse.Namespace) -> int:
         record = evaluation_record(
             metrics, ckpt, prov, seed=args.seed, config={"cache_key": fs.meta.get("cache_key")}
         )
-        append_records(args.out, [record])
+        append_records(args.out, [record], replace=args.overwrite)
         print(f"evaluation record {record['run_id']} appended to {args.out}")
     return 0

@@ -8,8 +8,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from neuroinspect.commands.common import add_common, dataset_params
+from neuroinspect.commands.common import add_common, add_overwrite, dataset_params
 from neuroinspect.errors import UserError
+from neuroinspect.outputs import Outputs
 
 EPILOG = """\
 examples:
@@ -96,6 +97,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--val-split", default="val", help="split used for checkpoint selection")
     p.add_argument("--num-workers", type=int, default=None, help="data loader worker processes")
     p.add_argument("--out", required=True, help="output folder for best.pt and train_log.json")
+    add_overwrite(p, resume=True)
     add_common(p)
     p.set_defaults(func=run)
     return p
@@ -130,7 +132,7 @@ def run(args: argparse.Namespace) -> int:
     from neuroinspect.datasets import get_dataset
     from neuroinspect.harness.models import create_model
     from neuroinspect.harness.presets import get_preset
-    from neuroinspect.harness.training import init_from_checkpoint, train_classifier
+    from neuroinspect.harness.training import LAST_NAME, init_from_checkpoint, train_classifier
     from neuroinspect.harness.transforms import eval_transform, train_transform, transform_kind
     from neuroinspect.runtime import Provenance, resolve_device
 
@@ -171,6 +173,15 @@ def run(args: argparse.Namespace) -> int:
     config = config.with_overrides(image_size=image_size)
     device = resolve_device(args.device)
     show = not args.no_progress
+    if args.resume and args.overwrite:
+        raise UserError("--resume continues the run in --out and --overwrite replaces it; pass one of them.")
+    outputs = Outputs(overwrite=args.overwrite, resume=bool(args.resume))
+    out = outputs.folder(args.out, "--out")
+    if args.resume and not (out / LAST_NAME).is_file():
+        raise UserError(
+            f"nothing to resume in {out}: there is no {LAST_NAME} (the run finished, or never completed an "
+            "epoch). Pass --overwrite to train again."
+        )
 
     spec.check_split("train")
     train_ds = spec.load(args.root, "train", None, **params)
@@ -197,26 +208,35 @@ def run(args: argparse.Namespace) -> int:
             surface.data_config, kind, ref=config.ref_transforms, dataset=args.dataset
         )
 
-    out = Path(args.out)
     print(
         f"training {arch} on {args.dataset} ({len(train_ds)} train / {len(val_ds) if val_ds is not None else 0} val images, "
         f"{train_ds.num_classes} classes, {image_size} px) with preset {args.preset!r} on {device}",
         file=sys.stderr,
     )
-    with Provenance(device=str(device)) as prov:
-        result = train_classifier(
-            surface,
-            train_ds,
-            val_ds,
-            config,
-            device=device,
-            seed=args.seed,
-            out_dir=out,
-            show_progress=show,
-            dataset_name=args.dataset,
-            dataset_params=params,
-            extra_metadata=extra,
-        )
+    with outputs.guard(), Provenance(device=str(device)) as prov:
+        try:
+            result = train_classifier(
+                surface,
+                train_ds,
+                val_ds,
+                config,
+                device=device,
+                seed=args.seed,
+                out_dir=out,
+                show_progress=show,
+                dataset_name=args.dataset,
+                dataset_params=params,
+                extra_metadata=extra,
+                resume=bool(args.resume),
+            )
+        except KeyboardInterrupt:
+            if (out / LAST_NAME).is_file():
+                print(
+                    f"interrupted; {out / LAST_NAME} holds the last completed epoch. Continue with the same "
+                    "command and --resume.",
+                    file=sys.stderr,
+                )
+            raise
     summary = {
         "checkpoint": str(result.checkpoint_path),
         "log": str(result.log_path),

@@ -29,6 +29,7 @@ from typing import Any
 
 from neuroinspect.commands.common import (
     add_common,
+    add_overwrite,
     check_class_idx,
     check_neurons,
     dataset_params,
@@ -136,6 +137,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="attribute classifier setting for concept recovery, e.g. epochs=20 or method=logreg (repeatable)",
     )
     p.add_argument("--batch-size", type=int, default=64, help="batch size for feature extraction and metrics")
+    add_overwrite(p)
     add_common(p)
     p.set_defaults(func=run)
     return p
@@ -249,6 +251,7 @@ def run(args: argparse.Namespace) -> int:
         save_visualization,
         visualization_record,
     )
+    from neuroinspect.outputs import Outputs
     from neuroinspect.runtime import Provenance, resolve_device, seed_everything
 
     load_all()
@@ -263,10 +266,14 @@ def run(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     show = not args.no_progress
     seed_everything(args.seed)
-    out_dir = Path(args.out)
-    results = Path(args.results) if args.results else out_dir / "results.jsonl"
+    # One --out can hold several methods (OUT/<method>/) and their shared results.jsonl: the method's
+    # own folder is what a previous run of it used.
+    outputs = Outputs(overwrite=args.overwrite)
+    out_dir = outputs.folder(args.out, "--out", reuse=True)
+    outputs.folder(out_dir / args.method, "--out")
+    results = outputs.records(args.results or out_dir / "results.jsonl", "--results")
 
-    with Provenance(device=str(device)) as prov:
+    with outputs.guard(), Provenance(device=str(device)) as prov:
         ckpt = load_checkpoint(args.ckpt)
         surface = ckpt.surface
         if not kwargs.get("layer"):
@@ -367,7 +374,7 @@ def run(args: argparse.Namespace) -> int:
         group = [s for s in saved if s.visualization.method == method]
         title = f"{method} | {model_name} on {dataset_name} | {Path(args.ckpt).name} | seed {args.seed}"
         sheets.append(contact_sheet(group, out_dir / method, title=title))
-    append_records(results, records)
+    append_records(results, records, replace=args.overwrite)
     _print_table(saved)
     for png, html in sheets:
         print(f"contact sheet: {png}  {html}")

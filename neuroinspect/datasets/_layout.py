@@ -33,6 +33,8 @@ def locate(name: str, root: str | Path | None, candidates: Sequence[str], marker
             f"(or write a tiny fixture with `neuroinspect data make-fixture {name} --root DIR`)."
         )
     base = Path(root).expanduser()
+    if base.exists() and not base.is_dir():
+        raise DataError(f"--root {base} is a file; pass the folder that holds {layout} (e.g. {base.parent}).")
     if not base.is_dir():
         raise DataError(
             f"dataset root {base} does not exist. Pass --root to the folder that holds {layout}, "

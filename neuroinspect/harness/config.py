@@ -93,5 +93,19 @@ class ExperimentConfig:
             raise UserError(f"{path} is not valid TOML: {err}.") from None
         return cls.from_dict(data.get("experiment", data), source=str(path))
 
+    def check_methods(self) -> None:
+        """A :class:`UserError` for a finder or editor name that is not registered (before any work)."""
+        from neuroinspect.methods.editors import EDITORS
+        from neuroinspect.methods.editors import load_all as load_editors
+        from neuroinspect.methods.finders import FINDERS
+        from neuroinspect.methods.finders import load_all as load_finders
+
+        load_finders()
+        load_editors()
+        for name in self.finders:
+            FINDERS.get(name)
+        for name in self.editors:
+            EDITORS.get(name)
+
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

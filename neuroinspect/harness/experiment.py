@@ -165,9 +165,11 @@ def run_experiment(
     show_progress: bool = True,
     log: Log = print,
     results_path: str | Path | None = None,
+    replace_records: bool = False,
 ) -> ExperimentResult:
     """Run one seed of ``cfg`` into ``out_dir``; append its records to ``results_path``
-    (default ``out_dir/results.jsonl``). Returns the :class:`ExperimentResult`."""
+    (default ``out_dir/results.jsonl``; ``replace_records``: records of the same runs already there
+    are replaced instead of refused). Returns the :class:`ExperimentResult`."""
     from neuroinspect.harness.mitigation import measure, mitigation_record
     from neuroinspect.methods.editors import EDITORS
     from neuroinspect.methods.editors import load_all as load_editors
@@ -374,7 +376,7 @@ def run_experiment(
     timings["editors"] = sum(float(e["result"]["wall_seconds"]) for e in result.edits.values())
 
     result.records = records
-    append_records(results_path or out_dir / "results.jsonl", records)
+    append_records(results_path or out_dir / "results.jsonl", records, replace=replace_records)
     atomic_write_json(
         out_dir / "summary.json",
         {
