@@ -99,12 +99,14 @@ def _train_or_load(
     from neuroinspect.harness.training import build_datasets, train_classifier
 
     preset = get_preset(cfg.preset, cfg.dataset)
+    if cfg.pretrained is not None:  # the config's choice, false included, wins over the preset's
+        preset = preset.with_overrides(pretrained=cfg.pretrained)
     if cfg.train:
         preset = preset.with_overrides(**cfg.train)
     spec = get_dataset(cfg.dataset)
     probe = spec.load(cfg.root, "val" if "val" in spec.splits else spec.splits[0], None, **cfg.dataset_params)
     image_size = cfg.image_size or getattr(preset, "image_size", None) or spec.default_image_size
-    pretrained = cfg.pretrained if cfg.pretrained else preset.resolve_pretrained(cfg.model)
+    pretrained = preset.resolve_pretrained(cfg.model)
     surface = create_model(cfg.model, probe.num_classes, pretrained=pretrained, image_size=image_size)
     train_ds, val_ds = build_datasets(
         cfg.dataset, cfg.root, surface.data_config, preset, params=cfg.dataset_params

@@ -36,6 +36,17 @@ PAPER_PRETRAINED_TAGS: dict[str, str] = {
 }
 
 
+#: What each ``augment`` value does to a training image (``neuroinspect.harness.transforms``).
+AUGMENT_HELP = {
+    "none": "none (the evaluation transform)",
+    "light": "a random shift on the bundled benchmarks (crop with reflect padding, no flip); on real "
+    "data a random resized crop (scale 0.7-1) and a horizontal flip",
+    "ref": "the reference's (a random affine of 15 degrees and a 15% shift; Waterbirds: a random "
+    "resized crop and a horizontal flip), ImageNet normalization",
+    "timm": "timm's training transform (random resized crop, horizontal flip, colour jitter)",
+}
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Every hyper-parameter of a classifier training run.
@@ -85,6 +96,10 @@ class TrainConfig:
         def bad(field: str, why: str) -> None:
             raise UserError(f"training setting {field}={getattr(self, field)!r} is invalid: {why}.")
 
+        from neuroinspect.harness.config import check_types
+
+        check_types(TrainConfig, self.as_dict(), "training settings")
+
         if not isinstance(self.epochs, int) or self.epochs < 1:
             bad("epochs", "use a positive integer")
         if not isinstance(self.batch_size, int) or self.batch_size < 1:
@@ -117,14 +132,45 @@ class TrainConfig:
             bad("grad_clip", "must be > 0 or unset")
 
     def with_overrides(self, **overrides: Any) -> TrainConfig:
-        """A copy with the non-``None`` ``overrides`` applied (validated); unknown keys are an error."""
+        """A copy with the non-``None`` ``overrides`` applied (validated); unknown keys are an error.
+
+        When a setting changes, ``description`` is rewritten from the values (:meth:`summary`) so that
+        it never describes the preset's recipe for a run that does something else.
+        """
         names = {f.name for f in dataclasses.fields(self)}
         unknown = sorted(set(overrides) - names)
         if unknown:
             raise UserError(
                 f"unknown training setting(s) {', '.join(unknown)}; known: {', '.join(sorted(names))}."
             )
-        return dataclasses.replace(self, **{k: v for k, v in overrides.items() if v is not None})
+        given = {k: v for k, v in overrides.items() if v is not None}
+        out = dataclasses.replace(self, **given)
+        changed = [k for k, v in given.items() if k != "description" and getattr(self, k) != v]
+        if changed and "description" not in given:
+            out = dataclasses.replace(out, description=out.summary())
+        return out
+
+    def summary(self) -> str:
+        """The recipe in words, from the values: initialisation, optimizer and schedule, epochs, batch,
+        augmentation, e.g. "random initialisation; adamw, lr 0.002 cosine to 1e-05, warm-up 0.5
+        epochs; 6 epochs of batch 64; augmentation: a random shift (crop with reflect padding)"."""
+        if self.pretrained is False:
+            init = "random initialisation"
+        elif self.pretrained is True:
+            init = "pretrained timm weights (the model's default tag)"
+        else:
+            init = f"pretrained weights {self.pretrained}"
+        sched = (
+            f" cosine to {self.eta_min:g}"
+            if self.scheduler == "cosine" and self.lr > self.eta_min
+            else " constant"
+        )
+        warm = f", warm-up {self.warmup_epochs:g} epochs" if self.warmup_epochs else ""
+        what = "the decision layer only" if self.finetune == "head" else "every layer"
+        return (
+            f"{init}; {self.optimizer}, lr {self.lr:g}{sched}{warm}; {self.epochs} epochs of batch "
+            f"{self.batch_size}, training {what}; augmentation: {AUGMENT_HELP[self.augment]}"
+        )
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
