@@ -363,8 +363,8 @@ def test_evaluate_command_prints_table_and_appends_a_record(trained, tmp_path, c
     assert m["mean_acc_train_weighted"] is not None and 0 <= m["worst_group_acc"] <= m["test_acc"]
     lo, hi = m["ci"]["test_acc"]
     assert lo <= m["test_acc"] <= hi
-    # A second run reads the cached features and gives the same numbers.
-    assert main([*argv, "--json", str(metrics_json), "--no-progress"]) == 0
+    # A second run reads the cached features and gives the same numbers (--overwrite: the file exists).
+    assert main([*argv, "--json", str(metrics_json), "--no-progress", "--overwrite"]) == 0
     assert json.loads(metrics_json.read_text())["test_acc"] == m["test_acc"]
 
 
