@@ -151,7 +151,7 @@ def test_training_learns_an_easy_task_and_writes_its_files(tmp_path):
     assert losses[-1] < losses[0]
     assert result.best_metrics["val_acc"] > 0.6  # chance is 1/3
     log = json.loads((tmp_path / "train_log.json").read_text())
-    assert [h["epoch"] for h in log["history"]] == [0, 1]
+    assert [h["epoch"] for h in log["history"]] == [1, 2]  # counted from 1, as the console prints them
     assert log["best_epoch"] == result.best_epoch and log["config"]["lr"] == 1e-3
     ckpt = load_checkpoint(tmp_path / "best.pt", expect_dataset="toy", expect_num_classes=3)
     assert ckpt.train_config["seed"] == 0 and ckpt.train_config["batch_size"] == 16
@@ -191,9 +191,9 @@ def _scripted(monkeypatch, values, key="val_acc"):
 @pytest.mark.parametrize(
     ("values", "best", "patience", "epochs_run"),
     [
-        ([0.5, 0.8, 0.8, 0.6], 1, None, 4),  # strictly better: the tie at epoch 2 is not taken
-        ([0.9, 0.5, 0.6, 0.7], 0, None, 4),  # epoch 0 is a candidate (spec bug 20)
-        ([0.5, 0.4, 0.4, 0.9], 0, 2, 3),  # patience 2: stops after epoch 2, never sees 0.9
+        ([0.5, 0.8, 0.8, 0.6], 2, None, 4),  # strictly better: the tie at epoch 3 is not taken
+        ([0.9, 0.5, 0.6, 0.7], 1, None, 4),  # the first epoch is a candidate (spec bug 20)
+        ([0.5, 0.4, 0.4, 0.9], 1, 2, 3),  # patience 2: stops after epoch 3, never sees 0.9
     ],
 )
 def test_checkpoint_selection(monkeypatch, tmp_path, values, best, patience, epochs_run):
@@ -217,7 +217,7 @@ def test_checkpoint_selection(monkeypatch, tmp_path, values, best, patience, epo
     assert [h["selected"] for h in result.history] == expected
     # The returned model and best.pt hold the selected epoch's weights, not the last ones.
     saved = torch.load(tmp_path / "best.pt", weights_only=True)["state_dict"]
-    for k, v in snapshots[best].items():
+    for k, v in snapshots[best - 1].items():
         assert torch.equal(saved[k], v), k
         assert torch.equal(result.surface.model.state_dict()[k], v), k
 
@@ -446,7 +446,7 @@ def test_an_interrupted_training_resumes_to_the_same_weights_and_history(tmp_pat
     )
 
     def stop_after_second(row):
-        if row["epoch"] == 1:
+        if row["epoch"] == 2:
             raise KeyboardInterrupt
 
     surface, config, train_ds, val_ds = setup()

@@ -49,8 +49,9 @@ STATE_FORMAT = "neuroinspect-train-state"
 class TrainResult:
     """What :func:`train_classifier` returns.
 
-    ``surface`` holds the selected (best) weights, in eval mode. ``history`` has one dict per epoch
-    (``epoch``, ``train_loss``, ``train_acc``, ``lr``, ``val_acc``, ``val_worst_class_acc``,
+    ``surface`` holds the selected (best) weights, in eval mode. Epochs are counted from 1 (as the
+    console prints them): ``best_epoch`` is the selected one, -1 when none qualified. ``history`` has
+    one dict per epoch (``epoch``, ``train_loss``, ``train_acc``, ``lr``, ``val_acc``, ``val_worst_class_acc``,
     ``val_worst_group_acc``, ``seconds``, ``selected``).
     """
 
@@ -413,7 +414,7 @@ def train_classifier(
             bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}", refresh=False)
         bar.close()
         row: dict[str, Any] = {
-            "epoch": epoch,
+            "epoch": epoch + 1,  # counted from 1 everywhere a person reads it (console, log, report)
             "train_loss": loss_sum / max(1, seen),
             "train_acc": correct / max(1, seen),
             "lr": optimizer.param_groups[0]["lr"],
@@ -426,7 +427,7 @@ def train_classifier(
         row["seconds"] = round(time.perf_counter() - te, 3)
         history.append(row)
         if improved:
-            best_value, best_epoch = value, epoch
+            best_value, best_epoch = value, epoch + 1
             best_state = copy.deepcopy({k: v.detach().cpu() for k, v in surface.model.state_dict().items()})
             best_metrics = {k: v for k, v in row.items() if k != "selected"}
             epochs_since_best = 0
@@ -438,7 +439,7 @@ def train_classifier(
                     dataset_name,
                     dataset_params=dataset_params,
                     train_config={**config_dict, "seed": seed, "selection": selection},
-                    metrics={"best_epoch": epoch, **best_metrics},
+                    metrics={"best_epoch": epoch + 1, **best_metrics},
                     extra={
                         "train_group_counts": train_group_counts,
                         "eval_transform": "ref" if config.ref_transforms else "default",
@@ -567,7 +568,7 @@ def _print_epoch(row: dict[str, Any], epochs: int) -> None:
     import sys
 
     parts = [
-        f"epoch {row['epoch'] + 1}/{epochs}",
+        f"epoch {row['epoch']}/{epochs}",
         f"loss {row['train_loss']:.4f}",
         f"train acc {row['train_acc']:.4f}",
     ]
