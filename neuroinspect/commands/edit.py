@@ -44,7 +44,7 @@ editing target γ = 1 + (min_{n∈S} imp[n] − 1)/3 from the knock-out ratio im
 validation split's class mean (the all-class mean with --ref), as the reference's debug flow does.
 
 --ref reproduces the reference's editing quirks on cached features: the per-epoch sawtooth
-learning rate, epoch 0 never selected, ties to the latest epoch, the reference script's settings
+learning rate, the first epoch never selected, ties to the latest epoch, the reference script's settings
 for the variant (waterbirds: lr 1e-4, weight decay 1e-4, batch 32, no schedule; metashift: batch
 16, selection only after epoch 1 with val acc > 0.7) and its evaluation transforms. It does not
 re-run the backbone in train mode: the reference's BatchNorm drift (spec bug 19) is not reproduced.
@@ -135,7 +135,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument(
         "--ref",
         action="store_true",
-        help="reference parity: sawtooth lr, epoch 0 never kept, its settings and transforms",
+        help="reference parity: sawtooth lr, first epoch never kept, its settings and transforms",
     )
     p.add_argument(
         "--editor-param",

@@ -54,7 +54,7 @@ class TrainConfig:
     ``lr`` is the peak learning rate; with ``scheduler="cosine"`` it decays per iteration to
     ``eta_min`` over ``epochs × batches-per-epoch`` steps (only when ``lr > eta_min``, as in ref).
     ``selection`` picks the checkpoint: the epoch with the strictly best validation metric
-    (epoch 0 included, spec bug 20) whose value also exceeds ``min_val_metric`` (the reference's
+    (the first epoch included, spec bug 20) whose value also exceeds ``min_val_metric`` (the reference's
     0.5 / 0.7 thresholds; 0 by default). ``patience`` stops after that many epochs without a new
     best (``None``: never). ``finetune="head"`` trains only the decision layer with the backbone
     frozen in eval mode; ``ref_bn_drift=True`` keeps the backbone in train mode anyway (the

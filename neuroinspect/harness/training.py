@@ -2,7 +2,7 @@
 
 :func:`train_classifier` fine-tunes (or trains from scratch) a :class:`ModelSurface` on a training
 split, scores the validation split after every epoch, keeps the epoch with the strictly best
-validation metric (epoch 0 included: the reference never considers it, spec bug 20), writes it to
+validation metric (the first epoch included: the reference never considers it, spec bug 20), writes it to
 ``out_dir/best.pt`` with :func:`save_checkpoint` (atomically) and the per-epoch history to
 ``out_dir/train_log.json``, and returns the model with the best weights loaded.
 

@@ -296,10 +296,10 @@ class TrainedEditor(Editor):
     Subclasses implement :meth:`objective`. Hyperparameters left at ``None`` take the values of
     :meth:`default_hparams` (package defaults, or the reference script's values when ``ref=True``):
     Adam on the layer only, lr 1e-3, weight decay 0, batch 128, 20 epochs, the warm-up schedule over
-    the whole run, selection of the best epoch on val accuracy with patience 5, epoch 0 eligible.
+    the whole run, selection of the best epoch on val accuracy with patience 5, the first epoch eligible.
 
     ``ref=True`` reproduces the reference's training quirks on cached features: the per-epoch
-    sawtooth learning rate, epoch 0 (MetaShift: epochs 0-1) never selected, ties going to the latest
+    sawtooth learning rate, the first epoch (MetaShift: the first two) never selected, ties going to the latest
     epoch, and the reference script's unset hyperparameters. It does *not* re-run the backbone in
     train mode (BatchNorm drift, bug 19): features come from the frozen eval-mode backbone.
     """
@@ -358,7 +358,7 @@ class TrainedEditor(Editor):
         }
 
     def selection_rule(self) -> SelectionRule:
-        """The epoch-selection rule; the reference's when ``ref=True`` (epoch 0 never kept, ties to the latest)."""
+        """The epoch-selection rule; the reference's when ``ref=True`` (the first epoch never kept, ties to the latest)."""
         if self.ref:
             return SelectionRule(metric=self.select, first_epoch=1, ties="latest", patience=self.patience)
         return SelectionRule(metric=self.select, first_epoch=0, ties="secondary", patience=self.patience)
