@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from neuroinspect.commands.common import add_overwrite, parse_int_list
+from neuroinspect.commands.common import add_no_progress, add_overwrite, parse_int_list, progress_on
 from neuroinspect.errors import UserError
 
 EPILOG = """Example:
@@ -36,7 +36,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     r.add_argument("--seeds", default="0,1,2", help="comma-separated seeds")
     r.add_argument("--out", default=None, help="output folder (default runs/bench-<config name>)")
     r.add_argument("--device", default=None, help="override the config's device (cpu, cuda, auto)")
-    r.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    add_no_progress(r)
     add_overwrite(r, resume=True)
     r.set_defaults(func=run)
     p.set_defaults(func=lambda args: _need_action(p))
@@ -81,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
                 cfg,
                 seed,
                 out / f"seed-{seed}",
-                show_progress=not args.no_progress,
+                show_progress=progress_on(args),
                 log=lambda m: print(m, file=sys.stderr),
                 results_path=results,
                 replace_records=args.overwrite,

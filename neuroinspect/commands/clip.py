@@ -11,7 +11,7 @@ import argparse
 import json
 from typing import Any
 
-from neuroinspect.commands.common import add_common, add_overwrite, dataset_params
+from neuroinspect.commands.common import add_common, add_overwrite, dataset_params, progress_on
 from neuroinspect.errors import UserError
 
 EXAMPLE = """\
@@ -168,7 +168,7 @@ def run_train(args: argparse.Namespace) -> int:
             device=device,
             max_steps=args.max_steps,
             pretrain_steps=args.pretrain_steps,
-            show_progress=not args.no_progress,
+            show_progress=progress_on(args),
         )
     if args.json:
         print(

@@ -13,7 +13,24 @@ def add_common(p: argparse.ArgumentParser, device: bool = True, seed: bool = Tru
         p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N, mps or auto")
     if seed:
         p.add_argument("--seed", type=int, default=0, help="random seed")
-    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    add_no_progress(p)
+
+
+def add_no_progress(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="no progress bars, one line per epoch or stage instead (what a log gets anyway)",
+    )
+
+
+def progress_on(args: argparse.Namespace) -> bool:
+    """Progress is always reported (``show_progress=True``): bars on a terminal, one line per stage
+    elsewhere, and ``--no-progress`` turns the bars into those lines (:mod:`neuroinspect.runtime`)."""
+    from neuroinspect.runtime import set_progress_bars
+
+    set_progress_bars(not getattr(args, "no_progress", False))
+    return True
 
 
 def add_overwrite(p: argparse.ArgumentParser, resume: bool = False) -> None:

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from neuroinspect.commands.common import dataset_params
+from neuroinspect.commands.common import add_no_progress, dataset_params, progress_on
 from neuroinspect.errors import DataError
 
 LIST_EXAMPLE = """\
@@ -84,6 +84,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     chk.add_argument(
         "--verify-images", action="store_true", help="also open every image file (slow on a full dataset)"
     )
+    add_no_progress(chk)
 
     fix = sub.add_parser(
         "make-fixture",
@@ -170,7 +171,13 @@ def _split_lines(datasets: dict[str, Any]) -> list[str]:
     return format_table(rows, ["split", "images", "classes present", "groups present"]).splitlines()
 
 
-def check(name: str, root: str | None, params: dict[str, Any], verify_images: bool = False) -> int:
+def check(
+    name: str,
+    root: str | None,
+    params: dict[str, Any],
+    verify_images: bool = False,
+    show_progress: bool = True,
+) -> int:
     from neuroinspect.datasets import InMemoryImageDataset
     from neuroinspect.datasets._layout import unreadable_images
 
@@ -189,7 +196,7 @@ def check(name: str, root: str | None, params: dict[str, Any], verify_images: bo
         paths = [
             s.path for ds in datasets.values() if not isinstance(ds, InMemoryImageDataset) for s in ds.samples
         ]
-        problems += unreadable_images(paths)
+        problems += unreadable_images(paths, show_progress=show_progress)
     if problems:
         for problem in problems:
             print(f"problem: {problem}", file=sys.stderr)
@@ -239,7 +246,9 @@ def run(args: argparse.Namespace) -> int:
         return 0
     params = dataset_params(args)
     if action == "check":
-        return check(args.name, args.root, params, verify_images=args.verify_images)
+        return check(
+            args.name, args.root, params, verify_images=args.verify_images, show_progress=progress_on(args)
+        )
     if action == "make-fixture":
         return make_fixture(args.name, args.root, args.seed, params)
     raise DataError(f"unknown action {action!r}; use list, check or make-fixture.")  # pragma: no cover

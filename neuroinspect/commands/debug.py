@@ -13,7 +13,13 @@ import inspect
 from pathlib import Path
 from typing import Any
 
-from neuroinspect.commands.common import add_common, add_overwrite, check_class_idx, dataset_params
+from neuroinspect.commands.common import (
+    add_common,
+    add_overwrite,
+    check_class_idx,
+    dataset_params,
+    progress_on,
+)
 from neuroinspect.errors import CheckpointError, UserError
 from neuroinspect.fileio import atomic_write_json
 
@@ -113,7 +119,7 @@ def run(args: argparse.Namespace) -> int:
     kwargs = _finder_kwargs(finder_cls, args)
     device = resolve_device(args.device)
     kwargs["device"] = str(device)
-    show = not args.no_progress
+    show = progress_on(args)
     if args.out:
         Outputs(overwrite=args.overwrite).folder(args.out, "--out")
     seed_everything(args.seed)

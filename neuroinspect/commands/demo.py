@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from neuroinspect.commands.common import add_common, add_overwrite
+from neuroinspect.commands.common import add_common, add_overwrite, progress_on
 
 EPILOG = """Example:
   neuroinspect demo --out runs/demo
@@ -80,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
             cfg,
             args.seed,
             out,
-            show_progress=not args.no_progress,
+            show_progress=progress_on(args),
             log=lambda m: print(m, file=sys.stderr),
             replace_records=args.overwrite,
         )

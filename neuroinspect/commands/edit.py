@@ -22,6 +22,7 @@ from neuroinspect.commands.common import (
     dataset_params,
     parse_int_list,
     parse_settings,
+    progress_on,
 )
 from neuroinspect.errors import UserError
 
@@ -297,7 +298,7 @@ def run(args: argparse.Namespace) -> int:
     surface = ckpt.surface.freeze()
     check_class_idx(args.class_idx, surface.num_classes, ckpt.classes)
     check_neurons(neurons, surface.num_features)
-    show = not args.no_progress
+    show = progress_on(args)
     outputs = Outputs(overwrite=args.overwrite)
     out = outputs.folder(
         args.out

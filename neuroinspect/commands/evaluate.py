@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from neuroinspect.commands.common import add_common, add_overwrite, dataset_params
+from neuroinspect.commands.common import add_common, add_overwrite, dataset_params, progress_on
 from neuroinspect.errors import UserError
 
 EPILOG = """\
@@ -110,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
             seed=args.seed,
             ref_transforms=args.ref_transforms,
             model=args.model,
-            show_progress=not args.no_progress,
+            show_progress=progress_on(args),
         )
     print(f"{ckpt.surface.spec.arch} ({Path(args.ckpt)}) on {dataset}/{args.split}")
     print(format_metrics_table(metrics, ckpt.classes))

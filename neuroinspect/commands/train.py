@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from neuroinspect.commands.common import add_common, add_overwrite, dataset_params
+from neuroinspect.commands.common import add_common, add_overwrite, dataset_params, progress_on
 from neuroinspect.errors import UserError
 from neuroinspect.outputs import Outputs
 
@@ -172,7 +172,7 @@ def run(args: argparse.Namespace) -> int:
     image_size = config.image_size or spec.default_image_size
     config = config.with_overrides(image_size=image_size)
     device = resolve_device(args.device)
-    show = not args.no_progress
+    show = progress_on(args)
     if args.resume and args.overwrite:
         raise UserError("--resume continues the run in --out and --overwrite replaces it; pass one of them.")
     outputs = Outputs(overwrite=args.overwrite, resume=bool(args.resume))

@@ -35,6 +35,7 @@ from neuroinspect.commands.common import (
     dataset_params,
     parse_int_list,
     parse_settings,
+    progress_on,
 )
 from neuroinspect.errors import CheckpointError, UserError
 
@@ -264,7 +265,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("--neurons needs at least one neuron index.")
     concept_settings = _concept_settings(args)  # checked before any work
     device = resolve_device(args.device)
-    show = not args.no_progress
+    show = progress_on(args)
     seed_everything(args.seed)
     # One --out can hold several methods (OUT/<method>/) and their shared results.jsonl: the method's
     # own folder is what a previous run of it used.

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import copy
 import math
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -34,7 +33,7 @@ from neuroinspect.harness.metrics import classification_metrics, group_counts
 from neuroinspect.harness.models import DataConfig, ModelSurface
 from neuroinspect.harness.presets import TrainConfig
 from neuroinspect.harness.transforms import describe, eval_transform, train_transform, transform_kind
-from neuroinspect.runtime import describe_device, package_versions, seed_everything
+from neuroinspect.runtime import bars_wanted, describe_device, package_versions, seed_everything
 
 BEST_NAME = "best.pt"
 LOG_NAME = "train_log.json"
@@ -187,10 +186,13 @@ def _set_train_mode(surface: ModelSurface, config: TrainConfig) -> None:
 
 
 def _bar(total: int, desc: str, enabled: bool) -> Any:
+    """A bar over an epoch's batches on a terminal; elsewhere (a log, ``--no-progress``) a silent one:
+    the epoch's line (:func:`_print_epoch`) reports it."""
     from tqdm.auto import tqdm
 
-    disable = not enabled or bool(os.environ.get("NEUROINSPECT_NO_PROGRESS"))
-    return tqdm(total=total, desc=desc, disable=disable, leave=False, dynamic_ncols=True)
+    return tqdm(
+        total=total, desc=desc, disable=not (enabled and bars_wanted()), leave=False, dynamic_ncols=True
+    )
 
 
 def train_classifier(
@@ -449,7 +451,7 @@ def train_classifier(
                 )
         else:
             epochs_since_best += 1
-        if show_progress and not os.environ.get("NEUROINSPECT_NO_PROGRESS"):
+        if show_progress:
             _print_epoch(row, config.epochs)
         if on_epoch_end is not None:
             on_epoch_end(row)
