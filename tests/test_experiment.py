@@ -59,6 +59,16 @@ def test_demo_with_config_writes_report_records_and_leaderboard(
         if r["method"]["editor"] == "dfr":
             assert r["config"]["uses_group_labels"] is True
     report = (out / "report.md").read_text()
+    # the plain-language summary opens the report and names the class and the failing group's background
+    cname = summary["class_name"]
+    groups = ["triangle/water", "triangle/land", "square/water", "square/land"]
+    own = [g for g in range(4) if groups[g].startswith(cname + "/")]
+    worst = min(own, key=lambda g: summary["before"]["group_acc"][g])
+    assert report.index("## In short") < report.index("## The model before editing")
+    assert (
+        f"is **{cname}**" in report
+        and f"images whose background is **{groups[worst].split('/')[1]}**" in report
+    )
     for needle in (
         "## The model before editing",
         "## Editing the decision layer",

@@ -187,7 +187,7 @@ def check_types(cls: type, data: dict[str, Any], source: str, prefix: str = "") 
     the dataclass field of the same name: ``num_neurons = "five"`` → key, expected type, value, example."""
     hints = typing.get_type_hints(cls)
     defaults = {
-        f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc,operator]
         for f in dataclasses.fields(cls)
         if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
     }
