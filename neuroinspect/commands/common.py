@@ -47,6 +47,14 @@ def add_overwrite(p: argparse.ArgumentParser, resume: bool = False) -> None:
         )
 
 
+def method_names(family: str) -> list[str]:
+    """The registered names of a method family for help texts, from the cached catalog (building a
+    parser must not import torch and every method; see :func:`neuroinspect.commands.methods.collect`)."""
+    from neuroinspect.commands.methods import collect
+
+    return [name for name, _, _ in collect(family).entries]
+
+
 def parse_int_list(text: str, what: str = "values") -> list[int]:
     """``"1,2,3"`` or ``"1 2 3"`` → ``[1, 2, 3]`` with a clear error on anything else."""
     try:

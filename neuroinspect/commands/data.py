@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import inspect
 import sys
 from pathlib import Path
 from typing import Any
@@ -118,20 +117,26 @@ def format_table(rows: list[list[str]], header: list[str]) -> str:
 
 
 def list_datasets(kind: str | None = None) -> str:
-    registry = _registry()
+    """The registered datasets as a table (from the cached catalog: no torch import, see
+    :func:`neuroinspect.commands.methods.collect`)."""
+    from neuroinspect.commands.methods import collect
+
+    fam = collect("datasets")
+    if fam.errors:
+        raise DataError(f"the dataset registry could not be loaded: {fam.errors[0]}")
     rows = []
-    for name in sorted(registry.names()):
-        spec = registry.get(name)
-        spec_kind = getattr(spec, "kind", "real")
+    for name, summary, spec_kind in fam.entries:
+        spec_kind = spec_kind or "real"
         if kind and spec_kind != kind:
             continue
+        info = fam.details.get(name, {})
         rows.append(
             [
                 name,
                 spec_kind,
-                ",".join(spec.splits),
-                "yes" if getattr(spec, "has_groups", False) else "no",
-                registry.summary(name),
+                ",".join(info.get("splits", [])),
+                "yes" if info.get("has_groups") else "no",
+                summary,
             ]
         )
     if not rows:
@@ -141,6 +146,8 @@ def list_datasets(kind: str | None = None) -> str:
 
 def _location(spec: Any, root: str | None, params: dict[str, Any]) -> str | None:
     """The dataset folder a real loader resolved ``root`` to, for the report (None if it has no ``locate``)."""
+    import inspect
+
     locate = getattr(spec, "locate", None)
     if locate is None or root is None:
         return None

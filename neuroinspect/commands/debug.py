@@ -18,6 +18,7 @@ from neuroinspect.commands.common import (
     add_overwrite,
     check_class_idx,
     dataset_params,
+    method_names,
     progress_on,
 )
 from neuroinspect.errors import CheckpointError, UserError
@@ -38,9 +39,6 @@ class _Formatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaults
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    from neuroinspect.methods.finders import FINDERS, load_all
-
-    load_all()
     p = subparsers.add_parser(
         "debug",
         help="rank the neurons behind a class's mistakes (finders)",
@@ -55,7 +53,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--dataset", required=True, help="registered dataset name (see `neuroinspect data list`)")
     p.add_argument("--ckpt", required=True, help="checkpoint written by `neuroinspect train`")
     p.add_argument("--class-idx", type=int, required=True, help="the class whose mistakes are explained")
-    p.add_argument("--finder", default="counterfactual", help=f"one of: {', '.join(sorted(FINDERS.names()))}")
+    p.add_argument(
+        "--finder", default="counterfactual", help=f"one of: {', '.join(sorted(method_names('finders')))}"
+    )
     p.add_argument("--split", default="val", help="the split whose mistakes are explained")
     p.add_argument("--root", default=None, help="dataset root folder (real datasets)")
     p.add_argument(

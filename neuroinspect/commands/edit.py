@@ -20,6 +20,7 @@ from neuroinspect.commands.common import (
     check_class_idx,
     check_neurons,
     dataset_params,
+    method_names,
     parse_int_list,
     parse_settings,
     progress_on,
@@ -51,6 +52,10 @@ for the variant (waterbirds: lr 1e-4, weight decay 1e-4, batch 32, no schedule; 
 re-run the backbone in train mode: the reference's BatchNorm drift (spec bug 19) is not reproduced.
 """
 
+#: The loss variants of ``neuroinspect_editor.VARIANTS`` (named here so that ``edit --help`` does not
+#: import torch; a test keeps the two equal).
+VARIANT_NAMES = ("flowers_food", "waterbirds", "metashift")
+
 # CLI option → editor constructor argument; applied only when the option is given.
 _EDITOR_OPTIONS = {
     "lr": "--lr",
@@ -69,9 +74,6 @@ class _Formatter(argparse.RawDescriptionHelpFormatter):
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    from neuroinspect.methods.editors import EDITORS
-    from neuroinspect.methods.editors.neuroinspect_editor import VARIANTS
-
     p = subparsers.add_parser(
         "edit",
         help="edit the decision layer to mitigate a false correlation (editors)",
@@ -98,7 +100,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument(
         "--editor",
         default="neuroinspect",
-        help=f"one of: {', '.join(EDITORS.names())} (default neuroinspect)",
+        help=f"one of: {', '.join(method_names('editors'))} (default neuroinspect)",
     )
     p.add_argument(
         "--gamma",
@@ -113,7 +115,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--variant",
-        choices=list(VARIANTS),
+        choices=list(VARIANT_NAMES),
         default=None,
         help="loss variant of the reference (default flowers_food)",
     )
