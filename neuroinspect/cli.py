@@ -14,6 +14,7 @@ import sys
 from collections.abc import Iterable, Sequence
 
 from neuroinspect import __version__
+from neuroinspect.commands.common import HelpFormatter
 from neuroinspect.errors import UserError
 
 # (name, one-line help) in the order of DESIGN.md's command-line contract.
@@ -33,8 +34,8 @@ COMMANDS: list[tuple[str, str]] = [
 ]
 
 
-class _Formatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
-    pass
+class _Formatter(HelpFormatter):
+    """The formatter of every ``neuroinspect`` parser (see :class:`commands.common.HelpFormatter`)."""
 
 
 def _has_module(name: str) -> bool:

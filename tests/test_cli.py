@@ -96,3 +96,30 @@ def test_torchvision_fix_is_idempotent_and_keeps_the_ops_defined() -> None:
     ensure_torchvision_ops()
     ensure_torchvision_ops()
     assert hasattr(torch.ops.torchvision, "nms")
+
+
+def _all_parsers(parser, path=()):  # noqa: ANN001, ANN202
+    import argparse
+
+    yield path, parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from _all_parsers(sub, (*path, name))
+
+
+def test_help_texts_show_each_default_once_and_one_examples_heading() -> None:
+    import re
+
+    for path, p in _all_parsers(build_parser()):
+        if not path:
+            continue
+        text = p.format_help()
+        where = "neuroinspect " + " ".join(path)
+        assert "(default: None)" not in text and "(default: [])" not in text, where
+        for block in re.split(r"\n  (?=-)", text):  # one option's help
+            assert block.count("(default") <= 1, (where, block)
+        assert "Example:" not in text and "examples:" not in text, where
+        if len(path) == 2 or path[0] in ("demo", "train", "evaluate", "debug", "visualize", "edit"):
+            assert "Examples:" in text, where
+            assert p.description, f"{where} has no description"

@@ -10,7 +10,7 @@ from typing import Any
 from neuroinspect.commands.common import add_no_progress, add_overwrite, parse_int_list, progress_on
 from neuroinspect.errors import UserError
 
-EPILOG = """Example:
+EPILOG = """Examples:
   neuroinspect bench run configs/spurious-shapes.toml --seeds 0,1,2 --out runs/bench-shapes
   neuroinspect leaderboard build runs/bench-shapes/results.jsonl --format md --out leaderboards/
 
@@ -31,13 +31,23 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         formatter_class=_Formatter,
     )
     sub = p.add_subparsers(dest="bench_command", metavar="ACTION")
-    r = sub.add_parser("run", help="run CONFIG.toml over seeds", epilog=EPILOG, formatter_class=_Formatter)
+    r = sub.add_parser(
+        "run",
+        help="run CONFIG.toml over seeds",
+        description=(
+            "Run an experiment config over seeds: train (or load) the model, find the neurons behind the "
+            "worst class's mistakes with every finder, edit the decision layer with every editor, and write "
+            "the records, a report per seed and the leaderboard aggregated over seeds."
+        ),
+        epilog=EPILOG,
+        formatter_class=_Formatter,
+    )
     r.add_argument("config", help="experiment TOML (see configs/)")
     r.add_argument("--seeds", default="0,1,2", help="comma-separated seeds")
     r.add_argument("--out", default=None, help="output folder (default runs/bench-<config name>)")
     r.add_argument("--device", default=None, help="override the config's device (cpu, cuda, auto)")
     add_no_progress(r)
-    add_overwrite(r, resume=True)
+    add_overwrite(r, resume="continue an interrupted run: seeds already in OUT/results.jsonl are skipped")
     r.set_defaults(func=run)
     p.set_defaults(func=lambda args: _need_action(p))
     return p

@@ -8,6 +8,25 @@ from typing import Any
 from neuroinspect.errors import UserError
 
 
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Every command's help: the examples keep their layout, and an option's default is shown once,
+    only where there is one (not for flags, unset options, required ones, or help that states it)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        default = action.default
+        if (
+            action.option_strings
+            and not action.required
+            and not any(default is v for v in (None, False, True, argparse.SUPPRESS))  # 0 == False
+            and default not in ([], ())
+            and "default" not in text.lower()
+            and "%(default)" not in text
+        ):
+            text += " (default: %(default)s)"
+        return text
+
+
 def add_common(p: argparse.ArgumentParser, device: bool = True, seed: bool = True) -> None:
     if device:
         p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N, mps or auto")
@@ -33,18 +52,16 @@ def progress_on(args: argparse.Namespace) -> bool:
     return True
 
 
-def add_overwrite(p: argparse.ArgumentParser, resume: bool = False) -> None:
-    """``--overwrite`` (and ``--resume``): what a command may do with an output folder that a
-    previous run already filled (see :mod:`neuroinspect.outputs`)."""
+def add_overwrite(p: argparse.ArgumentParser, resume: str = "") -> None:
+    """``--overwrite`` (and ``--resume``, with the help text ``resume``): what a command may do with an
+    output folder that a previous run already filled (see :mod:`neuroinspect.outputs`)."""
     p.add_argument(
         "--overwrite",
         action="store_true",
         help="replace the outputs (and result records) of a previous run of the same settings",
     )
     if resume:
-        p.add_argument(
-            "--resume", action="store_true", help="continue an interrupted run from its last completed epoch"
-        )
+        p.add_argument("--resume", action="store_true", help=resume)
 
 
 def method_names(family: str) -> list[str]:

@@ -11,13 +11,13 @@ from neuroinspect.commands.common import add_no_progress, dataset_params, progre
 from neuroinspect.errors import DataError
 
 LIST_EXAMPLE = """\
-examples:
+Examples:
   neuroinspect data list
   neuroinspect data list --kind real
 """
 
 CHECK_EXAMPLE = """\
-examples:
+Examples:
   neuroinspect data check flowers102 --root data
   neuroinspect data check food101 --root data/food-101 --param val_source=file
   neuroinspect data check waterbirds --root data/cub --verify-images
@@ -30,7 +30,7 @@ malformed path or field) and exits with status 2.
 """
 
 FIXTURE_EXAMPLE = """\
-examples:
+Examples:
   neuroinspect data make-fixture flowers102 --root /tmp/fixtures
   neuroinspect data make-fixture waterbirds --root /tmp/wb --param nested=true
   neuroinspect data make-fixture metashift --root /tmp/ms --param protocol=cce --param per_context=20
@@ -40,7 +40,7 @@ for comparing with a real download. It never overwrites files: --root must not a
 """
 
 DATA_EXAMPLE = """\
-examples:
+Examples:
   neuroinspect data list
   neuroinspect data check flowers102 --root data
   neuroinspect data make-fixture food101 --root /tmp/fixtures

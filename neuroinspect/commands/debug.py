@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from neuroinspect.commands.common import (
+    HelpFormatter,
     add_common,
     add_overwrite,
     check_class_idx,
@@ -25,17 +26,13 @@ from neuroinspect.errors import CheckpointError, UserError
 from neuroinspect.fileio import atomic_write_json
 
 EXAMPLE = """\
-Example:
+Examples:
   neuroinspect debug --dataset spurious-shapes --ckpt runs/shapes/best.pt --class-idx 1 --out runs/debug
   neuroinspect debug --dataset food101 --root data --ckpt best.pt --class-idx 93 --split val --ref
 """
 
 # CLI option → finder constructor argument, for options that only some finders take
 _FINDER_OPTIONS = {"max_steps": "--max-steps", "cut_ratio": "--cut-ratio"}
-
-
-class _Formatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
-    pass
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -48,7 +45,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
             "checkpoint and split. Prints the insufficient / excessive neuron lists with Prec@5 and imp."
         ),
         epilog=EXAMPLE,
-        formatter_class=_Formatter,
+        formatter_class=HelpFormatter,
     )
     p.add_argument("--dataset", required=True, help="registered dataset name (see `neuroinspect data list`)")
     p.add_argument("--ckpt", required=True, help="checkpoint written by `neuroinspect train`")

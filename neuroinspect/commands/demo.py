@@ -10,7 +10,7 @@ from typing import Any
 
 from neuroinspect.commands.common import add_common, add_overwrite, progress_on
 
-EPILOG = """Example:
+EPILOG = """Examples:
   neuroinspect demo --out runs/demo
   neuroinspect demo --out runs/demo-digits --dataset colored-digits --seed 1
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from neuroinspect.commands.common import (
+    HelpFormatter,
     add_common,
     add_overwrite,
     check_class_idx,
@@ -69,10 +70,6 @@ _EDITOR_OPTIONS = {
 }
 
 
-class _Formatter(argparse.RawDescriptionHelpFormatter):
-    """Keeps the examples' layout; the help strings state their own defaults."""
-
-
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "edit",
@@ -83,7 +80,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
             "save the edited checkpoint and append a mitigation record."
         ),
         epilog=EXAMPLE,
-        formatter_class=_Formatter,
+        formatter_class=HelpFormatter,
     )
     p.add_argument("--dataset", required=True, help="registered dataset name (see `neuroinspect data list`)")
     p.add_argument("--ckpt", required=True, help="checkpoint written by `neuroinspect train`")

@@ -6,11 +6,11 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from neuroinspect.commands.common import add_common, add_overwrite, dataset_params, progress_on
+from neuroinspect.commands.common import HelpFormatter, add_common, add_overwrite, dataset_params, progress_on
 from neuroinspect.errors import UserError
 
 EPILOG = """\
-examples:
+Examples:
   neuroinspect evaluate --dataset spurious-shapes --ckpt runs/shapes-r18/best.pt
   neuroinspect evaluate --dataset waterbirds --root data --ckpt runs/wb/best.pt --class-idx 1 \\
       --out results/evaluation.jsonl --json runs/wb/test_metrics.json
@@ -23,7 +23,6 @@ transform ($NEUROINSPECT_CACHE), so later `debug` / `edit` runs reuse them.
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    from neuroinspect.commands.train import HelpFormatter
 
     p = subparsers.add_parser(
         "evaluate",

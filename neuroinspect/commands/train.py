@@ -8,12 +8,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from neuroinspect.commands.common import add_common, add_overwrite, dataset_params, progress_on
+from neuroinspect.commands.common import HelpFormatter, add_common, add_overwrite, dataset_params, progress_on
 from neuroinspect.errors import UserError
 from neuroinspect.outputs import Outputs
 
 EPILOG = """\
-examples:
+Examples:
   # the bundled benchmark, random init, a few CPU minutes
   neuroinspect train --dataset spurious-shapes --model resnet18 --out runs/shapes-r18
   # the paper's Flowers102 recipe (ResNet-50, ImageNet weights from a local file)
@@ -26,20 +26,6 @@ writes OUT/best.pt (the selected epoch's weights and metadata) and OUT/train_log
 --pretrained takes a timm tag (e.g. resnet50.a1_in1k, needs the hub or its cache), a local weight
 file, a neuroinspect checkpoint (its backbone is loaded), or `none` for random init.
 """
-
-
-class HelpFormatter(argparse.RawDescriptionHelpFormatter):
-    """Keeps the epilog's layout and shows a default only where there is one (not None / False)."""
-
-    def _get_help_string(self, action: argparse.Action) -> str | None:
-        text = action.help or ""
-        if (
-            action.default not in (None, False, argparse.SUPPRESS)
-            and "%(default)" not in text
-            and action.option_strings
-        ):
-            text += " (default: %(default)s)"
-        return text
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -97,7 +83,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--val-split", default="val", help="split used for checkpoint selection")
     p.add_argument("--num-workers", type=int, default=None, help="data loader worker processes")
     p.add_argument("--out", required=True, help="output folder for best.pt and train_log.json")
-    add_overwrite(p, resume=True)
+    add_overwrite(p, resume="continue an interrupted training from its last completed epoch (same settings)")
     add_common(p)
     p.set_defaults(func=run)
     return p

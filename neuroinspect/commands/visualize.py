@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from neuroinspect.commands.common import (
+    HelpFormatter,
     add_common,
     add_overwrite,
     check_class_idx,
@@ -60,10 +61,6 @@ _OPTION_ARGS: dict[str, tuple[str, ...]] = {
 }
 
 
-class _Formatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
-    pass
-
-
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "visualize",
@@ -75,7 +72,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
             "contact sheet per method, and one result record per pair."
         ),
         epilog=EXAMPLE,
-        formatter_class=_Formatter,
+        formatter_class=HelpFormatter,
     )
     p.add_argument(
         "--method", required=True, help="visualizer name (see `neuroinspect methods list --kind visualizers`)"
