@@ -488,3 +488,21 @@ def test_an_interrupted_training_resumes_to_the_same_weights_and_history(tmp_pat
     assert not (tmp_path / "b" / training.LAST_NAME).exists()  # finished: nothing left to resume
     log = json.loads((tmp_path / "b" / "train_log.json").read_text())
     assert len(log["history"]) == 3
+
+
+def test_scratch_64_preset_trains_any_dataset_offline_with_warmup_from_the_command_line(tmp_path, capsys):
+    """A Waterbirds-format folder of one's own: `--preset scratch-64` is random init at 64 px with the
+    bundled benchmarks' recipe; the default preset would need pretrained weights (offline: refused)."""
+    root, out = tmp_path / "wb", tmp_path / "run"
+    assert main(["data", "make-fixture", "waterbirds", "--root", str(root)]) == 0
+    base = ["train", "--dataset", "waterbirds", "--root", str(root), "--epochs", "1", "--no-progress"]
+    assert main([*base, "--out", str(out)]) == 2
+    assert "--preset scratch-64" in capsys.readouterr().err
+    assert main([*base, "--preset", "scratch-64", "--warmup-epochs", "0.25", "--out", str(out)]) == 0
+    ckpt = load_checkpoint(out / "best.pt")
+    assert ckpt.surface.spec.arch == "resnet18" and ckpt.surface.data_config.image_size == 64
+    cfg = ckpt.train_config
+    assert cfg["pretrained"] is False and cfg["warmup_epochs"] == 0.25 and cfg["lr"] == 2e-3
+    assert (
+        cfg["description"].startswith("random initialisation") and "warm-up 0.25 epochs" in cfg["description"]
+    )

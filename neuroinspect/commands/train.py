@@ -10,6 +10,7 @@ from typing import Any
 
 from neuroinspect.commands.common import HelpFormatter, add_common, add_overwrite, dataset_params, progress_on
 from neuroinspect.errors import UserError
+from neuroinspect.harness.presets import AUGMENT_HELP, describe_augmentations, describe_presets, preset_names
 from neuroinspect.outputs import Outputs
 
 EPILOG = """\
@@ -33,7 +34,12 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "train",
         help="train a timm classifier on a dataset",
         description="Train (or fine-tune) a timm classifier; keep the epoch with the best validation metric.",
-        epilog=EPILOG,
+        epilog=EPILOG
+        + "\nPresets (any setting can be changed with its option):\n"
+        + describe_presets()
+        + "\n\nAugmentation (--augment; default and scratch-64 use light; paper uses ref, none on Waterbirds and MetaShift):\n"
+        + describe_augmentations()
+        + "\n",
         formatter_class=HelpFormatter,
     )
     p.add_argument("--dataset", required=True, help="registered dataset name (see `neuroinspect data list`)")
@@ -42,7 +48,11 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         default=None,
         help="timm model name, e.g. resnet18, resnet50, vit_tiny_patch16_224 (default: the preset's)",
     )
-    p.add_argument("--preset", default="default", help="hyper-parameter preset: default or paper")
+    p.add_argument(
+        "--preset",
+        default="default",
+        help=f"hyper-parameter preset: {', '.join(preset_names())} (see below)",
+    )
     p.add_argument("--root", default=None, help="dataset root folder (real datasets)")
     p.add_argument("--param", action="append", metavar="KEY=VALUE", help="dataset parameter, repeatable")
     p.add_argument(
@@ -58,12 +68,21 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     p.add_argument("--epochs", type=int, default=None, help="epochs (default: the preset's)")
     p.add_argument("--lr", type=float, default=None, help="peak learning rate")
+    p.add_argument(
+        "--warmup-epochs",
+        type=float,
+        default=None,
+        help="linear learning-rate warm-up, in epochs (fractions allowed; 0: none)",
+    )
     p.add_argument("--eta-min", type=float, default=None, help="cosine floor of the learning rate")
     p.add_argument("--batch-size", type=int, default=None, help="training batch size")
     p.add_argument("--weight-decay", type=float, default=None, help="weight decay")
     p.add_argument("--optimizer", choices=("adam", "adamw", "sgd"), default=None, help="optimizer")
     p.add_argument(
-        "--augment", choices=("none", "light", "ref", "timm"), default=None, help="training augmentation"
+        "--augment",
+        choices=list(AUGMENT_HELP),
+        default=None,
+        help="training augmentation (default: the preset's; what each does: see below)",
     )
     p.add_argument(
         "--finetune",
@@ -134,6 +153,7 @@ def run(args: argparse.Namespace) -> int:
     config = base.with_overrides(
         epochs=args.epochs,
         lr=args.lr,
+        warmup_epochs=args.warmup_epochs,
         eta_min=args.eta_min,
         batch_size=args.batch_size,
         weight_decay=args.weight_decay,
@@ -184,7 +204,10 @@ def run(args: argparse.Namespace) -> int:
     except UserError as err:
         if not config.pretrained:
             raise
-        raise UserError(f"{err} Or pass --pretrained none to train from random initialisation.") from None
+        raise UserError(
+            f"{err} Or pass --pretrained none to train from random initialisation (--preset scratch-64: the "
+            "bundled benchmarks' recipe at 64 px, for any dataset)."
+        ) from None
     extra: dict[str, Any] = {"preset": args.preset}
     if init_ckpt is not None:
         extra.update(init_from_checkpoint(surface, init_ckpt))
