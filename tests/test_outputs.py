@@ -274,14 +274,17 @@ def test_visualize_twice_into_one_folder_is_refused_and_overwrite_replaces_the_r
         "--no-progress",
     ]
     assert main(argv) == 0
+    capsys.readouterr()
     first = read_records(out / "results.jsonl")
     assert main(argv) == 2
     one_line_error(capsys, f"--out {out / 'exemplars'} already holds a previous run", "--overwrite")
     assert main([*argv, "--overwrite"]) == 0
+    capsys.readouterr()
     again = read_records(out / "results.jsonl")
     assert (
         len(again) == len(first) == 1 and again[0]["run_id"] != first[0]["run_id"]
     )  # replaced, not appended
+    assert again[0]["model"] == "resnet18@32px"  # the same name in every command's records (bench, edit)
 
 
 def test_edit_refuses_a_used_folder_and_a_run_already_in_a_shared_results_file(
@@ -307,15 +310,20 @@ def test_edit_refuses_a_used_folder_and_a_run_already_in_a_shared_results_file(
         "--no-progress",
     ]
     assert main([*base, "--out", str(tmp_path / "a")]) == 0
+    capsys.readouterr()
     assert main([*base, "--out", str(tmp_path / "a")]) == 2
     one_line_error(capsys, "already holds a previous run", "--overwrite")
     # the same run into a new folder: refused before its checkpoint is written, the record not doubled
     assert main([*base, "--out", str(tmp_path / "b")]) == 2
-    one_line_error(capsys, "already holds this run", "editor=fc", "--overwrite")
+    one_line_error(
+        capsys, "already holds this run", "editor=fc", "--overwrite", alone=False
+    )  # after the work
     assert not (tmp_path / "b").exists() and len(read_records(results)) == 1
     assert main([*base, "--out", str(tmp_path / "a"), "--overwrite"]) == 0
+    capsys.readouterr()
     (rec,) = read_records(results)
     assert json.loads((tmp_path / "a" / "edit.json").read_text())["record_run_id"] == rec["run_id"]
+    assert rec["model"] == "resnet18@32px"
 
 
 def test_evaluate_json_and_records_are_not_overwritten_without_overwrite(
@@ -327,11 +335,13 @@ def test_evaluate_json_and_records_are_not_overwritten_without_overwrite(
     assert main([*base, "--json", str(metrics)]) == 2
     one_line_error(capsys, "m.json already exists", "--overwrite")
     assert main([*base, "--json", str(metrics), "--out", str(results), "--overwrite"]) == 0
+    capsys.readouterr()
     assert "test_acc" in json.loads(metrics.read_text())
     assert main([*base, "--out", str(results)]) == 2
     one_line_error(capsys, "already holds this run")
     assert main([*base, "--out", str(results), "--overwrite"]) == 0
-    assert len(read_records(results)) == 1
+    (rec,) = read_records(results)
+    assert rec["model"] == "resnet18@32px"
 
 
 def test_debug_demo_bench_clip_refuse_used_outputs_and_overwrite_gets_past_the_check(

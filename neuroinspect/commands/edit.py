@@ -260,6 +260,7 @@ def run(args: argparse.Namespace) -> int:
         mitigation_record,
         save_edited_checkpoint,
     )
+    from neuroinspect.harness.models import model_name
     from neuroinspect.harness.records import append_records, check_new_runs
     from neuroinspect.harness.transforms import describe
     from neuroinspect.methods.editors import EDITORS
@@ -357,7 +358,7 @@ def run(args: argparse.Namespace) -> int:
         before,
         after,
         dataset=args.dataset,
-        model=surface.spec.arch,
+        model=model_name(surface),
         provenance=prov,
         finder=args.finder if editor_cls.uses_neurons else "none",
         seed=args.seed,

@@ -327,10 +327,12 @@ def run(args: argparse.Namespace) -> int:
             show,
         )
 
-    model_name = surface.spec.arch
+    from neuroinspect.harness.models import model_name as record_model_name
+
+    model_name = record_model_name(surface)
     dataset_name = args.dataset or ckpt.dataset
     context = {
-        "checkpoint": {"path": str(ckpt.path), "sha256": ckpt.sha256, "arch": model_name},
+        "checkpoint": {"path": str(ckpt.path), "sha256": ckpt.sha256, "arch": surface.spec.arch},
         "dataset": dataset_name,
         "split": args.split if dataset is not None else None,
         "seed": args.seed,

@@ -21,6 +21,7 @@ from neuroinspect.errors import CheckpointError, UserError
 from neuroinspect.harness.checkpoint import Checkpoint, load_checkpoint
 from neuroinspect.harness.features import FeatureCache, FeatureSet, extract_features
 from neuroinspect.harness.metrics import classification_metrics, group_counts
+from neuroinspect.harness.models import model_name
 from neuroinspect.harness.records import make_record
 from neuroinspect.harness.transforms import Transform, describe, eval_transform, transform_kind
 from neuroinspect.runtime import Provenance
@@ -202,7 +203,7 @@ def evaluation_record(
     return make_record(
         task="evaluation",
         dataset=str(metrics.get("dataset") or ckpt.dataset),
-        model=ckpt.surface.spec.arch,
+        model=model_name(ckpt.surface),
         method=dict(method or {"evaluator": "accuracy"}),
         seed=seed,
         metrics=keep,

@@ -255,7 +255,9 @@ def run_experiment(
         datasets=splits,
         surface=surface,
     )
-    model_name = f"{ckpt.surface.spec.arch}@{ckpt.surface.data_config.image_size}px"
+    from neuroinspect.harness.models import model_name as _model_name
+
+    model_name = _model_name(ckpt.surface)
     records: list[dict[str, Any]] = []
 
     # -- finders ----------------------------------------------------------------------------------
