@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 import numpy as np
 import pytest
@@ -353,6 +354,9 @@ def test_evaluate_command_prints_table_and_appends_a_record(trained, tmp_path, c
     assert rc == 0
     out = capsys.readouterr().out
     assert "test accuracy" in out and "worst-group accuracy" in out and "95% CI" in out
+    # per-group intervals, and how each interval was made, next to them
+    assert "stratified by (group, class) cell" in out and "Wilson score interval" in out
+    assert re.search(r"g\d \S+\s+\d+\.\d\d%\s+\[\s*\d+\.\d\d,\s+\d+\.\d\d\]\s+\(n=8\)", out)
     (record,) = read_records(results)
     m = json.loads(metrics_json.read_text())
     assert (
