@@ -90,3 +90,27 @@ def test_the_summary_says_whether_the_paper_method_beat_its_controls() -> None:
         "`random-neurons`",
         "original",
     ]
+
+
+def test_a_report_lists_the_files_the_run_wrote(tmp_path) -> None:  # noqa: ANN001
+    """A config that loads a checkpoint trains nothing: no model/best.pt in the file list."""
+    from neuroinspect.harness.report import write_experiment_report
+
+    res = _result({})
+    res.group_names, res.datasets, res.mistakes = None, {}, []
+    res.train_summary = {"checkpoint": "runs/shapes/best.pt", "trained": False}
+    text = write_experiment_report(res, tmp_path).read_text()
+    assert "Model: the checkpoint `runs/shapes/best.pt` (not trained in this run)." in text
+    assert "model/best.pt" not in text and "edited/neuroinspect.pt" not in text
+    res.train_summary = {
+        "trained": True,
+        "preset": "default",
+        "train_config": {"epochs": 6, "description": "d"},
+        "best_epoch": 4,
+        "best_metrics": {"val_acc": 0.9},
+        "n_train": 100,
+    }
+    res.timings = {"train": 12.0}
+    text = write_experiment_report(res, tmp_path).read_text()
+    assert "`model/best.pt` and `model/train_log.json`" in text and "the best epoch was 4 of 6" in text
+    assert "; 12 s." in text and "| train | 12.0 |" in text  # one training time, in the text and the table

@@ -20,6 +20,7 @@ from neuroinspect.commands.common import (
     check_class_idx,
     dataset_params,
     method_names,
+    parse_settings,
     progress_on,
 )
 from neuroinspect.errors import CheckpointError, UserError
@@ -67,6 +68,13 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         default=None,
         help="counterfactual: keep neurons whose Prec@5 exceeds this percent; unset means 3.0",
     )
+    p.add_argument(
+        "--finder-param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="any other finder setting (repeatable), e.g. baseline=class_mean for --finder gradient",
+    )
     p.add_argument("--top", type=int, default=30, help="rows per printed list")
     p.add_argument(
         "--ref",
@@ -91,6 +99,14 @@ def _finder_kwargs(cls: type, args: argparse.Namespace) -> dict[str, Any]:
         if key not in accepted:
             raise UserError(
                 f"{flag} applies to the counterfactual finder, not to --finder {args.finder}; drop {flag}."
+            )
+        kwargs[key] = value
+    for key, value in parse_settings(args.finder_param, "--finder-param").items():
+        if key not in accepted or key in ("top", "ref", "device"):
+            settable = sorted(k for k in accepted if k not in ("top", "ref", "device"))
+            raise UserError(
+                f"--finder {args.finder} has no setting {key!r}"
+                + (f"; it takes: {', '.join(settable)}." if settable else "; it takes none.")
             )
         kwargs[key] = value
     return kwargs

@@ -30,6 +30,9 @@ from neuroinspect.harness.features import FeatureSet
 from neuroinspect.registry import Registry
 
 LISTS = ("insufficient", "excessive")
+#: How many insufficient neurons the suggested editing target γ is computed for: the number the demo
+#: and ``bench`` edit (``ExperimentConfig.num_neurons``), so that ``debug`` prints the γ they use.
+GAMMA_TOP = 5
 
 
 # -- the class-c mistakes ------------------------------------------------------------------------
@@ -251,7 +254,7 @@ class FinderResult:
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict (the content of ``debug.json``), without the D-vectors of scores."""
-        suggested = self.top_neurons("insufficient", 3)
+        suggested = self.top_neurons("insufficient", GAMMA_TOP)
         return {
             "method": self.method,
             "class_idx": self.class_idx,
@@ -296,10 +299,12 @@ class FinderResult:
         if self.never_flipped:
             shown = ", ".join(self.never_flipped[:5]) + (" ..." if len(self.never_flipped) > 5 else "")
             lines.append(f"Never flipped within the step cap: {shown}")
-        suggested = self.top_neurons("insufficient", 3)
+        suggested = self.top_neurons("insufficient", GAMMA_TOP)
         if suggested:
             lines.append(
-                f"Editing target γ = 1 + (min imp − 1)/3 for S = {suggested} (top-3 insufficient): {self.gamma_for(suggested):.4f}"
+                f"Editing target γ = 1 + (min imp − 1)/3 for S = {suggested} (the first {len(suggested)} "
+                f"insufficient neurons, what `neuroinspect edit --neurons` and the demo would use): "
+                f"{self.gamma_for(suggested):.4f}"
             )
         return "\n".join(lines)
 
