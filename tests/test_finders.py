@@ -463,7 +463,7 @@ def test_debug_passes_finder_settings_and_prints_gamma_for_the_neurons_edit_uses
     from neuroinspect.harness.config import ExperimentConfig
     from neuroinspect.methods.finders.base import GAMMA_TOP
 
-    assert GAMMA_TOP == ExperimentConfig().num_neurons  # debug's γ is the one the demo and bench use
+    assert ExperimentConfig().num_neurons == GAMMA_TOP  # debug's γ is the one the demo and bench use
     base = ["debug", "--dataset", TINY, "--ckpt", tiny_ckpt, "--class-idx", "1", "--finder", "gradient"]
     out = tmp_path / "g"
     assert main([*base, "--finder-param", "baseline=class_mean", "--out", str(out), "--no-progress"]) == 0
