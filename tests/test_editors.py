@@ -100,9 +100,12 @@ def test_each_editor_changes_the_layer_and_leaves_the_input_alone(name: str, dat
         assert all((row["ratio"] is not None) == has_ratio for row in res.history)
         # the kept layer's val accuracy is the selected epoch's
         assert res.val_after["acc"] == pytest.approx(res.history[res.selected_epoch - 1]["val_acc"])
-    assert res.neurons == (
-        [SPUR] if name == "neuroinspect" else [] if name in ("cw", "focal", "fc", "dfr") else res.neurons
-    )
+    if name == "neuroinspect":
+        assert res.neurons == [SPUR]
+    elif name == "random-neurons":  # as many neurons as given, drawn elsewhere in 0..D-1
+        assert len(res.neurons) == 1 and res.neurons[0] != SPUR and 0 <= res.neurons[0] < D
+    else:
+        assert res.neurons == []
 
 
 def _val_ratio(layer: nn.Linear, fs: FeatureSet) -> float:

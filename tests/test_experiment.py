@@ -42,6 +42,9 @@ def test_demo_with_config_writes_report_records_and_leaderboard(
     records = read_records(out / "results.jsonl")
     tasks = [r["task"] for r in records]
     assert tasks.count("neuron_recovery") == 2  # one per finder
+    # every record names the data it measured on and how the class was chosen (no class_idx: the worst)
+    assert all(r["dataset_fingerprint"]["splits"] == {"train": 160, "val": 64, "test": 64} for r in records)
+    assert {r["config"]["class_rule"] for r in records} == {"worst_val"}
     editors = {r["method"]["editor"] for r in records if r["task"] == "mitigation"}
     assert editors == {"neuroinspect", "fc", "dfr", "random-neurons"}
     summary = json.loads((out / "summary.json").read_text())

@@ -12,7 +12,7 @@ from neuroinspect.errors import UserError
 
 EPILOG = """Examples:
   neuroinspect bench run configs/spurious-shapes.toml --seeds 0,1,2 --out runs/bench-shapes
-  neuroinspect leaderboard build runs/bench-shapes/results.jsonl --format md --out leaderboards/
+  neuroinspect leaderboard build runs/bench-shapes/results.jsonl --format md,html --out runs/bench-shapes/leaderboard
 
 Each seed trains its own model (or loads the config's checkpoint), runs every finder and editor, and
 appends its records to OUT/results.jsonl; OUT/seed-N/report.md holds that seed's report and

@@ -249,6 +249,7 @@ def auto_gamma(decision: Any, val: Any, class_idx: int, neurons: list[int], ref:
 
 def run(args: argparse.Namespace) -> int:
     from neuroinspect.datasets import get_dataset
+    from neuroinspect.datasets.fingerprint import fingerprint_splits
     from neuroinspect.fileio import atomic_write_json
     from neuroinspect.harness.checkpoint import load_checkpoint
     from neuroinspect.harness.evaluation import check_compatible, checkpoint_eval_transform
@@ -316,9 +317,9 @@ def run(args: argparse.Namespace) -> int:
 
     with outputs.guard(), Provenance(device=str(device)) as prov:
         cache = FeatureCache()
-        feats = {}
+        feats, loaded = {}, {}
         for split in ("train", "val", "test"):
-            ds = spec.load(args.root, split, transform, **params)
+            ds = loaded[split] = spec.load(args.root, split, transform, **params)
             check_compatible(ckpt, ds)
             if len(ds) == 0:
                 raise UserError(f"the {split} split of {args.dataset} is empty; check --root and --param.")
@@ -363,6 +364,7 @@ def run(args: argparse.Namespace) -> int:
         finder=args.finder if editor_cls.uses_neurons else "none",
         seed=args.seed,
         gamma_rule="auto" if gamma == "auto" else None,
+        dataset_fingerprint=fingerprint_splits(loaded),
         config={
             "dataset_params": params,
             "checkpoint": str(ckpt.path),

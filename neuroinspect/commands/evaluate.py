@@ -17,7 +17,9 @@ Examples:
 
 The table gives percentile-bootstrap intervals (resampling test images within each class, or each
 (group, class) cell when the dataset has groups). --out appends a validated `evaluation` record
-(JSON Lines); --json writes the full metrics dict. Features are cached per checkpoint, split and
+(JSON Lines) whose seed is the checkpoint's training seed, so that the leaderboard averages models
+trained with different seeds (--seed, which seeds the bootstrap, when the checkpoint records none);
+--json writes the full metrics dict. Features are cached per checkpoint, split and
 transform ($NEUROINSPECT_CACHE), so later `debug` / `edit` runs reuse them.
 """
 
@@ -117,8 +119,16 @@ def run(args: argparse.Namespace) -> int:
         atomic_write_json(args.json, metrics)
         print(f"metrics written to {args.json}")
     if args.out:
+        # The record's seed is the run's: the model's training seed, not the bootstrap's.
+        train_seed = ckpt.train_config.get("seed")
+        if not isinstance(train_seed, int) or isinstance(train_seed, bool):
+            train_seed = args.seed
         record = evaluation_record(
-            metrics, ckpt, prov, seed=args.seed, config={"cache_key": fs.meta.get("cache_key")}
+            metrics,
+            ckpt,
+            prov,
+            seed=train_seed,
+            config={"cache_key": fs.meta.get("cache_key"), "bootstrap_seed": args.seed},
         )
         append_records(args.out, [record], replace=args.overwrite)
         print(f"evaluation record {record['run_id']} appended to {args.out}")

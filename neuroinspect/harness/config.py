@@ -28,10 +28,14 @@ DEFAULT_EDITORS = ("neuroinspect", "cw", "focal", "fc", "dfr", "random-neurons")
 class ExperimentConfig:
     """One mitigation experiment. Every field is a TOML key of the same name.
 
-    - ``class_idx``: the class to debug; ``None`` picks the worst class on the validation split.
+    - ``class_idx``: the class to debug; ``None`` picks the worst class on ``finder_split`` (lowest
+      accuracy; a tie goes to the lowest class index).
     - ``neurons``: the neurons to edit; ``None`` picks them automatically: the top ``num_neurons``
       entries of the main finder's ``neuron_list`` ("insufficient": features class c lacks on its
       mistakes, the paper's choice; or "excessive", or "both").
+    - ``checkpoint``: load this model instead of training one; the dataset parameters stored in it
+      are the defaults of ``dataset_params`` (the config's values override them), so the model is
+      measured on the data it was made for.
     - ``train``: overrides of the training preset (epochs, lr, batch_size, ...).
     - ``pretrained``: ``false`` (random initialisation), ``true`` (timm's default weights), a timm tag
       or a weight file; unset means the preset's choice.

@@ -17,6 +17,8 @@ from typing import Any
 import torch
 
 from neuroinspect.datasets.base import ImageDataset
+from neuroinspect.datasets.fingerprint import RECORD_FIELD as FINGERPRINT
+from neuroinspect.datasets.fingerprint import fingerprint_splits
 from neuroinspect.errors import CheckpointError, UserError
 from neuroinspect.harness.checkpoint import Checkpoint, load_checkpoint
 from neuroinspect.harness.features import FeatureCache, FeatureSet, extract_features
@@ -172,6 +174,7 @@ def evaluate_checkpoint(
             "group_names": dataset.group_names,
             "transform": desc,
             "train_group_counts": train_counts,
+            "dataset_fingerprint": fingerprint_splits({split: dataset}),
         }
     )
     return metrics, fs
@@ -199,7 +202,7 @@ def evaluation_record(
         "bootstrap": metrics.get("bootstrap"),
         **dict(config or {}),
     }
-    keep = {k: v for k, v in metrics.items() if k not in ("classes", "transform", "dataset")}
+    keep = {k: v for k, v in metrics.items() if k not in ("classes", "transform", "dataset", FINGERPRINT)}
     return make_record(
         task="evaluation",
         dataset=str(metrics.get("dataset") or ckpt.dataset),
@@ -210,6 +213,7 @@ def evaluation_record(
         config=cfg,
         provenance=prov,
         class_idx=metrics.get("class_idx"),
+        **({FINGERPRINT: metrics[FINGERPRINT]} if metrics.get(FINGERPRINT) else {}),
     )
 
 

@@ -3,6 +3,11 @@
 ``neuroinspect demo`` and ``neuroinspect bench run`` both call :func:`run_experiment`, once per seed.
 Data flows one way: this module computes; :mod:`neuroinspect.harness.report` draws and writes.
 
+The class to debug (documented contract, used when the config gives no ``class_idx``): the class with
+the lowest accuracy on the finder's split (``finder_split``, "val" by default) under the loaded or
+trained model; a tie goes to the lowest class index; classes without samples in that split are never
+chosen.
+
 Automatic neuron selection (documented contract, used when the config gives no ``neurons``): the first
 ``num_neurons`` entries of the main finder's ``neuron_list`` ("insufficient" by default: the paper's
 debug script edits neurons from that list, spec §2.6), in the finder's order. When that list holds
@@ -12,6 +17,7 @@ same list, so every editor receives the same number of neurons.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,6 +29,7 @@ import torch
 
 from neuroinspect.datasets import get_dataset
 from neuroinspect.datasets.base import ImageDataset
+from neuroinspect.datasets.fingerprint import fingerprint_splits, stamp
 from neuroinspect.errors import UserError
 from neuroinspect.fileio import atomic_write_json
 from neuroinspect.harness.checkpoint import Checkpoint, load_checkpoint
@@ -193,6 +200,9 @@ def run_experiment(
     with Provenance(str(device)) as prov_train:
         ckpt, train_summary = _train_or_load(cfg, seed, out_dir, device, show_progress, log)
     timings["train"] = prov_train.wall_seconds or 0.0
+    # A loaded checkpoint is measured on the data it was made for: its dataset parameters are the
+    # defaults, the config's override them (as in `evaluate`, `debug` and `edit`).
+    cfg = dataclasses.replace(cfg, dataset_params={**ckpt.dataset_params, **cfg.dataset_params})
     surface = ckpt.surface.to(device).eval()
     spec = get_dataset(cfg.dataset)
     transform = checkpoint_eval_transform(ckpt, cfg.dataset)
@@ -225,7 +235,7 @@ def run_experiment(
     if cfg.class_idx is None:
         val_metrics = _metrics(decision, val_fs, None, train_counts, n_boot=0, seed=seed)
         per_class = [np.inf if v is None else v for v in val_metrics["per_class_acc"]]
-        class_idx = int(np.argmin(per_class))
+        class_idx = int(np.argmin(per_class))  # the first minimum: ties go to the lowest index
         log(
             f"worst class on {cfg.finder_split}: {class_idx} ({ckpt.classes[class_idx]}, accuracy {100 * per_class[class_idx]:.1f}%)"
         )
@@ -379,6 +389,9 @@ def run_experiment(
             )
     timings["editors"] = sum(float(e["result"]["wall_seconds"]) for e in result.edits.values())
 
+    stamp(records, fingerprint_splits(splits))  # the data they measured on (leaderboards compare it)
+    for rec in records:  # how the debugged class was chosen: a per-seed worst class is a rule, not a class
+        rec["config"]["class_rule"] = "worst_val" if cfg.class_idx is None else "fixed"
     result.records = records
     append_records(results_path or out_dir / "results.jsonl", records, replace=replace_records)
     atomic_write_json(

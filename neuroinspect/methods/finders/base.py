@@ -228,7 +228,9 @@ class FinderResult:
     def ranking(self, which: str = "both") -> list[int]:
         """All D neurons, most responsible first, by ``scores`` (``which="both"``) or one list's scores.
 
-        Ties are broken by ``tiebreak`` (descending) and then by neuron index.
+        Ties are broken by ``tiebreak`` (descending; for the counterfactual the mean |shift| over the
+        corrected mistakes) and then by neuron index (ascending), so the order never depends on the
+        platform's sort.
         """
         if which == "both":
             s = self.scores
