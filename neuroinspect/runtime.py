@@ -170,12 +170,10 @@ def progress(
         yield from tqdm(iterable, desc=desc, total=total, leave=leave, dynamic_ncols=True)
         return
     t0, n = time.perf_counter(), 0
-    try:
-        for item in iterable:
-            n += 1
-            yield item
-    finally:
-        of = f" of {total}" if total is not None and n != total else ""
-        print(
-            f"{desc}: done in {time.perf_counter() - t0:.1f} s ({n}{of} {unit})", file=sys.stderr, flush=True
-        )
+    for item in iterable:
+        n += 1
+        yield item
+    # Only a stage that ran to its end says "done": a failure's message stays the only line, and a
+    # stage left early (a loop's break) has nothing to report.
+    of = f" of {total}" if total is not None and n != total else ""
+    print(f"{desc}: done in {time.perf_counter() - t0:.1f} s ({n}{of} {unit})", file=sys.stderr, flush=True)

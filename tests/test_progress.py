@@ -13,13 +13,24 @@ from neuroinspect.runtime import bars_wanted, progress, set_progress_bars
 def test_outside_a_terminal_each_stage_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
     assert not bars_wanted()  # pytest's stderr is not a terminal
     assert list(progress(range(5), "features x/train", total=5, unit="batches")) == [0, 1, 2, 3, 4]
-    for _ in progress(range(100), "counterfactual", total=100):
-        break  # a stage that ends early says where it stopped
+    for _ in progress(range(100), "left early", total=100):
+        break  # a stage left early (or failed) does not claim to be done
     assert list(progress(range(3), "too small to mention", enabled=False)) == [0, 1, 2]
+    assert list(progress(iter(range(4)), "no length known", total=10)) == [0, 1, 2, 3]
     lines = capsys.readouterr().err.splitlines()
     assert len(lines) == 2
     assert lines[0].startswith("features x/train: done in ") and lines[0].endswith(" s (5 batches)")
-    assert lines[1].endswith("(1 of 100 steps)")
+    assert lines[1].endswith("(4 of 10 steps)")
+
+
+def test_a_failing_stage_leaves_its_error_the_only_line(capsys: pytest.CaptureFixture[str]) -> None:
+    def broken():  # noqa: ANN202
+        yield 1
+        raise ValueError("corrupt image")
+
+    with pytest.raises(ValueError):
+        list(progress(broken(), "features x/test"))
+    assert capsys.readouterr().err == ""
 
 
 def test_no_progress_turns_bars_off_even_on_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -380,11 +380,22 @@ def _identity(value: Any) -> Any:
 
 
 def run_key(record: Mapping[str, Any]) -> str:
-    """What makes two records the same run: task, dataset, model, method, class, seed, neuron and
-    config (without :data:`VOLATILE_CONFIG_KEYS`), as one canonical JSON string."""
+    """What makes two records the same run: task, dataset (and its fingerprint, when recorded), model,
+    method, class, seed, neuron and config (without :data:`VOLATILE_CONFIG_KEYS`), as one canonical
+    JSON string."""
     ident = {
         k: record.get(k)
-        for k in ("task", "dataset", "model", "method", "class_idx", "seed", "neuron", "source")
+        for k in (
+            "task",
+            "dataset",
+            "dataset_fingerprint",
+            "model",
+            "method",
+            "class_idx",
+            "seed",
+            "neuron",
+            "source",
+        )
     }
     ident["config"] = _identity(record.get("config") or {})
     return json.dumps(ident, sort_keys=True, default=_jsonable)

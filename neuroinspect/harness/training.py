@@ -319,8 +319,9 @@ def train_classifier(
     stopped_early = False
     start_epoch = 0
     last_path = out_path / LAST_NAME if out_path is not None else None
+    # what must match to resume (the description is derived from the settings: not compared)
     identity = {
-        "config": config_dict,
+        "config": {k: v for k, v in config_dict.items() if k != "description"},
         "seed": seed,
         "dataset": dataset_name,
         "arch": surface.spec.arch,
