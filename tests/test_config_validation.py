@@ -68,3 +68,31 @@ def test_pretrained_false_in_a_config_wins_over_a_pretrained_preset(
     config = seen["config"]
     assert config.pretrained is False and config.description.startswith("random initialisation")
     assert "pretrained" not in config.description
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (
+            "editor_settings = { fc = { lrr = 0.1 } }",
+            "editor_settings.fc has no setting 'lrr' (did you mean 'lr'?)",
+        ),
+        (
+            'editor_settings = { neuroinspect = { epochs = "two" } }',
+            'editor_settings.neuroinspect = {"epochs": "two"} is not accepted by neuroinspect',
+        ),
+        (
+            "finder_settings = { counterfactual = { k = 0 } }",
+            "finder_settings.counterfactual: k (top-k shifts",
+        ),
+    ],
+)
+def test_method_settings_are_checked_before_training(
+    tmp_path: Path, body: str, message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text(f"[experiment]\n{body}\n")
+    assert main(["bench", "run", str(path), "--out", str(tmp_path / "out")]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], lines
+    assert not (tmp_path / "out").exists()

@@ -76,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
     if args.resume and args.overwrite:
         raise UserError("--resume continues the run in --out and --overwrite replaces it; pass one of them.")
     resolve_device(cfg.device)
-    cfg.check_methods()
+    cfg.check_methods(str(args.config))
     outputs = Outputs(overwrite=args.overwrite, resume=bool(args.resume))
     out = outputs.folder(args.out or f"runs/bench-{cfg.name}", "--out")
     results = outputs.records(out / "results.jsonl", "--out")

@@ -70,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
     if args.config:
         cfg.device = args.device
     resolve_device(cfg.device)
-    cfg.check_methods()
+    cfg.check_methods(str(args.config or "the demo config"))
     outputs = Outputs(overwrite=args.overwrite)
     out = outputs.folder(args.out, "--out")
     results = out / "results.jsonl"

@@ -123,8 +123,12 @@ class ExperimentConfig:
             raise UserError(f"{path} is not valid TOML: {err}.") from None
         return cls.from_dict(data.get("experiment", data), source=str(path))
 
-    def check_methods(self) -> None:
-        """A :class:`UserError` for a finder or editor name that is not registered (before any work)."""
+    def check_methods(self, source: str = "config") -> None:
+        """Before any work: a :class:`UserError` for a finder or editor that is not registered, and for
+        a ``finder_settings`` / ``editor_settings`` entry its method does not take or refuses (each
+        method is built once with its settings, as the run will build it)."""
+        import inspect
+
         from neuroinspect.methods.editors import EDITORS
         from neuroinspect.methods.editors import load_all as load_editors
         from neuroinspect.methods.finders import FINDERS
@@ -132,10 +136,33 @@ class ExperimentConfig:
 
         load_finders()
         load_editors()
-        for name in self.finders:
-            FINDERS.get(name)
-        for name in self.editors:
-            EDITORS.get(name)
+        for table, registry, names in (
+            ("finder_settings", FINDERS, self.finders),
+            ("editor_settings", EDITORS, self.editors),
+        ):
+            for name in names:
+                cls = registry.get(name)
+                settings = getattr(self, table).get(name, {})
+                accepted = set(inspect.signature(cls).parameters) - {"self", "kwargs"}
+                if hasattr(cls, "hyperparameters"):
+                    accepted |= set(cls.hyperparameters())
+                for key in settings:
+                    if key not in accepted:
+                        close = difflib.get_close_matches(key, sorted(accepted), n=1)
+                        hint = (
+                            f"did you mean {close[0]!r}?"
+                            if close
+                            else f"it takes {', '.join(sorted(accepted))}"
+                        )
+                        raise UserError(f"{source}: {table}.{name} has no setting {key!r} ({hint}).")
+                try:
+                    cls(**settings)
+                except UserError as err:
+                    raise UserError(f"{source}: {table}.{name}: {err}") from None
+                except (TypeError, ValueError) as err:
+                    raise UserError(
+                        f"{source}: {table}.{name} = {json.dumps(settings)} is not accepted by {name} ({err})."
+                    ) from None
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
