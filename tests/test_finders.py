@@ -473,6 +473,11 @@ def test_debug_passes_finder_settings_and_prints_gamma_for_the_neurons_edit_uses
     if report["gamma_suggested"]:
         assert len(report["gamma_suggested"]["neurons"]) == min(GAMMA_TOP, len(report["insufficient"]))
         assert f"the first {len(report['gamma_suggested']['neurons'])} insufficient neurons" in text
+    # the default zero baseline leaves the insufficient list empty, and the table says why and what to do
+    assert main([*base, "--no-progress"]) == 0
+    text = capsys.readouterr().out
+    assert "(empty: with the zero baseline" in text and "--finder-param baseline=class_mean" in text
+    assert "imp: the class's probability on its mean feature" in text
     assert main([*base, "--finder-param", "baselin=zero", "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert "--finder gradient has no setting 'baselin'; it takes: baseline." in err and "Traceback" not in err

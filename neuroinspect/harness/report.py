@@ -295,7 +295,7 @@ def write_experiment_report(result: Any, out_dir: str | Path, leaderboard_md: st
         ]
         for which in ("insufficient", "excessive"):
             if not getattr(fres, which):
-                lines += [f"The {which} list of `{name}` is empty: {_empty_reason(name, fres, which)}", ""]
+                lines += [f"The {which} list of `{name}` is empty: {fres.empty_reason(which)}", ""]
     lines.append(
         f"Neurons edited (the first {cfg.num_neurons} of `{cfg.finder}`'s {cfg.neuron_list} list): "
         f"**{', '.join(map(str, result.neurons))}**; γ = {result.gamma:.4f}."
@@ -692,25 +692,3 @@ def _score_definition(name: str, fres: Any) -> str:
     except Exception:  # noqa: BLE001 - a finder that is not registered
         summary = ""
     return f"`{fres.score_name}`" + (f", {summary[0].lower()}{summary[1:]}" if summary else ".")
-
-
-def _empty_reason(name: str, fres: Any, which: str) -> str:
-    """Why a finder's list came out empty, in words."""
-    counts = fres.counts
-    settings = fres.settings or {}
-    if fres.score_name == "Prec@5":
-        if not counts.get("corrected"):
-            return (
-                "no mistake could be corrected within the step cap (`max_steps`), so nothing was voted for."
-            )
-        return (
-            f"no neuron was among the 5 largest {'positive' if which == 'insufficient' else 'negative'} shifts of "
-            f"more than {settings.get('cut_ratio', 3.0)}% of the {counts['corrected']} corrected mistakes (`cut_ratio`)."
-        )
-    if name == "gradient" and settings.get("baseline") == "zero" and which == "insufficient":
-        return (
-            "with the zero baseline, gradient × activation on non-negative features can only blame a neuron that "
-            "is present, so no neuron is insufficient; `--finder-param baseline=class_mean` compares with the "
-            "class's correct images instead."
-        )
-    return f"no neuron met `{name}`'s criterion for this list (a responsibility above 0 in this direction)."
