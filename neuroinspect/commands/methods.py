@@ -137,15 +137,28 @@ def _catalog_path(family: str) -> Path | None:
         origin = spec.origin if spec is not None else None
         stamp = os.stat(origin).st_mtime_ns if origin and os.path.exists(origin) else None
         h.update(f"{name}={origin}:{stamp};".encode())
-    try:
-        for f in sorted(root.rglob("*.py")):
-            st = f.stat()
-            h.update(f"{f.relative_to(root)}:{st.st_size}:{st.st_mtime_ns};".encode())
+    try:  # the sources that register entries: the families' packages and the registry
+        for entry in _py_files(root, ("methods", "datasets", "registry.py")):
+            st = entry.stat()
+            h.update(f"{entry.path}:{st.st_size}:{st.st_mtime_ns};".encode())
     except OSError:
         return None
     env = os.environ.get("NEUROINSPECT_CACHE")
     base = Path(env).expanduser() if env else Path.home() / ".cache" / "neuroinspect"
     return base / "catalog" / f"{family}-{h.hexdigest()[:16]}.json"
+
+
+def _py_files(root: Path, names: tuple[str, ...]) -> list[os.DirEntry[str]]:
+    """The ``.py`` files under ``root/<name>`` for each name (a folder, searched recursively, or a file)."""
+    out: list[os.DirEntry[str]] = []
+    stack = [e for e in os.scandir(root) if e.name in names]
+    while stack:
+        entry = stack.pop()
+        if entry.is_dir():
+            stack.extend(os.scandir(entry.path))
+        elif entry.name.endswith(".py"):
+            out.append(entry)
+    return sorted(out, key=lambda e: e.path)
 
 
 def _collect_live(family: str) -> Family:
