@@ -139,13 +139,16 @@ def test_bundled_demo_configs_parse() -> None:
         assert cfg.dataset == name and "dfr" in cfg.editors and cfg.finder == "counterfactual"
 
 
-@pytest.mark.parametrize(
-    "path",
-    sorted(Path(__file__).resolve().parent.parent.joinpath("configs").rglob("*.toml")),
-    ids=lambda p: p.name,
-)
+def _experiment_configs() -> list[Path]:
+    from neuroinspect.sweeps.config import is_sweep_file  # sweep files are checked in test_sweeps.py
+
+    root = Path(__file__).resolve().parent.parent.joinpath("configs")
+    return sorted(p for p in root.rglob("*.toml") if not is_sweep_file(p))
+
+
+@pytest.mark.parametrize("path", _experiment_configs(), ids=lambda p: p.name)
 def test_shipped_configs_are_valid(path: Path) -> None:
-    """Every config under configs/ parses, names registered methods and gives editors settings they accept."""
+    """Every experiment config under configs/ parses, names registered methods and gives editors settings they accept."""
     from neuroinspect.datasets import get_dataset
     from neuroinspect.methods.editors import EDITORS
     from neuroinspect.methods.editors import load_all as load_editors

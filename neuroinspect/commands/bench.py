@@ -31,23 +31,35 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         formatter_class=_Formatter,
     )
     sub = p.add_subparsers(dest="bench_command", metavar="ACTION")
+    from neuroinspect.sweeps.command import SWEEP_EPILOG, add_sweep_arguments
+
     r = sub.add_parser(
         "run",
-        help="run CONFIG.toml over seeds",
+        help="run CONFIG.toml over seeds, or a sweep",
         description=(
             "Run an experiment config over seeds: train (or load) the model, find the neurons behind the "
             "worst class's mistakes with every finder, edit the decision layer with every editor, and write "
-            "the records, a report per seed and the leaderboard aggregated over seeds."
+            "the records, a report per seed and the leaderboard aggregated over seeds. A config with a "
+            "[sweep] table runs a whole grid as cached stages (below)."
         ),
-        epilog=EPILOG,
+        epilog=EPILOG + "\n" + SWEEP_EPILOG,
         formatter_class=_Formatter,
     )
-    r.add_argument("config", help="experiment TOML (see configs/)")
-    r.add_argument("--seeds", default="0,1,2", help="comma-separated seeds")
+    r.add_argument("config", help="experiment TOML, or a sweep TOML with a [sweep] table (see configs/)")
+    r.add_argument(
+        "--seeds",
+        default=argparse.SUPPRESS,
+        help="comma-separated seeds (default 0,1,2; a sweep: its own seeds)",
+    )
     r.add_argument("--out", default=None, help="output folder (default runs/bench-<config name>)")
     r.add_argument("--device", default=None, help="override the config's device (cpu, cuda, auto)")
     add_no_progress(r)
-    add_overwrite(r, resume="continue an interrupted run: seeds already in OUT/results.jsonl are skipped")
+    add_overwrite(
+        r,
+        resume="continue an interrupted run: seeds already in OUT/results.jsonl are skipped (a sweep "
+        "always resumes)",
+    )
+    add_sweep_arguments(r)
     r.set_defaults(func=run)
     p.set_defaults(func=lambda args: _need_action(p))
     return p
@@ -66,11 +78,20 @@ def run(args: argparse.Namespace) -> int:
     from neuroinspect.leaderboards import build_tables, load_records, render
     from neuroinspect.outputs import Outputs
     from neuroinspect.runtime import resolve_device
+    from neuroinspect.sweeps.command import is_sweep, refuse_sweep_options, run_sweep_command
 
+    if is_sweep(args.config):
+        if args.overwrite:
+            raise UserError(
+                f"--overwrite does not apply to sweeps: {args.config} resumes in its --out folder by design; "
+                "remove that folder, or pass another --out, to start again."
+            )
+        return run_sweep_command(args)
+    refuse_sweep_options(args)
     cfg = ExperimentConfig.from_toml(args.config)
     if args.device:
         cfg.device = args.device
-    seeds = parse_int_list(args.seeds, "seeds")
+    seeds = parse_int_list(getattr(args, "seeds", "0,1,2"), "seeds")
     if not seeds:
         raise UserError("--seeds is empty; give at least one seed, e.g. --seeds 0,1,2.")
     if args.resume and args.overwrite:
