@@ -230,8 +230,11 @@ def test_cli_export_status_and_serve_errors(
     from neuroinspect.studies.responses import read_responses
 
     assert len(read_responses(out)) == len(rows)  # the analysis reads what export writes
+    out.write_text("mine")
     assert main(["study", "export", str(spec.path), "--out", str(out)]) == 2
-    assert "already exists" in capsys.readouterr().err
+    assert "already exists" in capsys.readouterr().err and out.read_text() == "mine"
+    assert main(["study", "export", str(spec.path), "--out", str(out), "--overwrite"]) == 0
+    assert len(read_responses(out)) == len(rows)
     assert main(["study", "export", str(spec.path), "--labels", str(tmp_path / "l.csv")]) == 2
     assert "labelling" in capsys.readouterr().err and not (tmp_path / "l.csv").exists()
     assert main(["study", "status", str(spec.path)]) == 0

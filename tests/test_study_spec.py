@@ -169,3 +169,28 @@ def test_observer_mixes() -> None:
     for bad in ("smart", "model=x", "model=0"):
         with pytest.raises(UserError):
             parse_observers(bad, 5)
+
+
+def test_export_checks_its_output_files_before_reading_the_database(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # a database nobody can reach: the output checks must answer first, and nothing is written
+    spec = write_spec(tmp_path, "labelling", database_url="postgresql+psycopg://u@127.0.0.1:1/nodb")
+    blocker = tmp_path / "a-file"
+    blocker.write_text("mine")
+    out = ["study", "export", str(spec)]
+    assert main([*out, "--out", str(blocker / "responses.csv")]) == 2
+    assert "a-file is a file" in capsys.readouterr().err
+    assert main([*out, "--out", str(blocker)]) == 2
+    err = capsys.readouterr().err
+    assert "already exists" in err and "--overwrite" in err and blocker.read_text() == "mine"
+    assert main([*out, "--labels", str(tmp_path / "new" / "l.csv"), "--out", str(blocker)]) == 2
+    assert not (tmp_path / "new").exists()
+    # a 2AFC study has no labels file: refused before the responses are written
+    afc = write_spec(tmp_path, "2afc", database_url="postgresql+psycopg://u@127.0.0.1:1/nodb")
+    assert main(["study", "export", str(afc), "--out", str(tmp_path / "r.csv"), "--labels", "l.csv"]) == 2
+    assert "labelling" in capsys.readouterr().err and not (tmp_path / "r.csv").exists()
+    # with the files in order, the unreachable database is the one message (no file, no folder left)
+    assert main([*out, "--out", str(tmp_path / "out" / "r.csv")]) == 2
+    err = capsys.readouterr().err
+    assert "127.0.0.1" in err and "Traceback" not in err and not (tmp_path / "out").exists()

@@ -1,13 +1,11 @@
 """``neuroinspect study``: human-understanding studies (build, serve, simulate, status, export).
 
-``study analyze`` lives in :mod:`neuroinspect.commands.study_analyze` (functions ``add_arguments`` and
-``run``); when that module is present it is added to the list of actions below.
+``study analyze`` lives in :mod:`neuroinspect.commands.study_analyze` (``add_arguments`` and ``run``).
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import os
 import socket
 import subprocess
@@ -15,62 +13,98 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from neuroinspect.commands.common import HelpFormatter, add_no_progress, progress_on
 from neuroinspect.errors import UserError
 
 ADMIN_PASSWORD_ENV = "NEUROINSPECT_STUDY_ADMIN_PASSWORD"
 SPEC_ENV = "NEUROINSPECT_STUDY_SPEC"
 
-EXAMPLE = """\
-Examples:
-  neuroinspect study build configs/studies/shapes-2afc.toml
-  NEUROINSPECT_STUDY_ADMIN_PASSWORD=... neuroinspect study serve configs/studies/shapes-2afc.toml --port 8501
-  neuroinspect study simulate configs/studies/shapes-2afc.toml --participants 50 --concurrency 8
-  neuroinspect study simulate configs/studies/shapes-2afc.toml --participants 20 --observer model=8,careless=2
-  neuroinspect study status configs/studies/shapes-2afc.toml
-  neuroinspect study export configs/studies/shapes-2afc.toml --out responses.csv
-  neuroinspect study export configs/studies/shapes-labelling.toml --labels labels.csv
-"""
+SPEC = "configs/studies/shapes-2afc.toml"
+
+
+def _examples(*lines: str) -> str:
+    return "Examples:\n" + "".join(f"  {line}\n" for line in lines)
+
+
+EXAMPLES = {
+    "study": _examples(
+        f"neuroinspect study build {SPEC}",
+        f"{ADMIN_PASSWORD_ENV}=... neuroinspect study serve {SPEC} --port 8501",
+        f"neuroinspect study simulate {SPEC} --participants 50 --concurrency 8",
+        f"neuroinspect study status {SPEC}",
+        f"neuroinspect study export {SPEC} --out responses.csv",
+        f"neuroinspect study analyze {SPEC}",
+    ),
+    "build": _examples(
+        f"neuroinspect study build {SPEC}",
+        "neuroinspect study build configs/studies/shapes-labelling.toml --no-progress",
+    ),
+    "serve": _examples(
+        f"{ADMIN_PASSWORD_ENV}=... neuroinspect study serve {SPEC}",
+        f"neuroinspect study serve {SPEC} --address 0.0.0.0 --port 8600",
+    ),
+    "simulate": _examples(
+        f"neuroinspect study simulate {SPEC} --participants 50 --concurrency 8",
+        f"neuroinspect study simulate {SPEC} --participants 20 --observer model=8,random=1,careless=1",
+    ),
+    "status": _examples(
+        f"neuroinspect study status {SPEC}",
+        f"neuroinspect study status {SPEC} --participants",
+    ),
+    "export": _examples(
+        f"neuroinspect study export {SPEC} --out responses.csv",
+        f"neuroinspect study export {SPEC} --out responses.csv --overwrite",
+        "neuroinspect study export configs/studies/shapes-labelling.toml --labels labels.csv",
+    ),
+}
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    from neuroinspect.cli import _Formatter
-
     p = subparsers.add_parser(
         "study",
         help="human-understanding study app and its analysis",
         description=(
-            "Crowdsourced interpretability studies on the harness's explanations: a TOML spec -> a frozen bundle of "
-            "trials (build) -> a Streamlit app on a real database with Prolific links (serve) -> simulated "
-            "participants through the same session logic (simulate) -> counts (status) -> a long-format CSV (export)."
+            "Crowdsourced interpretability studies on the harness's explanations:\n"
+            "  build     a TOML spec -> a frozen bundle of trials (images + manifest)\n"
+            "  serve     the Streamlit app on a real database (SQLite, or PostgreSQL by URL), Prolific links\n"
+            "  simulate  simulated participants through the same session logic and database\n"
+            "  status    participants and responses so far\n"
+            "  export    one CSV row per response (and a labelling study's labels file)\n"
+            "  analyze   statistics, figures and a report from the responses"
         ),
-        epilog=EXAMPLE,
-        formatter_class=_Formatter,
+        epilog=EXAMPLES["study"],
+        formatter_class=HelpFormatter,
     )
     sub = p.add_subparsers(dest="study_command", metavar="ACTION")
 
     b = sub.add_parser(
         "build",
         help="train or load the model, run the visualizers, write the frozen bundle",
-        description="Build the study's bundle (images + manifest with content hashes) deterministically from the spec.",
-        epilog=EXAMPLE,
-        formatter_class=_Formatter,
+        description=(
+            "Build the study's bundle (PNG images + a manifest with their sha256) deterministically from the\n"
+            "spec's seed: train or reuse the model, find the units, run the conditions' visualizers (cached).\n"
+            "A second build of the same spec reuses the bundle; a changed spec never overwrites it."
+        ),
+        epilog=EXAMPLES["build"],
+        formatter_class=HelpFormatter,
     )
     b.add_argument("spec", help="study spec (TOML)")
     b.add_argument(
         "--device", default=None, help="cpu, cuda, cuda:N or auto (default: model.device of the spec)"
     )
-    b.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    add_no_progress(b)
     b.set_defaults(func=run_build)
 
     s = sub.add_parser(
         "serve",
         help="run the Streamlit app for participants (and the admin page)",
         description=(
-            "Serve the built study. Participants open http://HOST:PORT/?PROLIFIC_PID=...&STUDY_ID=...&SESSION_ID=...; "
-            f"the admin page is /?page=admin, its password comes from ${ADMIN_PASSWORD_ENV}."
+            "Serve the built study. Participants open\n"
+            "  http://HOST:PORT/?PROLIFIC_PID=...&STUDY_ID=...&SESSION_ID=...\n"
+            f"and the admin page is http://HOST:PORT/?page=admin (password from ${ADMIN_PASSWORD_ENV})."
         ),
-        epilog=EXAMPLE,
-        formatter_class=_Formatter,
+        epilog=EXAMPLES["serve"],
+        formatter_class=HelpFormatter,
     )
     s.add_argument("spec", help="study spec (TOML)")
     s.add_argument(
@@ -82,9 +116,12 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     m = sub.add_parser(
         "simulate",
         help="simulated participants (model, random, careless observers) through the same session logic",
-        description="Run simulated participants against the study's database (they are marked simulated).",
-        epilog=EXAMPLE,
-        formatter_class=_Formatter,
+        description=(
+            "Send simulated participants through the study's session logic and database (marked simulated):\n"
+            "model observers answer from the images shown, random ones uniformly, careless ones fast and constant."
+        ),
+        epilog=EXAMPLES["simulate"],
+        formatter_class=HelpFormatter,
     )
     m.add_argument("spec", help="study spec (TOML)")
     m.add_argument("--participants", type=int, required=True, help="how many participants")
@@ -95,14 +132,18 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="model, random or careless, or a mix with weights such as model=8,random=1,careless=1",
     )
     m.add_argument("--seed", type=int, default=0, help="seed of the observers' decisions")
-    m.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    add_no_progress(m)
     m.set_defaults(func=run_simulate)
 
     t = sub.add_parser(
         "status",
         help="participants started / complete / excluded, responses per condition",
-        epilog=EXAMPLE,
-        formatter_class=_Formatter,
+        description=(
+            "Read the study's database: participants started, in progress, complete, timed out, declined and\n"
+            "excluded by the spec's [exclusions] rules; responses and accuracy per condition."
+        ),
+        epilog=EXAMPLES["status"],
+        formatter_class=HelpFormatter,
     )
     t.add_argument("spec", help="study spec (TOML)")
     t.add_argument("--participants", action="store_true", help="also list every participant")
@@ -112,17 +153,16 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "export",
         help="the responses as a long-format CSV, or the labels file of a labelling study",
         description=(
-            "Write one row per response (the columns of neuroinspect.studies.responses, documented in the README) "
-            "and/or, for a neuron-labelling study, the labels file the debugging pipeline's `labels` selector reads."
+            "Write one row per response (the columns of neuroinspect.studies.responses, listed in the README)\n"
+            "and/or, for a neuron-labelling study, the labels file the debugging pipeline's `labels` selector\n"
+            "reads (neuron,label,class_idx,n_votes,agreement). An existing file is kept unless --overwrite."
         ),
-        epilog=EXAMPLE,
-        formatter_class=_Formatter,
+        epilog=EXAMPLES["export"],
+        formatter_class=HelpFormatter,
     )
     e.add_argument("spec", help="study spec (TOML)")
-    e.add_argument("--out", default=None, help="response CSV to write")
-    e.add_argument(
-        "--labels", default=None, help="labels CSV to write (neuron,label,class_idx,n_votes,agreement)"
-    )
+    e.add_argument("--out", default=None, metavar="FILE.csv", help="response CSV to write")
+    e.add_argument("--labels", default=None, metavar="FILE.csv", help="labels CSV to write")
     e.add_argument(
         "--condition",
         action="append",
@@ -132,30 +172,20 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     e.add_argument(
         "--include-excluded", action="store_true", help="labels: keep participants the exclusion rules drop"
     )
-    e.add_argument("--force", action="store_true", help="replace existing output files")
+    e.add_argument("--overwrite", action="store_true", help="replace an existing --out or --labels file")
     e.set_defaults(func=run_export)
 
-    _add_analyze(sub, _Formatter)
-    p.set_defaults(func=_no_action(p))
-    return p
+    from neuroinspect.commands import study_analyze
 
-
-def _add_analyze(sub: Any, formatter: type) -> None:
-    """``study analyze`` from :mod:`neuroinspect.commands.study_analyze`, when that module is installed."""
-    try:
-        mod = importlib.import_module("neuroinspect.commands.study_analyze")
-    except ModuleNotFoundError as err:
-        if err.name != "neuroinspect.commands.study_analyze":
-            raise
-        return
     a = sub.add_parser(
         "analyze",
-        help="statistics and a report from the responses",
-        description=(mod.__doc__ or "").strip().splitlines()[0] if mod.__doc__ else None,
-        formatter_class=formatter,
+        help="statistics, figures and a report from the responses",
+        formatter_class=HelpFormatter,
     )
-    mod.add_arguments(a)
-    a.set_defaults(func=mod.run)
+    study_analyze.add_arguments(a)  # sets the description and examples
+    a.set_defaults(func=study_analyze.run)
+    p.set_defaults(func=_no_action(p))
+    return p
 
 
 def _no_action(parser: argparse.ArgumentParser) -> Any:
@@ -183,10 +213,16 @@ def _runtime(spec: Any, verify: bool = True) -> Any:
 
 # -- build --------------------------------------------------------------------------------------------------
 def run_build(args: argparse.Namespace) -> int:
+    from neuroinspect.outputs import Outputs
     from neuroinspect.studies.bundle import build_bundle
 
     spec = _spec(args.spec)
-    bundle = build_bundle(spec, show_progress=not args.no_progress, device=args.device)
+    outputs = Outputs()
+    # an existing bundle is reused or refused by build_bundle (it compares the spec); here: can the
+    # folder be made at all, before a model is trained for it
+    outputs.folder(spec.bundle_dir, f"the bundle folder (`out` in {Path(args.spec).name})", reuse=True)
+    with outputs.guard():
+        bundle = build_bundle(spec, show_progress=progress_on(args), device=args.device)
     kinds: dict[str, int] = {}
     for t in bundle.manifest["trials"]:
         kinds[t["kind"]] = kinds.get(t["kind"], 0) + 1
@@ -284,7 +320,7 @@ def run_simulate(args: argparse.Namespace) -> int:
         observers,
         concurrency=args.concurrency,
         seed=args.seed,
-        show_progress=not args.no_progress,
+        show_progress=progress_on(args),
     )
     given = sum(r.given for r in res.runs)
     recorded = sum(r.recorded for r in res.runs)
@@ -355,28 +391,36 @@ def run_status(args: argparse.Namespace) -> int:
 
 # -- export -------------------------------------------------------------------------------------------------
 def run_export(args: argparse.Namespace) -> int:
+    from neuroinspect.outputs import Outputs
     from neuroinspect.studies.export import write_labels_csv, write_responses_csv
 
     if not args.out and not args.labels:
         raise UserError("study export needs --out responses.csv and/or --labels labels.csv.")
+    if args.out and args.labels and Path(args.out).resolve() == Path(args.labels).resolve():
+        raise UserError("--out and --labels name the same file; give each its own file name.")
     spec = _spec(args.spec)
-    for target in (args.out, args.labels):
-        if target and Path(target).exists() and not args.force:
-            raise UserError(f"{target} already exists; pass another file name or --force to replace it.")
+    if args.labels and spec.task != "labelling":
+        raise UserError(
+            f'--labels needs a neuron-labelling study (task = "labelling"); {spec.path.name} is a {spec.task!r} study.'
+        )
+    outputs = Outputs(overwrite=args.overwrite)
+    out = outputs.file(args.out, "--out", example="responses.csv") if args.out else None
+    labels = outputs.file(args.labels, "--labels", example="labels.csv") if args.labels else None
     from neuroinspect.studies.storage import open_store
 
-    store = open_store(spec.database_url)
-    if args.out:
-        path, n = write_responses_csv(spec, args.out, force=args.force, store=store)
-        print(f"{n} responses written to {path}")
-    if args.labels:
-        path, n = write_labels_csv(
-            spec,
-            args.labels,
-            force=args.force,
-            conditions=args.condition or None,
-            apply_rules=not args.include_excluded,
-            store=store,
-        )
-        print(f"{n} neuron labels written to {path}")
+    with outputs.guard():
+        store = open_store(spec.database_url)
+        if out is not None:
+            path, n = write_responses_csv(spec, out, overwrite=args.overwrite, store=store)
+            print(f"{n} responses written to {path}")
+        if labels is not None:
+            path, n = write_labels_csv(
+                spec,
+                labels,
+                overwrite=args.overwrite,
+                conditions=args.condition or None,
+                apply_rules=not args.include_excluded,
+                store=store,
+            )
+            print(f"{n} neuron labels written to {path}")
     return 0

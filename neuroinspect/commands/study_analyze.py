@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from neuroinspect.commands.common import add_no_progress, progress_on
 from neuroinspect.errors import UserError
 
 TASKS = ("2afc", "labelling", "mistake", "rating")
@@ -26,7 +27,7 @@ result record per condition (results.jsonl, for `neuroinspect leaderboard build`
 
 EPILOG = """\
 Examples:
-  neuroinspect study analyze configs/study.toml                      # the study's database, its rules
+  neuroinspect study analyze configs/studies/shapes-2afc.toml         # the study's database, its rules
   neuroinspect study analyze --responses responses.csv --task 2afc --out runs/analysis
   neuroinspect study analyze --responses labels.csv --task labelling --baseline none --power-diff 0.05,0.1
 
@@ -121,7 +122,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--no-glmm", action="store_true", help="skip the mixed-effects model (and the power analysis)"
     )
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_no_progress(parser)
 
 
 def _default_out(args: argparse.Namespace) -> Path:
@@ -257,7 +258,7 @@ def run(args: argparse.Namespace) -> int:
         log(
             f"{len(df)} responses, {df['participant'].nunique()} participants, conditions {', '.join(design.conditions)}"
         )
-        show = not args.no_progress
+        show = progress_on(args)
 
         def bar(items: Any) -> Any:
             return progress(items, desc="power (sample sizes)", enabled=show)

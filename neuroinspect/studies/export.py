@@ -119,12 +119,12 @@ def responses_frame(spec: StudySpec, store: db.Store | None = None) -> Any:
 
 
 def write_responses_csv(
-    spec: StudySpec, out: str | Path, *, force: bool = False, store: db.Store | None = None
+    spec: StudySpec, out: str | Path, *, overwrite: bool = False, store: db.Store | None = None
 ) -> tuple[Path, int]:
-    """Write the response table to ``out`` (atomically; never over an existing file unless ``force``)."""
+    """Write the response table to ``out`` (atomically; never over an existing file unless ``overwrite``)."""
     out = Path(out)
-    if out.exists() and not force:
-        raise UserError(f"{out} already exists; pass another --out or --force to replace it.")
+    if out.exists() and not overwrite:
+        raise UserError(f"--out {out} already exists. Pass --overwrite to replace it, or another file name.")
     df = raw_frame(spec, store)
     normalize_responses(df, source=f"the database of study {spec.id}")  # the contract holds before writing
     buf = io.StringIO()
@@ -190,11 +190,15 @@ def labels_frame(
 
 
 def write_labels_csv(
-    spec: StudySpec, out: str | Path, *, force: bool = False, **kwargs: Any
+    spec: StudySpec, out: str | Path, *, overwrite: bool = False, **kwargs: Any
 ) -> tuple[Path, int]:
+    """Write the labels file (:func:`labels_frame`) to ``out`` (atomically; never over an existing file
+    unless ``overwrite``)."""
     out = Path(out)
-    if out.exists() and not force:
-        raise UserError(f"{out} already exists; pass another --labels file or --force to replace it.")
+    if out.exists() and not overwrite:
+        raise UserError(
+            f"--labels {out} already exists. Pass --overwrite to replace it, or another file name."
+        )
     df = labels_frame(spec, **kwargs)
     buf = io.StringIO()
     df.to_csv(buf, index=False, lineterminator="\n")
