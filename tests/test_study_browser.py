@@ -99,7 +99,8 @@ def test_prolific_participant_reloads_survives_a_server_kill_and_finishes(browse
         wait_idle(page)
         page.locator("textarea").fill("all clear")
         click(page, page.get_by_role("button", name="Finish"), "text=Thank you!")
-        assert page.get_by_text("E2ECODE").count()
+        # st.code is a lazily loaded component: it can appear a moment after the page's script ended
+        page.locator("code", has_text="E2ECODE").first.wait_for(timeout=30_000)
         href = page.get_by_role("link", name="Return to Prolific and submit").get_attribute("href")
         assert href == "https://app.prolific.com/submissions/complete?cc=E2ECODE"
         context.close()
