@@ -1,9 +1,11 @@
 """Screenshots of every page of the study app, at a laptop and a phone size (for looking, not for tests).
 
     python scripts/study_screenshots.py configs/studies/shapes-2afc.toml --out runs/screenshots
+    NEUROINSPECT_STUDY_ADMIN_PASSWORD=... python scripts/study_screenshots.py SPEC --url http://127.0.0.1:8501/
 
 The spec must be built (`neuroinspect study build`). Serves the app on 127.0.0.1 and a free port
-with Debian's chromium through Playwright, walks one new participant per viewport through consent,
+(or drives the one `neuroinspect study serve` runs at ``--url``, with the admin password from
+``$NEUROINSPECT_STUDY_ADMIN_PASSWORD``) with Debian's chromium through Playwright, walks one new participant per viewport through consent,
 instructions, a practice trial and its feedback, main trials (a catch trial when one comes up), the
 questionnaire and the completion page, then the admin page, and writes one PNG per page:
 ``<out>/<viewport>-<nn>-<page>.png``. The participants it creates are real rows of the spec's database
@@ -13,6 +15,7 @@ questionnaire and the completion page, then the admin page, and writes one PNG p
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import os
 import secrets
@@ -39,6 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--trials", type=int, default=3, help="main trials to screenshot before answering the rest"
     )
+    ap.add_argument("--url", default=None, help="a running `study serve` (default: start one here)")
     args = ap.parse_args(argv)
     sys.path.insert(0, str(ROOT / "tests"))
     services = _load("_services", ROOT / "tests" / "_services.py")
@@ -48,9 +52,14 @@ def main(argv: list[str] | None = None) -> int:
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    password = secrets.token_hex(8)
-    env = {"NEUROINSPECT_STUDY_ADMIN_PASSWORD": password}
-    with study.StreamlitServer(Path(args.spec), env=env) as srv, sync_playwright() as pw:
+    if args.url:
+        password = os.environ.get("NEUROINSPECT_STUDY_ADMIN_PASSWORD", "")
+        srv = contextlib.nullcontext(argparse.Namespace(url=args.url.rstrip("/") + "/"))
+    else:
+        password = secrets.token_hex(8)
+        env = {"NEUROINSPECT_STUDY_ADMIN_PASSWORD": password}
+        srv = study.StreamlitServer(Path(args.spec), env=env)
+    with srv as srv, sync_playwright() as pw:
         browser = pw.chromium.launch(
             executable_path=services.chromium_path(), headless=True, args=services.CHROMIUM_ARGS
         )
@@ -106,13 +115,15 @@ def main(argv: list[str] | None = None) -> int:
                 page.locator('[data-testid="stRadioOption"]').nth(1).click()
                 wait_idle(page)
             click(page, page.get_by_role("button", name="Finish"), "text=Thank you!")
+            page.locator("code").first.wait_for(timeout=30_000)  # st.code loads lazily
             shot("complete")
-            page.goto(f"{srv.url}?page=admin")
-            page.get_by_role("button", name="Log in").wait_for()
-            shot("admin-login")
-            page.locator('input[type="password"]').fill(password)
-            click(page, page.get_by_role("button", name="Log in"), "text=Participants")
-            shot("admin")
+            if password:  # (a served app without the variable has no admin page)
+                page.goto(f"{srv.url}?page=admin")
+                page.get_by_role("button", name="Log in").wait_for()
+                shot("admin-login")
+                page.locator('input[type="password"]').fill(password)
+                click(page, page.get_by_role("button", name="Log in"), "text=Participants")
+                shot("admin")
             page.context.close()
         browser.close()
     return 0
