@@ -42,6 +42,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--trials", type=int, default=3, help="main trials to screenshot before answering the rest"
     )
+    ap.add_argument(
+        "--every",
+        type=int,
+        default=1,
+        help="screenshot every N-th main trial (the design's trials_per_condition: one per condition block)",
+    )
     ap.add_argument("--url", default=None, help="a running `study serve` (default: start one here)")
     args = ap.parse_args(argv)
     sys.path.insert(0, str(ROOT / "tests"))
@@ -106,9 +112,13 @@ def main(argv: list[str] | None = None) -> int:
                     break
                 heading = page.locator("h3").first.inner_text()
                 catch = page.get_by_text("Attention check").count() > 0
-                if shown < args.trials or heading.startswith("Practice") or catch:
-                    shot("catch" if catch else ("practice" if heading.startswith("Practice") else "trial"))
-                    shown += 0 if heading.startswith("Practice") or catch else 1
+                practice = heading.startswith("Practice")
+                if practice or catch:
+                    shot("catch" if catch else "practice")
+                else:
+                    if shown < args.trials * args.every and shown % args.every == 0:
+                        shot("trial")
+                    shown += 1
                 study.answer_current(page)
             shot("questionnaire")
             if page.locator('[data-testid="stRadio"]').count():

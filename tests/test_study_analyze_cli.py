@@ -162,7 +162,7 @@ def test_analyze_through_a_spec(study_csv: Path, tmp_path: Path, monkeypatch: py
     )
     calls: list[object] = []
     spec_mod = types.ModuleType("neuroinspect.studies.spec")
-    spec_mod.load_spec = lambda path: calls.append(path) or spec  # type: ignore[attr-defined]
+    spec_mod.load_spec = lambda path, **kw: calls.append(path) or spec  # type: ignore[attr-defined]
     export_mod = types.ModuleType("neuroinspect.studies.export")
     export_mod.responses_frame = lambda s: read_responses(study_csv)  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "neuroinspect.studies.spec", spec_mod)

@@ -296,8 +296,7 @@ def test_answers_are_idempotent_and_checked(tmp_path: Path, store: db.Store) -> 
 def test_a_whole_session_and_its_export(tmp_path: Path, store: db.Store) -> None:
     rt = _runtime(tmp_path, store)
     entries = [rt.enter(f"P{i}", prolific_study_id="S") for i in range(3)]
-    for i, e in enumerate(entries[:2]):
-        _finish(rt, e.participant, start=100 * i)
+    ends = [_finish(rt, e.participant, start=100 * i) + 5 for i, e in enumerate(entries[:2])]
     assert rt.stage(entries[0].participant) == "complete"
     assert rt.stage(entries[2].participant) == "consent"
     code = rt.completion_code(entries[0].participant)
@@ -318,6 +317,20 @@ def test_a_whole_session_and_its_export(tmp_path: Path, store: db.Store) -> None
     assert raw["shown_at"].str.endswith("Z").all()
     correct = df.dropna(subset=["truth"])
     assert (correct["correct"] == (correct["response"] == correct["truth"]).astype(float)).all()
+    # the admin page's "last active": the latest visit, answer or completion of each participant
+    from neuroinspect.studies.export import study_status
+
+    p2 = entries[2].participant
+    rt.consent(p2, True, now=at(500))
+    rt.finish_instructions(p2, now=at(530))
+    view = rt.current_trial(p2, now=at(530))
+    rt.answer(p2, view.trial_id, "A", 2, now=at(537))
+    last = {r["participant"]: r["last_seen"] for r in study_status(rt.spec, store)["rows"]}
+    iso = {
+        k: at(t).isoformat(timespec="microseconds").replace("+00:00", "Z")
+        for k, t in [("P0", ends[0]), ("P1", ends[1]), ("P2", 537)]
+    }
+    assert last == iso
 
 
 def test_time_limits(tmp_path: Path, store: db.Store) -> None:

@@ -196,10 +196,13 @@ def _no_action(parser: argparse.ArgumentParser) -> Any:
     return run
 
 
-def _spec(path: str) -> Any:
+def _spec(path: str, *, check_methods: bool = False) -> Any:
+    """The spec; its visualizers are checked against the method registry only where they will run
+    (``build``): every other action reads a bundle whose manifest must match the spec's hash, and
+    importing every visualizer (torch, Lucent, Captum, open_clip) would cost seconds each time."""
     from neuroinspect.studies.spec import load_spec
 
-    return load_spec(path)
+    return load_spec(path, check_methods=check_methods)
 
 
 def _runtime(spec: Any, verify: bool = True) -> Any:
@@ -216,7 +219,7 @@ def run_build(args: argparse.Namespace) -> int:
     from neuroinspect.outputs import Outputs
     from neuroinspect.studies.bundle import build_bundle
 
-    spec = _spec(args.spec)
+    spec = _spec(args.spec, check_methods=True)
     outputs = Outputs()
     # an existing bundle is reused or refused by build_bundle (it compares the spec); here: can the
     # folder be made at all, before a model is trained for it

@@ -189,7 +189,7 @@ def _load(args: argparse.Namespace) -> tuple[Any, Any]:
         from neuroinspect.studies.export import responses_frame
         from neuroinspect.studies.spec import load_spec
 
-        spec = load_spec(args.spec)
+        spec = load_spec(args.spec, check_methods=False)  # the analysis runs no visualizer
         if args.responses is not None:
             df = read_responses(args.responses)
         else:

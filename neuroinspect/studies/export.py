@@ -206,6 +206,12 @@ def write_labels_csv(
     return out, len(df)
 
 
+def _latest(*times: dt.datetime | None) -> dt.datetime | None:
+    # SQLite hands back naive UTC datetimes, PostgreSQL aware ones: compare them as UTC
+    aware = [t if t.tzinfo else t.replace(tzinfo=dt.UTC) for t in times if t is not None]
+    return max(aware) if aware else None
+
+
 def study_status(spec: StudySpec, store: db.Store | None = None) -> dict[str, Any]:
     """Counts for ``study status`` and the admin page (module docstring)."""
     from neuroinspect.studies.exclusions import apply_exclusions
@@ -214,14 +220,15 @@ def study_status(spec: StudySpec, store: db.Store | None = None) -> dict[str, An
     p, r = db.participant, db.response
     with store.read() as conn:
         parts = conn.execute(sa.select(p).where(p.c.study_id == spec.id).order_by(p.c.created_at)).all()
-        answered: dict[int, int] = dict(
-            conn.execute(
-                sa.select(r.c.participant_pk, sa.func.count())
+        answered: dict[int, tuple[int, dt.datetime | None]] = {
+            pk: (int(n), last)
+            for pk, n, last in conn.execute(
+                sa.select(r.c.participant_pk, sa.func.count(), sa.func.max(r.c.answered_at))
                 .select_from(r.join(p, p.c.pk == r.c.participant_pk))
                 .where(p.c.study_id == spec.id)
                 .group_by(r.c.participant_pk)
             ).all()
-        )
+        }
         totals: dict[int, int] = dict(
             conn.execute(
                 sa.select(db.assignment.c.participant_pk, sa.func.count())
@@ -254,10 +261,11 @@ def study_status(spec: StudySpec, store: db.Store | None = None) -> dict[str, An
                 "simulated": bool(x.simulated),
                 "observer": x.observer,
                 "state": state,
-                "answered": int(answered.get(x.pk, 0)),
+                "answered": answered.get(x.pk, (0, None))[0],
                 "trials": int(totals.get(x.pk, 0)),
                 "started": _iso(x.created_at),
-                "last_seen": _iso(x.last_seen_at),
+                # the latest visit, answer or completion (answers do not touch the participant row)
+                "last_seen": _iso(_latest(x.last_seen_at, answered.get(x.pk, (0, None))[1], x.completed_at)),
                 "excluded": ", ".join(excluded.get(x.participant_id, [])),
             }
         )

@@ -413,14 +413,14 @@ def _int_list(values: list[Any], where: str, allow_none: bool = False) -> list[A
 
 
 def _conditions(values: list[Any], task: str, check_methods: bool = True) -> list[Condition]:
-    from neuroinspect.methods.visualizers import VISUALIZERS, load_all
-
     if not values:
         raise UserError(
             'the spec has no [[conditions]]; add at least one, e.g. [[conditions]] name = "exemplars" '
             'visualizer = "exemplars", and a baseline [[conditions]] name = "none" baseline = true.'
         )
     if check_methods:
+        from neuroinspect.methods.visualizers import VISUALIZERS, load_all
+
         load_all()
     out: list[Condition] = []
     seen: set[str] = set()
@@ -497,12 +497,32 @@ def _check_settings(cls: type, settings: Mapping[str, Any], where: str) -> None:
             )
 
 
+def _check_dataset(name: str, live: bool) -> None:
+    """An unknown dataset name is a :class:`UserError` listing the registered ones. ``live=False``
+    reads the names from the cached catalog (``neuroinspect methods list``'s), which does not import
+    torch and every dataset module."""
+    if live:
+        from neuroinspect.datasets import DATASETS
+
+        if name not in DATASETS:
+            DATASETS.get(name)  # raises with the choices
+        return
+    from neuroinspect.commands.methods import collect
+
+    names = [entry[0] for entry in collect("datasets").entries]
+    if name not in names:
+        close = difflib.get_close_matches(name, names, n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise UserError(f"model.dataset: unknown dataset {name!r}.{hint} Known: {', '.join(names)}.")
+
+
 def load_spec(path: str | Path, *, check_methods: bool = True) -> StudySpec:
     """Read and validate a study spec (see the module docstring); a :class:`UserError` names the key and the fix.
 
     ``check_methods=False`` skips checking the conditions' visualizers against the method registry
-    (which imports every visualizer module: Lucent, Captum, open_clip): the study app serves a bundle
-    that was built, and so checked, from this spec already, and starts faster without them.
+    (which imports every visualizer module: Lucent, Captum, open_clip) and reads the dataset names
+    from the cached catalog: the study app and every action but ``build`` use a bundle that was built,
+    and so checked, from this spec already, and start faster without them.
     """
     path = Path(path).expanduser()
     if not path.is_file():
@@ -540,10 +560,7 @@ def spec_from_dict(raw: Mapping[str, Any], path: str | Path, *, check_methods: b
     m = _check_table(top["model"], _MODEL, "model")
     if not m["dataset"]:
         raise UserError('model.dataset is missing; e.g. dataset = "spurious-shapes".')
-    from neuroinspect.datasets import DATASETS
-
-    if m["dataset"] not in DATASETS:
-        DATASETS.get(m["dataset"])  # raises with the choices
+    _check_dataset(m["dataset"], live=check_methods)
     ckpt = None
     if m["checkpoint"]:
         ckpt = _resolve_path(base, m["checkpoint"])

@@ -464,11 +464,27 @@ def admin_page(rt: Any) -> None:
     for note in status["exclusion_notes"]:
         st.caption(note)
     if status["per_condition"]:
-        st.subheader("Per condition (main and repeated trials, anchor=False)")
-        st.dataframe(status["per_condition"], hide_index=True, width="stretch")
+        st.subheader("Per condition (main and repeated trials)", anchor=False)
+        st.dataframe(
+            status["per_condition"],
+            hide_index=True,
+            width="stretch",
+            column_config={
+                "kept": st.column_config.NumberColumn("kept (by the rules)"),
+                "accuracy_kept": st.column_config.NumberColumn("accuracy (kept)", format="percent"),
+            },
+        )
     if status["rows"]:
         st.subheader("Participants", anchor=False)
-        st.dataframe(status["rows"], hide_index=True, width="stretch")
+        st.dataframe(
+            status["rows"],
+            hide_index=True,
+            width="stretch",
+            column_config={
+                "simulated": st.column_config.CheckboxColumn("simulated"),
+                "last_seen": st.column_config.TextColumn("last active"),
+            },
+        )
     df = raw_frame(rt.spec, rt.store)
     st.download_button(
         "Download responses (CSV)",
@@ -478,7 +494,7 @@ def admin_page(rt: Any) -> None:
         key="admin-download",
         on_click=lambda: rt.log_event("admin_export", detail={"rows": len(df)}),
     )
-    c1, c2 = st.columns(2)
+    c1, c2, _ = st.columns([1, 1, 4])
     if c1.button("Refresh", key="admin-refresh"):
         st.rerun()
     if c2.button("Log out", key="admin-logout"):
