@@ -159,6 +159,7 @@ def test_analyze_through_a_spec(study_csv: Path, tmp_path: Path, monkeypatch: py
         seed=5,
         database_url="sqlite:///unused.db",
         path=spec_path,
+        out=tmp_path / "study-out",
     )
     calls: list[object] = []
     spec_mod = types.ModuleType("neuroinspect.studies.spec")
@@ -171,8 +172,8 @@ def test_analyze_through_a_spec(study_csv: Path, tmp_path: Path, monkeypatch: py
     with pytest.raises(UserError, match="--task comes from the spec"):
         run([str(spec_path), "--task", "2afc"])
     assert run([str(spec_path), "--no-glmm", *FAST]) == 0
-    assert calls == [spec_path]
-    out = tmp_path / "study-analysis"  # the default: beside the spec
+    assert calls and set(calls) == {spec_path}
+    out = tmp_path / "study-out" / "analysis"  # the default: in the study's out folder
     records = read_records(out / "results.jsonl")
     assert [r["method"]["condition"] for r in records] == ["none", "exemplars", "clip_illusion"]
     for rec in records:
@@ -207,7 +208,7 @@ def test_analyze_a_spec_on_the_database_that_simulate_filled(
     kept = apply_exclusions(df, spec.exclusions)
     careless = set(df[df["rt_s"] < 0.3]["participant"])
     assert len(careless) == 2 and careless <= set(kept.reasons())  # the spec's rules caught them
-    by_spec = read_records(tmp_path / "2afc-study-analysis" / "results.jsonl")
+    by_spec = read_records(spec.out / "analysis" / "results.jsonl")
     assert [r["method"]["condition"] for r in by_spec] == ["none", "exemplars", "lucent"]
     main_kept = kept.kept[kept.kept["trial_kind"] == "main"]
     for rec in by_spec:

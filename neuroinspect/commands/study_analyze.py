@@ -83,7 +83,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=Path,
         metavar="DIR",
         default=none,
-        help="output folder, new or empty (none given: <input name>-analysis beside the input)",
+        help="output folder, new or empty (none given: the spec's out folder/analysis, or <CSV name>-analysis beside the CSV)",
     )
     parser.add_argument("--overwrite", action="store_true", help="write into a non-empty --out folder")
     parser.add_argument(
@@ -126,7 +126,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _default_out(args: argparse.Namespace) -> Path:
-    src: Path = args.responses if args.spec is None else args.spec
+    """A study's analysis goes beside its bundle and database (``<out of the spec>/analysis``), not
+    into the folder of the spec (often a checkout's configs/); a bare CSV's beside the CSV."""
+    if args.spec is not None:
+        from neuroinspect.studies.spec import load_spec
+
+        return Path(load_spec(args.spec, check_methods=False).out) / "analysis"
+    src: Path = args.responses
     return src.with_name(f"{src.stem}-analysis")
 
 
