@@ -486,7 +486,8 @@ def admin_page(rt: Any) -> None:
             },
         )
     df = raw_frame(rt.spec, rt.store)
-    st.download_button(
+    row = st.container(horizontal=True)  # the three buttons side by side (they wrap on a phone)
+    row.download_button(
         "Download responses (CSV)",
         df.to_csv(index=False, lineterminator="\n").encode(),
         file_name=f"{rt.study_id}-responses.csv",
@@ -494,10 +495,9 @@ def admin_page(rt: Any) -> None:
         key="admin-download",
         on_click=lambda: rt.log_event("admin_export", detail={"rows": len(df)}),
     )
-    c1, c2, _ = st.columns([1, 1, 4])
-    if c1.button("Refresh", key="admin-refresh"):
+    if row.button("Refresh", key="admin-refresh"):
         st.rerun()
-    if c2.button("Log out", key="admin-logout"):
+    if row.button("Log out", key="admin-logout"):
         st.session_state["admin"] = False
         st.rerun()
 
