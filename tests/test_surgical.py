@@ -116,3 +116,14 @@ def test_surgical_settings_are_checked() -> None:
         EDITORS.get("surgical")(strengths=[1.5])
     with pytest.raises(UserError, match="bias"):
         EDITORS.get("surgical")(bias="drop")
+
+
+def test_prefixes_choose_how_many_of_the_ordered_neurons_to_edit(data) -> None:  # noqa: ANN001
+    dec, train, val, test = data
+    ed = EDITORS.get("surgical")(prefixes=[1, 3])
+    res = ed.edit(dec, train, val, C, [SPUR, 9, 10], show_progress=False)
+    assert res.info["neurons_edited"] == len(res.neurons) and res.neurons == [SPUR, 9, 10][: len(res.neurons)]
+    assert {(r["neurons"], r["strength"]) for r in res.history} == {(n, s) for n in (1, 3) for s in ed.strengths}
+    assert _worst_group(res.decision, test) > _worst_group(dec, test) + 0.1
+    untouched = [n for n in range(D) if n not in res.neurons]
+    assert torch.equal(res.decision.weight[:, untouched], dec.weight[:, untouched])

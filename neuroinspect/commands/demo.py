@@ -104,9 +104,11 @@ def _summary(res: Any) -> str:
         lines.append(
             f"{name:<16}{pct(a['test_acc']):>8}{pct(a['class_acc']):>8}{pct(a['worst_class_acc']):>11}{pct(a['worst_group_acc']):>11}"
         )
-    for name, m in res.recovery.items():
-        p = m["precision_at_k"]
-        lines.append(
-            f"finder {name:<16} precision@5 {pct(p.get('5'))}  @10 {pct(p.get('10'))}  (chance {pct(m['chance_precision'])})"
-        )
+    for name, per in res.recovery.items():
+        for which, m in per.items():  # P@5 against the causal truth of that list (or of the edited set)
+            k = "5" if which != "edited" else str(res.config.num_neurons)
+            lines.append(
+                f"{name:<28} {which:<12} P@{k} {pct(m['precision_at_k'].get(k)):>5} (chance {pct(m['chance_precision'])})"
+                f"  margin share {pct(m['margin_share_at_k'].get(k))}"
+            )
     return "\n".join(lines)

@@ -113,9 +113,10 @@ def plot_neuron_truth(
     highlighted: Mapping[str, Sequence[int]],
     path: str | Path,
     class_name: str = "c",
+    ratio_thresholds: tuple[float, float] = (1.0 / 3.0, 2.0 / 3.0),
 ) -> Path:
     """Scatter of every neuron: ground-truth spurious ratio (x) against its decision weight for class c (y);
-    the neurons each finder picked are highlighted."""
+    the given neuron sets are highlighted; dashed lines at the core / spurious label thresholds."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6.0, 4.0))
     ax.scatter(spurious_ratio, weight, s=6, c="0.7", label="all neurons")
@@ -134,7 +135,8 @@ def plot_neuron_truth(
                 linewidths=1.4,
                 label=label,
             )
-    ax.axvline(0.5, color="0.5", lw=0.8, ls="--")
+    for x in ratio_thresholds:
+        ax.axvline(x, color="0.5", lw=0.8, ls="--")
     ax.set_xlabel("ground truth: spurious ratio (1 = background only, 0 = shape only)")
     ax.set_ylabel(f"decision weight for class {class_name}")
     ax.legend(fontsize=7)
@@ -261,39 +263,10 @@ def write_experiment_report(result: Any, out_dir: str | Path, leaderboard_md: st
             ),
             "",
         ]
-    lines.append(
-        f"Neurons edited (the first {cfg.num_neurons} of `{cfg.finder}`'s {cfg.neuron_list} list): "
-        f"**{', '.join(map(str, result.neurons))}**; γ = {result.gamma:.4f}."
-    )
-    lines.append("")
+    lines += finder_score_notes(result)
 
-    # -- ground truth --
-    if result.truth is not None and result.recovery:
-        ks = [str(k) for k in cfg.recovery_k]
-        rrows = []
-        for name, m in result.recovery.items():
-            rrows.append(
-                [name, *[pct(m["precision_at_k"].get(k)) for k in ks], pct(m.get("chance_precision"))]
-            )
-        counts = result.truth.counts()
-        lines += [
-            "## Ground truth: do the finders recover the responsible neurons?",
-            "",
-            f"Every neuron's response to the spurious attribute and to the core object was measured on counterfactual renderings "
-            f"({len(result.truth.indices)} test samples × every core value × every spurious value): "
-            f"{counts['spurious']} spurious, {counts['core']} core, {counts['mixed']} mixed, {counts['dead']} dead neurons. "
-            "Precision@k counts a finder's top-k neurons that are spurious *and* move class "
-            f"{cname}'s margin (see `neuroinspect.methods.groundtruth_scoring`).",
-            "",
-            markdown_table(["finder", *[f"precision@{k} (%)" for k in ks], "chance (%)"], rrows),
-            "",
-        ]
-        w = result.surface.decision.weight.detach().cpu().numpy()[c]
-        picks = {name: fres.ranking()[:5] for name, fres in result.finder_results.items()}
-        plot_neuron_truth(
-            np.asarray(result.truth.spurious_ratio), w, picks, fig_dir / "neuron_truth.png", class_name=cname
-        )
-        lines += ["![neuron ground truth](figures/neuron_truth.png)", ""]
+    # -- ground truth, the selection step and the edited neurons (harness.choice) --
+    lines += choice_sections(result, fig_dir)
 
     # -- editors --
     if result.edits:
@@ -322,6 +295,7 @@ def write_experiment_report(result: Any, out_dir: str | Path, leaderboard_md: st
             "",
         ]
         lines.append("† uses group labels of the validation split (an upper reference, not a peer).")
+        lines += edit_grid_section(result)
         for name, why in result.skipped.items():
             lines.append(f"- `{name}` skipped: {why}.")
         lines.append("")
@@ -350,6 +324,288 @@ def write_experiment_report(result: Any, out_dir: str | Path, leaderboard_md: st
     from neuroinspect.fileio import atomic_write_text
 
     return atomic_write_text(path, "\n".join(lines))
+
+
+# -- the neuron choice: causal truth, selection, edited neurons, edit grid ------------------------------
+
+SCORE_MEANINGS = {
+    "Prec@5": (
+        "Prec@5 (counterfactual) = the share of the class's corrected mistakes whose counterfactual shift has the "
+        "neuron among its 5 largest increases (insufficient list) or decreases (excessive list); it is not a precision "
+        "against any ground truth."
+    ),
+    "margin deficit": (
+        "margin deficit = the neuron's share (logits) of the margin gap between the class's correct samples and its "
+        "mistakes, d·(mean correct feature − mistake feature)."
+    ),
+}
+
+
+def finder_score_notes(result: Any) -> list[str]:
+    """What each finder's printed score means, and the two-class notice."""
+    names = {getattr(f, "score_name", "") for f in result.finder_results.values()}
+    lines = [SCORE_MEANINGS[n] for n in ("Prec@5", "margin deficit") if n in names]
+    others = sorted(n for n in names if n not in SCORE_MEANINGS)
+    if others:
+        lines.append("The baselines print their own scores (" + ", ".join(f"`{n}`" for n in others) + ").")
+    if len(result.class_names) == 2 and any(
+        getattr(f, "method", "") == "counterfactual" for f in result.finder_results.values()
+    ):
+        lines.append(
+            "**Two classes:** every mistake's counterfactual shift is parallel to W[c] − W[k], so the counterfactual's "
+            "lists rank decision weights, not what the mistakes look like (the `margin-deficit` finder is activation-aware)."
+        )
+    return [" ".join(lines), ""] if lines else []
+
+
+def plot_causal_truth(
+    spurious_ratio: np.ndarray,
+    effect: np.ndarray,
+    marked: Mapping[str, Sequence[int]],
+    path: str | Path,
+    *,
+    ratio_thresholds: tuple[float, float] = (1.0 / 3.0, 2.0 / 3.0),
+    causal_cutoff: float | None = None,
+    class_name: str = "c",
+) -> Path:
+    """Every neuron: attribute-ratio ground truth (x, with the core / spurious label thresholds the labels
+    use) against its causal margin effect E_n on the class's mistakes (y, with the causal cutoff); the
+    ``marked`` sets (e.g. the edited neurons, the oracle's) are circled."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    ax.scatter(spurious_ratio, effect, s=6, c="0.7", label="all neurons")
+    markers = ["o", "s", "^", "D", "v", "P"]
+    cmap = plt.get_cmap("tab10")
+    for i, (label, idx) in enumerate(marked.items()):
+        idx = [int(n) for n in idx]
+        if idx:
+            ax.scatter(
+                spurious_ratio[idx],
+                effect[idx],
+                s=46 if i == 0 else 30,
+                marker=markers[i % len(markers)],
+                facecolors="none",
+                edgecolors=cmap(i),
+                linewidths=1.6 if i == 0 else 1.0,
+                label=label,
+            )
+    lo, hi = ratio_thresholds
+    ax.axvline(lo, color="0.5", lw=0.8, ls="--")
+    ax.axvline(hi, color="0.5", lw=0.8, ls="--")
+    ymax = float(np.max(effect)) if len(effect) else 1.0
+    ax.text(lo, ymax, " core ≤", fontsize=7, ha="right", va="top", color="0.4")
+    ax.text(hi, ymax, " ≥ spurious", fontsize=7, ha="left", va="top", color="0.4")
+    if causal_cutoff is not None:
+        ax.axhline(
+            causal_cutoff, color="tab:red", lw=0.8, ls=":", label=f"causal cutoff ({causal_cutoff:.3g})"
+        )
+    ax.axhline(0.0, color="0.6", lw=0.6)
+    ax.set_xlabel("attribute ratio: spurious effect / (spurious + core)  (labels at the dashed lines)")
+    ax.set_ylabel(f"E_n: margin gain on {class_name}'s mistakes (logits)")
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+def _first_image(viz: Any) -> np.ndarray:
+    img = viz.images[0].detach().float().cpu().clamp(0, 1).permute(1, 2, 0).numpy()
+    return (img * 255).astype(np.uint8)
+
+
+def choice_sections(result: Any, fig_dir: Path) -> list[str]:
+    """The causal truth, the per-list scores, the neuron sets and the edited neurons (Markdown lines)."""
+    cfg = result.config
+    c = result.class_idx
+    cname = result.class_names[c]
+    lines: list[str] = []
+    main = result.sets.get(result.main_set) if result.sets else None
+    if main is not None:
+        how = (
+            "the neurons given in the config"
+            if result.main_set == "manual"
+            else f"finder `{main.finder}` ({cfg.neuron_list} list) → selector `{main.selector}`"
+        )
+        lines.append(
+            f"Neurons edited ({how}): **{', '.join(map(str, result.neurons)) or 'none'}**; γ = {result.gamma:.4f}."
+        )
+        lines.append("")
+    eff, ct = result.effects, result.causal
+    if eff is None or ct is None:
+        return lines
+    counts = ct.counts()
+    attr = result.truth.counts() if result.truth is not None else {}
+    lines += [
+        "## Ground truth: which neurons cause the mistakes?",
+        "",
+        f"Each of the {eff.num_mistakes} mistakes of class {cname} was re-rendered with the other value(s) of the "
+        f"spurious attribute (nothing else changed): the model then gets {100 * eff.flip_rate:.0f}% of them right "
+        f"(margin {eff.margin_before.mean():+.2f} → {eff.margin_after.mean():+.2f} logits). A neuron's causal effect "
+        "E_n = (W[c] − W[k])_n · (its activation on the re-render − on the mistake), averaged over the mistakes, is "
+        "its share of that margin gain. Causal = E_n ≥ "
+        f"{ct.threshold:g} × the largest E_n: {counts['insufficient']} insufficient (the re-render raises them), "
+        f"{counts['excessive']} excessive (it lowers them). P@5 below counts a list's top 5 that are causal *in that "
+        "list's direction* (chance = their share of the neurons); margin share = Σ E of the top 5 / Σ of the positive E. "
+        f"Attribute-ratio labels (descriptive only): {attr.get('spurious', 0)} spurious, {attr.get('core', 0)} core, "
+        f"{attr.get('mixed', 0)} mixed, {attr.get('dead', 0)} dead.",
+        "",
+    ]
+    rows = []
+    for name in result.finder_results:
+        rec = result.recovery.get(name, {})
+        cells = [name]
+        for which in ("insufficient", "excessive"):
+            m = rec.get(which)
+            if m is None:
+                cells += ["–", "–"]
+                continue
+            cells.append(f"{pct(m['precision_at_k'].get('5'), 0)} (chance {pct(m['chance_precision'], 0)})")
+            cells.append(f"{pct(m['margin_share_at_k'].get('5'))}")
+        rows.append(cells)
+    lines += [
+        markdown_table(
+            ["finder", "insufficient P@5 (%)", "margin share (%)", "excessive P@5 (%)", "margin share (%)"],
+            rows,
+        ),
+        "",
+    ]
+    # -- the neuron sets actually edited --
+    srows = []
+    for key, ns in result.sets.items():
+        m = result.recovery.get(key, {}).get("edited")
+        if m is None:
+            continue
+        k = str(cfg.num_neurons)
+        sel = ns.selection
+        judged = ""
+        if sel is not None and sel.labels:
+            cnt = sel.counts()
+            judged = f"{cnt['spurious']} / {cnt['core']} / {cnt['unclear']}"
+        srows.append(
+            [
+                f"**{key}**" if key == result.main_set else key,
+                ", ".join(map(str, ns.neurons)) or "none",
+                pct(m["precision_at_k"].get(k), 0),
+                pct(m["margin_share_at_k"].get(k)),
+                m.get("core_let_through", "–"),
+                judged or "–",
+            ]
+        )
+    lines += [
+        f"Neuron sets edited (k = {cfg.num_neurons}; a selector sees the first {cfg.candidate_pool * cfg.num_neurons} "
+        "candidates of the finder's list and keeps the ones it calls spurious; chance P = "
+        f"{pct(ct.either.mean(), 0)}%):",
+        "",
+        markdown_table(
+            [
+                "set",
+                "neurons",
+                "causal (%)",
+                "margin share (%)",
+                "core let through",
+                "candidates spurious / core / unclear",
+            ],
+            srows,
+        ),
+        "",
+    ]
+    # -- the edited neurons, one by one --
+    if result.neurons:
+        fres = result.finder_results.get(main.finder) if main is not None else None
+        erows, imgs, caps = [], [], []
+        for n in result.neurons:
+            label = result.truth.labels[n] if result.truth is not None else "–"
+            ratio = float(result.truth.spurious_ratio[n]) if result.truth is not None else float("nan")
+            causal = (
+                "insufficient" if ct.insufficient[n] else ("excessive" if ct.excessive[n] else "not causal")
+            )
+            sel_label = (
+                main.selection.labels.get(n, "–") if main is not None and main.selection is not None else "–"
+            )
+            erows.append(
+                [
+                    n,
+                    f"{label} ({ratio:.2f})",
+                    causal,
+                    f"{eff.effect[n]:+.3f}",
+                    pct(eff.margin_share([n])),
+                    "–" if fres is None else _num(float(fres.scores[n]), 3),
+                    sel_label,
+                ]
+            )
+            viz = result.edited_visuals.get(n)
+            if viz is not None:
+                imgs.append(_first_image(viz))
+                caps.append(f"neuron {n}\n{label}, {causal}")
+        lines += [
+            f"### The edited neurons of class {cname}",
+            "",
+            markdown_table(
+                [
+                    "neuron",
+                    "attribute label (ratio)",
+                    "causal truth",
+                    "E_n (logits)",
+                    "margin share (%)",
+                    "finder score",
+                    "selector said",
+                ],
+                erows,
+            ),
+            "",
+            f"Together they carry {pct(eff.margin_share(result.neurons))}% of the margin gain (the oracle's "
+            f"{cfg.num_neurons}: {pct(eff.margin_share(eff.oracle(cfg.num_neurons)))}%).",
+            "",
+        ]
+        if imgs:
+            viz0 = next(iter(result.edited_visuals.values()))
+            plot_image_grid(
+                imgs,
+                caps,
+                fig_dir / "edited_neurons.png",
+                title=f"Edited neurons of class {cname}: one {viz0.method} image each",
+                ncols=min(6, len(imgs)),
+            )
+            lines += ["![edited neurons](figures/edited_neurons.png)", ""]
+    if result.truth is not None:
+        th = result.truth.thresholds
+        marked = {"edited": result.neurons}
+        if "oracle-neurons" in result.sets:
+            marked["oracle (top k by E_n)"] = result.sets["oracle-neurons"].neurons
+        plot_causal_truth(
+            np.asarray(result.truth.spurious_ratio),
+            np.asarray(eff.effect),
+            marked,
+            fig_dir / "neuron_truth.png",
+            ratio_thresholds=(th.core_max, th.spurious_min),
+            causal_cutoff=ct.cutoff,
+            class_name=cname,
+        )
+        lines += ["![neuron ground truth](figures/neuron_truth.png)", ""]
+    return lines
+
+
+def edit_grid_section(result: Any) -> list[str]:
+    """Worst-group (else worst-class) test accuracy after every editor on every neuron set, Δ against ``fc``."""
+    grid = [e for e in result.grid if e.get("source")]
+    if not grid or len(result.sets) < 2:
+        return []
+    key = "worst_group_acc" if result.before.get("worst_group_acc") is not None else "worst_class_acc"
+    fc = next((e for e in result.grid if e["editor"] == "fc"), None)
+    fc_v = fc["after"].get(key) if fc is not None else None
+    editors = list(dict.fromkeys(e["editor"] for e in grid))
+    rows = []
+    for skey in result.sets:
+        cells = [f"**{skey}**" if skey == result.main_set else skey]
+        for ed in editors:
+            e = next((x for x in grid if x["editor"] == ed and x["source"] == skey), None)
+            v = None if e is None else e["after"].get(key)
+            d = "" if v is None or fc_v is None else f" ({100 * (v - fc_v):+.1f})"
+            cells.append("–" if v is None else f"{pct(v)}{d}")
+        rows.append(cells)
+    what = "worst-group" if key == "worst_group_acc" else "worst-class"
+    head = f"Every editor on every neuron set: {what} test accuracy (%) after the edit"
+    head += f", Δ against `fc` ({pct(fc_v)}) in brackets." if fc_v is not None else "."
+    return ["", head, "", markdown_table(["neuron set", *editors], rows), ""]
 
 
 def _num(x: Any, digits: int = 2) -> str:

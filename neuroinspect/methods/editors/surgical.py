@@ -12,9 +12,15 @@ s·W[k, n]·a_n + (1 − s)·W[k, n]·μ_n, with μ_n the neuron's mean activati
     b'       = b + (1 − s) · Σ_{n∈S} W[:, n] μ_n  (``bias="compensate"``; ``bias="keep"``: b' = b)
 
 s = 1 is the original layer and s = 0 replaces S by constants (the information S carries is gone,
-its average contribution stays). s is chosen from ``strengths`` by the validation metric of the
-other editors (``select``: overall accuracy, or worst-class accuracy), ties going to the weaker
-edit (larger s), so the edit never lowers that validation metric. It uses no group labels.
+its average contribution stays); s < 0 reverses S's evidence around its mean, a counterweight for
+the same shortcut carried, more weakly, by neurons outside S (the background's effect is spread over
+many neurons). μ is the mean over ``mean_split``: ``"val"`` (default; the validation split has
+balanced groups, so its mean is the neutral point; no labels are read) or ``"train"``.
+
+s is chosen from ``strengths`` by the validation metric of the other editors (``select``: overall
+accuracy, or worst-class accuracy), ties going to the weaker edit (the s closest to 1), so the edit
+never lowers that validation metric; with ``prefixes`` it also chooses how many of S's first
+neurons to edit (S is taken in the order given, e.g. a finder's ranking). It uses no group labels.
 ``rows="class"`` changes only class c's row of those columns (its dependence on S) and leaves the
 other classes' use of S alone.
 """
@@ -40,7 +46,7 @@ from neuroinspect.methods.editors.base import (
     register_editor,
 )
 
-STRENGTHS = (1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1, 0.0)
+STRENGTHS = (1.0, 0.75, 0.5, 0.25, 0.0, -0.25, -0.5, -0.75, -1.0)
 BIAS_MODES = ("compensate", "keep")
 ROW_MODES = ("all", "class")
 MEAN_SPLITS = ("train", "val")
@@ -96,7 +102,7 @@ def ablate(
 
 @register_editor("surgical")
 class SurgicalEditor(Editor):
-    """Partial mean-ablation of only the chosen neurons' decision weights (strength picked on val); no retraining."""
+    """Mean-ablate (or reverse) only the chosen neurons' decision weights, strength picked on val; no retraining."""
 
     def __init__(
         self,
@@ -104,12 +110,18 @@ class SurgicalEditor(Editor):
         strengths: Sequence[float] = STRENGTHS,
         bias: str = "compensate",
         rows: str = "all",
-        mean_split: str = "train",
+        mean_split: str = "val",
         select: str = "acc",
+        prefixes: Sequence[int] | None = None,
     ) -> None:
-        self.strengths = sorted({float(s) for s in strengths}, reverse=True)
-        if not self.strengths or any(not 0.0 <= s <= 1.0 for s in self.strengths):
-            raise UserError("surgical: strengths must be keep-factors in [0, 1], e.g. [1.0, 0.5, 0.0].")
+        self.strengths = sorted({float(s) for s in strengths}, key=lambda v: abs(v - 1.0))
+        if not self.strengths or any(not -2.0 <= s <= 1.0 for s in self.strengths):
+            raise UserError(
+                "surgical: strengths must be keep-factors in [-2, 1], e.g. [1.0, 0.5, 0.0, -0.5]."
+            )
+        self.prefixes = None if prefixes is None else sorted({int(p) for p in prefixes})
+        if self.prefixes is not None and (not self.prefixes or self.prefixes[0] < 1):
+            raise UserError("surgical: prefixes must be positive neuron counts, e.g. [5, 10, 20, 40].")
         if bias not in BIAS_MODES:
             raise UserError(f"surgical: bias must be one of {', '.join(BIAS_MODES)}, got {bias!r}.")
         if rows not in ROW_MODES:
@@ -147,18 +159,32 @@ class SurgicalEditor(Editor):
         other = "worst_class_acc" if key == "acc" else "acc"
         history: list[dict[str, Any]] = []
         best: tuple[float, float] | None = None
-        best_s = 1.0
-        for s in self.strengths:  # strongest keep-factor (weakest edit) first: ties keep the weaker edit
-            layer = ablate(decision, S, s, mu, bias=self.bias, rows=self.rows, class_idx=int(class_idx))
-            v = layer_accuracy(_float(layer), xv, yv)
-            history.append({"strength": s, "val_acc": v["acc"], "val_worst_class_acc": v["worst_class_acc"]})
-            score = (v[key], v[other])
-            if best is None or score > best:
-                best, best_s = score, s
+        best_s, best_n = 1.0, len(S)
+        sizes = [len(S)] if self.prefixes is None else [p for p in self.prefixes if p <= len(S)] or [len(S)]
+        for n in sizes:  # fewest neurons first: ties keep the smaller edit
+            for s in self.strengths:  # the weakest edit (s closest to 1) first, for the same reason
+                layer = ablate(
+                    decision, S[:n], s, mu, bias=self.bias, rows=self.rows, class_idx=int(class_idx)
+                )
+                v = layer_accuracy(_float(layer), xv, yv)
+                history.append(
+                    {
+                        "neurons": n,
+                        "strength": s,
+                        "val_acc": v["acc"],
+                        "val_worst_class_acc": v["worst_class_acc"],
+                    }
+                )
+                score = (v[key], v[other])
+                if best is None or score > best:
+                    best, best_s, best_n = score, s, n
+        if best_s == 1.0:
+            best_n = len(S) if self.prefixes is None else sizes[0]
+        S = S[:best_n]
         out = ablate(decision, S, best_s, mu, bias=self.bias, rows=self.rows, class_idx=int(class_idx))
         after = layer_accuracy(_float(out), xv, yv)
         for row in history:
-            row["selected"] = row["strength"] == best_s
+            row["selected"] = row["strength"] == best_s and row["neurons"] == best_n
         return EditResult(
             editor=self.name,
             decision=out,
@@ -167,7 +193,13 @@ class SurgicalEditor(Editor):
             selected_epoch=None,
             history=history,
             settings=self.settings(),
-            info={"seed": int(seed), "strength": best_s, "num_val": len(val), "num_train": len(train)},
+            info={
+                "seed": int(seed),
+                "strength": best_s,
+                "neurons_edited": len(S),
+                "num_val": len(val),
+                "num_train": len(train),
+            },
             val_before=before,
             val_after=after,
             wall_seconds=time.perf_counter() - t0,
