@@ -149,9 +149,15 @@ def resolve_clip(cfg: Any, device: Any, log: Log, show_progress: bool = True) ->
                     f'`neuroinspect clip train --dataset {cfg.dataset} --out PATH` and set clip = "synthetic-clip:PATH".'
                 )
             from neuroinspect.clip.synthetic import train_synthetic_clip
+            from neuroinspect.datasets import get_dataset
 
             log(f"training the synthetic CLIP for {cfg.dataset} (once; cached at {path})")
-            train_synthetic_clip(cfg.dataset, out=path, device=device, show_progress=show_progress)
+            # as `neuroinspect clip train` does: balanced attributes from a data seed of its own
+            defaults = getattr(get_dataset(cfg.dataset), "defaults", {})
+            params = {k: v for k, v in (("align", 0.5), ("seed", 1000)) if k in defaults}
+            train_synthetic_clip(
+                cfg.dataset, out=path, params=params, seed=0, device=device, show_progress=show_progress
+            )
     return load_clip(spec, device=device)
 
 
@@ -188,7 +194,27 @@ def select_sets(
             "manual", "manual", None, [int(n) for n in cfg.neurons], imp_finder=cfg.finder
         )
     else:
-        for f, s in resolve_pipelines(cfg):
+        pairs = resolve_pipelines(cfg)
+        if ctx is not None and ctx.visuals is not None:
+            # every candidate the visual selectors will look at, optimized in one batch per visualizer setting
+            wanted: dict[str, tuple[dict[str, Any], list[int]]] = {}
+            for f, s in pairs:
+                sel = selectors[s]
+                if not getattr(sel, "uses_visualizations", False):
+                    continue
+                args = {
+                    "method": sel.visualizer,
+                    "settings": dict(sel.visualizer_settings),
+                    "conditioned": bool(getattr(sel, "conditioned", True)),
+                }
+                key = repr(sorted(args.items(), key=lambda kv: kv[0]))
+                cand = finder_results[f].ordered(cfg.neuron_list)[:pool]
+                entry = wanted.setdefault(key, (args, []))
+                entry[1].extend(n for n in cand if n not in entry[1])
+            for args, neurons in wanted.values():
+                log(f"visualizing {len(neurons)} candidate neurons for the selectors ({args['method']})")
+                ctx.visuals.get(neurons, **args)
+        for f, s in pairs:
             fres = finder_results[f]
             order = fres.ordered(cfg.neuron_list)
             cand = order[:pool]
