@@ -123,7 +123,9 @@ def test_prefixes_choose_how_many_of_the_ordered_neurons_to_edit(data) -> None: 
     ed = EDITORS.get("surgical")(prefixes=[1, 3])
     res = ed.edit(dec, train, val, C, [SPUR, 9, 10], show_progress=False)
     assert res.info["neurons_edited"] == len(res.neurons) and res.neurons == [SPUR, 9, 10][: len(res.neurons)]
-    assert {(r["neurons"], r["strength"]) for r in res.history} == {(n, s) for n in (1, 3) for s in ed.strengths}
+    assert {(r["neurons"], r["strength"]) for r in res.history} == {
+        (n, s) for n in (1, 3) for s in ed.strengths
+    }
     assert _worst_group(res.decision, test) > _worst_group(dec, test) + 0.1
     untouched = [n for n in range(D) if n not in res.neurons]
     assert torch.equal(res.decision.weight[:, untouched], dec.weight[:, untouched])

@@ -511,6 +511,12 @@ def choice_sections(result: Any, fig_dir: Path) -> list[str]:
     # -- the edited neurons, one by one --
     if result.neurons:
         fres = result.finder_results.get(main.finder) if main is not None else None
+        n_ins = int(sum(bool(ct.insufficient[n]) for n in result.neurons))
+        n_exc = int(sum(bool(ct.excessive[n]) for n in result.neurons))
+        n_causal = n_ins + n_exc
+        n_core = sum(
+            1 for n in result.neurons if result.truth is not None and result.truth.labels[n] == "core"
+        )
         erows, imgs, caps = [], [], []
         for n in result.neurons:
             label = result.truth.labels[n] if result.truth is not None else "–"
@@ -552,7 +558,9 @@ def choice_sections(result: Any, fig_dir: Path) -> list[str]:
                 erows,
             ),
             "",
-            f"Together they carry {pct(eff.margin_share(result.neurons))}% of the margin gain (the oracle's "
+            f"{n_causal} of the {len(result.neurons)} are causal ({n_ins} insufficient, {n_exc} excessive)"
+            + (f"; {n_core} are core neurons by the attribute labels" if result.truth is not None else "")
+            + f". Together they carry {pct(eff.margin_share(result.neurons))}% of the margin gain (the oracle's "
             f"{cfg.num_neurons}: {pct(eff.margin_share(eff.oracle(cfg.num_neurons)))}%).",
             "",
         ]
@@ -563,7 +571,7 @@ def choice_sections(result: Any, fig_dir: Path) -> list[str]:
                 caps,
                 fig_dir / "edited_neurons.png",
                 title=f"Edited neurons of class {cname}: one {viz0.method} image each",
-                ncols=min(6, len(imgs)),
+                ncols=min(10, len(imgs)),
             )
             lines += ["![edited neurons](figures/edited_neurons.png)", ""]
     if result.truth is not None:
