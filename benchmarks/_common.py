@@ -1,10 +1,14 @@
-"""Shared by the benchmark scripts: the cached spurious-shapes model and batched feature extraction."""
+"""Shared by the benchmark scripts: the cached spurious-shapes model, batched feature extraction and
+the ``--smoke`` mode (every script runs in seconds on tiny settings, so that a broken script is noticed
+by the test suite; its figures mean nothing)."""
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -16,17 +20,44 @@ from neuroinspect.harness.training import build_datasets, train_classifier
 from neuroinspect.runtime import seed_everything
 
 DATASET = "spurious-shapes"
+#: ``--smoke``: spurious-shapes parameters of a tiny benchmark (the image size comes from each script)
+SMOKE_DATA: dict[str, Any] = {"n_train": 40, "n_val": 16, "n_test": 16}
+
+
+def add_smoke(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="run in seconds on tiny settings (a check that the script works; the figures mean nothing)",
+    )
+
+
+def apply_smoke(parser: argparse.ArgumentParser, args: argparse.Namespace, tiny: dict[str, Any]) -> None:
+    """With ``--smoke``, every option of ``tiny`` still at its default takes the tiny value (options
+    given on the command line win)."""
+    if not getattr(args, "smoke", False):
+        return
+    for key, value in tiny.items():
+        if getattr(args, key) == parser.get_default(key):
+            setattr(args, key, value)
 
 
 def get_model(
-    work: Path, epochs: int, seed: int, device: torch.device, image_size: int
+    work: Path,
+    epochs: int,
+    seed: int,
+    device: torch.device,
+    image_size: int,
+    params: dict[str, Any] | None = None,
 ) -> tuple[ModelSurface, Path, str]:
     """The cached checkpoint under ``work`` for these settings, or a freshly trained one.
 
-    The cache tag includes a digest of the benchmark's resolved parameters, so a change of the
-    generator's defaults trains a new model instead of loading one made on other data.
+    ``params``: spurious-shapes parameters besides the image size (e.g. :data:`SMOKE_DATA`). The cache
+    tag includes a digest of the benchmark's resolved parameters, so a change of the generator's
+    defaults trains a new model instead of loading one made on other data.
     """
-    resolved = get_dataset(DATASET).resolve({"image_size": image_size})
+    data = {**(params or {}), "image_size": image_size}
+    resolved = get_dataset(DATASET).resolve(data)
     digest = hashlib.sha256(json.dumps(resolved, sort_keys=True, default=str).encode()).hexdigest()[:10]
     tag = f"resnet18_{image_size}px_e{epochs}_s{seed}_{digest}"
     ckpt_path = work / tag / "best.pt"
@@ -38,9 +69,7 @@ def get_model(
     surface = create_model(
         "resnet18", num_classes=len(spec.resolve({})["shapes"]), pretrained=False, image_size=image_size
     )
-    train_ds, val_ds = build_datasets(
-        DATASET, None, surface.data_config, config, params={"image_size": image_size}
-    )
+    train_ds, val_ds = build_datasets(DATASET, None, surface.data_config, config, params=data)
     result = train_classifier(
         surface,
         train_ds,
@@ -51,7 +80,7 @@ def get_model(
         out_dir=ckpt_path.parent,
         show_progress=True,
         dataset_name=DATASET,
-        dataset_params={"image_size": image_size},
+        dataset_params=data,
     )
     return (
         result.surface,

@@ -12,6 +12,7 @@ Example::
 
     .venv/bin/python benchmarks/calibrate_shapes.py                 # seeds 0,1,2, 2 threads
     .venv/bin/python benchmarks/calibrate_shapes.py --seeds 0 --param contrast=0.4 --set epochs=4
+    .venv/bin/python benchmarks/calibrate_shapes.py --smoke       # seconds: a check, not a figure
 
 Prints per seed: average test accuracy, worst-group accuracy, the gap, per-group accuracy, CPU and
 wall seconds of training; then mean ± std over seeds and a final line
@@ -34,6 +35,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from _common import SMOKE_DATA, add_smoke, apply_smoke  # noqa: E402  (benchmarks/ is on sys.path)
 
 import neuroinspect  # noqa: E402,F401
 from neuroinspect.commands.common import parse_int_list, parse_settings  # noqa: E402
@@ -144,7 +146,9 @@ def main(argv: list[str] | None = None) -> int:
         "--vary-data-seed", action="store_true", help="also use the training seed as the dataset seed"
     )
     parser.add_argument("--json", type=Path, help="write every figure to this JSON file")
+    add_smoke(parser)
     args = parser.parse_args(argv)
+    apply_smoke(parser, args, {"seeds": "0", "threads": 1})
 
     torch.set_num_threads(args.threads)
     seeds = parse_int_list(args.seeds, "--seeds")
@@ -153,6 +157,9 @@ def main(argv: list[str] | None = None) -> int:
         overrides = parse_settings(args.set, "--set")
     except UserError as err:
         raise SystemExit(str(err)) from None
+    if args.smoke:  # one epoch on a tiny benchmark at 32 px; --param / --set still win
+        data_params = {**SMOKE_DATA, "image_size": 32, **data_params}
+        overrides = {"epochs": 1, "image_size": 32, **overrides}
     resolved = get_dataset(DATASET).resolve(data_params)
     print(f"dataset {DATASET}: " + ", ".join(f"{k}={v}" for k, v in resolved.items()))
     print(

@@ -20,17 +20,20 @@ the same neuron and class four times; spec §4.5), so the reference loop runs 8 
 images and ours one of 32.
 
     python benchmarks/clip_illusion_batching.py [--pairs 8] [--iters 20] [--images-per-pair 4] [--size 64]
+    python benchmarks/clip_illusion_batching.py --smoke     # seconds: a check, not a figure
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import sys
 import time
 
 os.environ.setdefault("NEUROINSPECT_NO_PROGRESS", "1")
 
 import torch  # noqa: E402
+from _common import add_smoke, apply_smoke  # noqa: E402  (benchmarks/ is on sys.path)
 
 import neuroinspect  # noqa: E402,F401
 from neuroinspect.clip.prompts import class_text_embeddings  # noqa: E402
@@ -89,7 +92,7 @@ def reference_loop(surface, clip, pairs, iters, k, size, seed=0):  # noqa: ANN00
     return out
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--pairs", type=int, default=8)
     ap.add_argument("--iters", type=int, default=20)
@@ -98,7 +101,9 @@ def main() -> None:
     )
     ap.add_argument("--size", type=int, default=64)
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
-    args = ap.parse_args()
+    add_smoke(ap)
+    args = ap.parse_args(argv)
+    apply_smoke(ap, args, {"pairs": 2, "iters": 2, "images_per_pair": 1, "size": 32, "threads": 1})
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -147,7 +152,8 @@ def main() -> None:
     )
     print(f"batching alone (one call per pair -> one call): {t_single / t_batched:.2f}x")
     print(f"ratio: {t_ref / t_batched:.2f}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -13,18 +13,21 @@ step; the ``use_clip=False`` line is the like-for-like comparison without CLIP.
 Timings on a shared machine are inflated by contention; compare the ratio, not the seconds.
 
     python benchmarks/clip_illusion_vs_lucent.py [--iters 20] [--size 64] [--neuron 12] [--clip SPEC]
+    python benchmarks/clip_illusion_vs_lucent.py --smoke    # seconds: a check, not a figure
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import sys
 import time
 import warnings
 
 os.environ.setdefault("NEUROINSPECT_NO_PROGRESS", "1")
 
 import torch  # noqa: E402
+from _common import add_smoke, apply_smoke  # noqa: E402  (benchmarks/ is on sys.path)
 
 import neuroinspect  # noqa: E402,F401
 from neuroinspect.clip.loader import load_clip  # noqa: E402
@@ -61,7 +64,7 @@ def ours_seconds(surface, clip, neuron: int, size: int, iters: int, use_clip: bo
     return time.perf_counter() - t0
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--iters", type=int, default=20, help="n: runs of n and 2n iterations are timed")
     ap.add_argument("--size", type=int, default=64)
@@ -70,7 +73,9 @@ def main() -> None:
         "--clip", default="synthetic-clip:random", help="CLIP spec (default: a random-init tiny CLIP)"
     )
     ap.add_argument("--threads", type=int, default=None)
-    args = ap.parse_args()
+    add_smoke(ap)
+    args = ap.parse_args(argv)
+    apply_smoke(ap, args, {"iters": 2, "size": 32, "threads": 1})
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -102,7 +107,8 @@ def main() -> None:
         f"clip_illusion without CLIP (use_clip=False): {t_plain * 1000:8.1f} ms/it  (lucent / this: {t_lucent / t_plain:.2f})"
     )
     print(f"ratio: {t_lucent / t_ours:.2f}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -27,6 +27,7 @@ Example::
 
     .venv/bin/python benchmarks/counterfactual.py                      # CPU, 2 threads
     .venv/bin/python benchmarks/counterfactual.py --device cuda --ref-budget 60
+    .venv/bin/python benchmarks/counterfactual.py --smoke               # seconds: a check, not a figure
 
 Timings on a shared machine are inflated by other processes; compare ratios, not seconds.
 """
@@ -46,7 +47,14 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
-from _common import DATASET, batched_features, get_model  # noqa: E402  (benchmarks/ is on sys.path)
+from _common import (  # noqa: E402  (benchmarks/ is on sys.path)
+    DATASET,
+    SMOKE_DATA,
+    add_smoke,
+    apply_smoke,
+    batched_features,
+    get_model,
+)
 
 import neuroinspect  # noqa: E402,F401
 from neuroinspect.datasets import get_dataset  # noqa: E402
@@ -121,7 +129,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument("--json", type=Path, help="write the figures to this JSON file")
+    add_smoke(parser)
     args = parser.parse_args(argv)
+    # smoke: a 1-epoch model on a tiny benchmark, 20 steps, the reference on one mistake
+    tiny = {"epochs": 1, "image_size": 32, "max_steps": 20, "ref_budget": 0.0, "threads": 1}
+    apply_smoke(parser, args, tiny)
+    data = SMOKE_DATA if args.smoke else {}
 
     torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
@@ -129,13 +142,13 @@ def main(argv: list[str] | None = None) -> int:
         f"device {describe_device(device)}; torch threads {torch.get_num_threads()}; cpu count {os.cpu_count()}"
     )
     t = time.perf_counter()
-    surface, ckpt, how = get_model(args.work, args.epochs, args.seed, device, args.image_size)
+    surface, ckpt, how = get_model(args.work, args.epochs, args.seed, device, args.image_size, data)
     print(f"model: resnet18 {how} in {time.perf_counter() - t:.0f} s -> {ckpt}")
     surface = surface.to(device).eval()
 
     # -- the worst class's mistakes on the validation split -------------------------------------------
     val = get_dataset(DATASET).load(
-        None, "val", eval_transform(surface.data_config, "benchmark"), image_size=args.image_size
+        None, "val", eval_transform(surface.data_config, "benchmark"), **data, image_size=args.image_size
     )
     x_all = torch.stack([val[i]["image"] for i in range(len(val))])
     labels = torch.as_tensor(val.labels)

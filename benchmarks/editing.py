@@ -27,6 +27,7 @@ Example::
     .venv/bin/python benchmarks/editing.py                       # CPU, 2 threads
     .venv/bin/python benchmarks/editing.py --device cuda
     .venv/bin/python benchmarks/editing.py --ckpt runs/shapes/best.pt
+    .venv/bin/python benchmarks/editing.py --smoke                # seconds: a check, not a figure
 
 Timings on a shared machine are inflated by other processes; compare ratios, not seconds.
 """
@@ -44,7 +45,14 @@ from typing import Any
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch  # noqa: E402
-from _common import DATASET, batched_features, get_model  # noqa: E402  (benchmarks/ is on sys.path)
+from _common import (  # noqa: E402  (benchmarks/ is on sys.path)
+    DATASET,
+    SMOKE_DATA,
+    add_smoke,
+    apply_smoke,
+    batched_features,
+    get_model,
+)
 
 import neuroinspect  # noqa: E402,F401
 from neuroinspect.datasets import get_dataset  # noqa: E402
@@ -104,7 +112,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument("--json", type=Path, help="write the figures to this JSON file")
+    add_smoke(parser)
     args = parser.parse_args(argv)
+    apply_smoke(parser, args, {"epochs": 1, "image_size": 32, "threads": 1})  # a 1-epoch model, tiny data
 
     torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
@@ -118,8 +128,11 @@ def main(argv: list[str] | None = None) -> int:
         params = dict(ckpt.dataset_params)
         image_size = surface.data_config.image_size
     else:
-        surface, ckpt_path, how = get_model(args.work, args.epochs, args.seed, device, args.image_size)
-        params, image_size = {}, args.image_size
+        params = SMOKE_DATA if args.smoke else {}
+        surface, ckpt_path, how = get_model(
+            args.work, args.epochs, args.seed, device, args.image_size, params
+        )
+        image_size = args.image_size
     print(f"model: resnet18 {how} in {time.perf_counter() - t:.0f} s -> {ckpt_path}")
     surface = surface.to(device).freeze()
 

@@ -44,6 +44,11 @@ Example::
 
 The script ends with ``methods: <n> rows written to <OUT/faithfulness.md>``. Timings on a shared
 machine are inflated by other processes.
+
+``--smoke`` runs in seconds: without ``--ckpt`` it makes a random-init 32 px resnet18 for a tiny
+spurious-shapes (``OUT/smoke-model.pt``), and it runs two fast methods (exemplars, captum_saliency)
+with a random-init CLIP, 2 iterations and 4 ground-truth samples (a check that the script works; the
+figures mean nothing).
 """
 
 from __future__ import annotations
@@ -65,6 +70,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from _common import add_smoke, apply_smoke  # noqa: E402  (benchmarks/ is on sys.path)
 
 import neuroinspect  # noqa: E402,F401
 from neuroinspect.cli import main as cli_main  # noqa: E402
@@ -85,7 +91,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
     )
-    p.add_argument("--ckpt", required=True, help="checkpoint trained on a bundled benchmark")
+    p.add_argument(
+        "--ckpt", default=None, help="checkpoint trained on a bundled benchmark (required unless --smoke)"
+    )
     p.add_argument(
         "--clip",
         default=None,
@@ -134,7 +142,38 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--out", default="runs/faithfulness", help="output folder")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's own)")
     p.add_argument("--progress", action="store_true", help="show the command's progress bars")
-    return p.parse_args(argv)  # fmt: skip
+    add_smoke(p)
+    args = p.parse_args(argv)
+    tiny = {
+        "methods": "exemplars,captum_saliency",
+        "iters": 2,
+        "truth_samples": 4,
+        "n_spurious": 2,
+        "n_core": 1,
+        "clip": "synthetic-clip:random",
+        "attr_set": ["epochs=2"],
+    }
+    apply_smoke(p, args, tiny)
+    if args.ckpt is None and not args.smoke:
+        p.error("--ckpt is required (or --smoke)")
+    return args  # fmt: skip
+
+
+#: ``--smoke`` without ``--ckpt``: the tiny benchmark its random-init model is made for
+SMOKE_PARAMS = {"image_size": 32, "n_train": 24, "n_val": 8, "n_test": 8}
+
+
+def smoke_checkpoint(out: Path) -> Path:
+    """A random-init resnet18 at 32 px for spurious-shapes with :data:`SMOKE_PARAMS` (``OUT/smoke-model.pt``)."""
+    from neuroinspect.harness.checkpoint import save_checkpoint
+    from neuroinspect.harness.models import create_model
+
+    path = out / "smoke-model.pt"
+    if path.is_file():
+        return path
+    torch.manual_seed(0)
+    surface = create_model("resnet18", num_classes=2, image_size=32)
+    return save_checkpoint(path, surface, ["triangle", "square"], "spurious-shapes", SMOKE_PARAMS)
 
 
 # -- neurons -------------------------------------------------------------------------------------------
@@ -338,6 +377,8 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [m for m in methods if m not in VISUALIZERS]
     if unknown:
         sys.exit(f"unknown method {unknown[0]!r}; registered: {', '.join(VISUALIZERS.names())}")
+    if args.ckpt is None:
+        args.ckpt = str(smoke_checkpoint(Path(args.out)))
     if not Path(args.ckpt).is_file():
         sys.exit(
             f"checkpoint {args.ckpt} does not exist; train one with `neuroinspect train --dataset spurious-shapes ...`."

@@ -52,6 +52,9 @@ def test_demo_with_config_writes_report_records_and_leaderboard(
             ("random-neurons", "edited"),
         ]
     )
+    # every record names the data it measured on and how the class was chosen (no class_idx: the worst)
+    assert all(r["dataset_fingerprint"]["splits"] == {"train": 160, "val": 64, "test": 64} for r in records)
+    assert {r["config"]["class_rule"] for r in records} == {"worst_val"}
     editors = {r["method"]["editor"] for r in records if r["task"] == "mitigation"}
     assert editors == {"neuroinspect", "fc", "dfr", "random-neurons"}
     summary = json.loads((out / "summary.json").read_text())
@@ -97,6 +100,16 @@ def test_demo_with_config_writes_report_records_and_leaderboard(
         if r["method"]["editor"] == "dfr":
             assert r["config"]["uses_group_labels"] is True
     report = (out / "report.md").read_text()
+    # the plain-language summary opens the report and names the class and the failing group's background
+    cname = summary["class_name"]
+    groups = ["triangle/water", "triangle/land", "square/water", "square/land"]
+    own = [g for g in range(4) if groups[g].startswith(cname + "/")]
+    worst = min(own, key=lambda g: summary["before"]["group_acc"][g])
+    assert report.index("## In short") < report.index("## The model before editing")
+    assert (
+        f"is **{cname}**" in report
+        and f"images whose background is **{groups[worst].split('/')[1]}**" in report
+    )
     for needle in (
         "## The model before editing",
         "## Editing the decision layer",
@@ -113,7 +126,7 @@ def test_demo_with_config_writes_report_records_and_leaderboard(
     assert "neuroinspect" in (out / "leaderboard.md").read_text()
     # a second run into the same folder must not overwrite results
     assert main(["demo", "--config", str(write_config(tmp_path)), "--out", str(out), "--no-progress"]) == 2
-    assert "already exists" in capsys.readouterr().err
+    assert "already holds a previous run" in capsys.readouterr().err
 
 
 def test_bench_run_aggregates_seeds_and_resumes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -125,8 +138,11 @@ def test_bench_run_aggregates_seeds_and_resumes(tmp_path: Path, capsys: pytest.C
     assert (out / "seed-0" / "report.md").is_file() and (out / "seed-1" / "report.md").is_file()
     n = len(records)
     capsys.readouterr()
-    # re-running the same seeds resumes: nothing is recomputed or duplicated
-    assert main(["bench", "run", str(cfg), "--seeds", "0,1", "--out", str(out), "--no-progress"]) == 0
+    # the used folder is refused; --resume skips the seeds already recorded: nothing recomputed or duplicated
+    assert main(["bench", "run", str(cfg), "--seeds", "0,1", "--out", str(out), "--no-progress"]) == 2
+    assert "--resume to continue it" in capsys.readouterr().err
+    args = ["bench", "run", str(cfg), "--seeds", "0,1", "--out", str(out), "--no-progress", "--resume"]
+    assert main(args) == 0
     assert "already in" in capsys.readouterr().err
     assert len(read_records(out / "results.jsonl")) == n
 
@@ -164,13 +180,16 @@ def test_bundled_demo_configs_parse() -> None:
         assert cfg.dataset == name and "dfr" in cfg.editors and cfg.finder == "counterfactual"
 
 
-@pytest.mark.parametrize(
-    "path",
-    sorted(Path(__file__).resolve().parent.parent.joinpath("configs").rglob("*.toml")),
-    ids=lambda p: p.name,
-)
+def _experiment_configs() -> list[Path]:
+    from neuroinspect.sweeps.config import is_sweep_file  # sweep files are checked in test_sweeps.py
+
+    root = Path(__file__).resolve().parent.parent.joinpath("configs")
+    return sorted(p for p in root.rglob("*.toml") if not is_sweep_file(p))
+
+
+@pytest.mark.parametrize("path", _experiment_configs(), ids=lambda p: p.name)
 def test_shipped_configs_are_valid(path: Path) -> None:
-    """Every config under configs/ parses, names registered methods and gives editors settings they accept."""
+    """Every experiment config under configs/ parses, names registered methods and gives editors settings they accept."""
     from neuroinspect.datasets import get_dataset
     from neuroinspect.methods.editors import EDITORS
     from neuroinspect.methods.editors import load_all as load_editors

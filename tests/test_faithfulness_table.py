@@ -1,16 +1,16 @@
-"""``benchmarks/faithfulness_table.py`` on a tiny spurious-shapes checkpoint with two fast methods."""
+"""``benchmarks/faithfulness_table.py --smoke``: a tiny random-init spurious-shapes checkpoint, two fast methods."""
 
 from __future__ import annotations
 
 import importlib.util
 import json
+import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-from neuroinspect.harness.checkpoint import save_checkpoint
-from neuroinspect.harness.models import create_model
+from neuroinspect.harness.checkpoint import load_checkpoint
 from neuroinspect.harness.records import read_records
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "faithfulness_table.py"
@@ -18,6 +18,8 @@ PARAMS = {"image_size": 32, "n_train": 24, "n_val": 8, "n_test": 8}
 
 
 def _load_script():
+    if str(SCRIPT.parent) not in sys.path:  # the scripts import benchmarks/_common.py
+        sys.path.insert(0, str(SCRIPT.parent))
     spec = importlib.util.spec_from_file_location("faithfulness_table", SCRIPT)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -28,15 +30,16 @@ def test_table_has_one_row_per_method_from_the_records(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setenv("NEUROINSPECT_CACHE", str(tmp_path / "cache"))
-    torch.manual_seed(0)
-    surface = create_model("resnet18", num_classes=2, image_size=32)
-    ckpt = save_checkpoint(tmp_path / "r18.pt", surface, ["triangle", "square"], "spurious-shapes", PARAMS)
     table = _load_script()
     out = tmp_path / "table"
-    argv = ["--ckpt", str(ckpt), "--methods", "exemplars,captum_saliency", "--iters", "2"]
-    argv += ["--truth-samples", "4", "--attr-set", "epochs=2", "--n-spurious", "2", "--n-core", "1"]
-    argv += ["--clip", "synthetic-clip:random", "--out", str(out)]
-    assert table.main(argv) == 0
+    threads = torch.get_num_threads()
+    try:
+        # --smoke: its own tiny checkpoint, exemplars and captum_saliency, 2 iterations, a random CLIP
+        assert table.main(["--smoke", "--out", str(out)]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    ckpt = out / "smoke-model.pt"
+    assert load_checkpoint(ckpt).dataset_params == PARAMS
     printed = capsys.readouterr().out
     md = (out / "faithfulness.md").read_text()
     assert printed.rstrip().splitlines()[-1] == f"methods: 2 rows written to {out / 'faithfulness.md'}"
@@ -48,8 +51,6 @@ def test_table_has_one_row_per_method_from_the_records(
     neurons, labels = data["neurons"], data["truth_labels"]
     assert len(neurons) >= 1 and set(labels) <= {"spurious", "core"}
     # the picked neurons are the strongest of their label in the (cached) ground truth
-    from neuroinspect.harness.checkpoint import load_checkpoint
-
     w = load_checkpoint(ckpt).surface.decision.weight
     assert data["classes"] == [int(w[:, n].argmax()) for n in neurons]  # each neuron's top class
     for row in data["rows"]:

@@ -206,7 +206,6 @@ def test_neuron_recovery_record_is_valid_and_scores_the_ranking() -> None:
 
 
 def test_on_the_spurious_shapes_benchmark_with_a_real_model() -> None:
-    pytest.importorskip("neuroinspect.datasets.shapes")
     from neuroinspect.datasets import load_dataset
     from neuroinspect.harness.models import create_model
     from neuroinspect.harness.transforms import eval_transform

@@ -15,6 +15,7 @@ from neuroinspect.cli import main
 from neuroinspect.errors import RecordError
 from neuroinspect.harness.records import ACCURACY_KEYS, VERSION_KEYS, make_record, validate_record
 from neuroinspect.leaderboards import (
+    LocatedRecord,
     build_tables,
     load_records,
     load_reported,
@@ -67,7 +68,7 @@ def write(path: Path, records: list[dict[str, Any]]) -> Path:
     return path
 
 
-def three_seeds(tmp_path: Path, name: str = "results.jsonl") -> Path:
+def three_seeds(tmp_path: Path, name: str = "results.jsonl", fingerprint: dict | None = None) -> Path:
     """WGA before 0.60/0.62/0.67, after 0.70/0.74/0.78 (gains 0.10/0.12/0.11); checkpoint paths and the
     neurons a finder picked differ per seed and must not split the row."""
     recs = [
@@ -77,6 +78,7 @@ def three_seeds(tmp_path: Path, name: str = "results.jsonl") -> Path:
             acc(test_acc=0.90, worst_group_acc=b),
             acc(test_acc=0.89, worst_group_acc=a),
             config={"checkpoint": f"/runs/seed{s}/model.pt", "neurons": [s, s + 1]},
+            **({"dataset_fingerprint": fingerprint} if fingerprint else {}),
         )
         for s, b, a in ((0, 0.60, 0.70), (1, 0.62, 0.74), (2, 0.67, 0.78))
     ]
@@ -134,8 +136,26 @@ def test_rows_split_by_settings_and_by_hand_picked_neurons(tmp_path: Path) -> No
     assert len(cw) == 2 and sorted(r.setting for r in cw) == ["neurons=[1, 2]", "neurons=[3, 4]"]
 
 
+#: Waterbirds as released (Sagawa et al.): split sizes and group counts, and a content hash.
+OFFICIAL_WB = {
+    "version": 1,
+    "classes": 2,
+    "splits": {"train": 4795, "val": 1199, "test": 5794},
+    "groups": {"train": [3498, 184, 56, 1057], "val": [467, 466, 133, 133], "test": [2255, 2255, 642, 642]},
+    "sha256": "0123456789abcdef",
+}
+#: A user's own small Waterbirds-format folder: same name, other data.
+OWN_WB = {
+    "version": 1,
+    "classes": 2,
+    "splits": {"train": 40, "val": 20, "test": 20},
+    "groups": {"train": [19, 1, 1, 19], "val": [5, 5, 5, 5], "test": [5, 5, 5, 5]},
+    "sha256": "fedcba9876543210",
+}
+
+
 def test_reported_and_measured_side_by_side(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    results = three_seeds(tmp_path)
+    results = three_seeds(tmp_path, fingerprint=OFFICIAL_WB)
     dfr = mitigation(
         "dfr0",
         0,
@@ -144,6 +164,7 @@ def test_reported_and_measured_side_by_side(tmp_path: Path, capsys: pytest.Captu
         method={"editor": "dfr"},
         class_idx=1,
         config={"uses_group_labels": True, "selection": "val_worst_group_acc"},
+        dataset_fingerprint=OFFICIAL_WB,
     )
     write(tmp_path / "dfr.jsonl", [dfr])
     assert (
@@ -154,8 +175,9 @@ def test_reported_and_measured_side_by_side(tmp_path: Path, capsys: pytest.Captu
     )
     out = capsys.readouterr().out
     (table,) = [
-        t for t in build_tables(load_records([results]) + load_reported()) if t.dataset == "waterbirds"
+        t for t in build_tables(load_records([results]), load_reported()) if t.dataset == "waterbirds"
     ]
+    assert table.kind == "measured" and table.official is True
     sources = {r.source for r in table.rows}
     assert sources == {"measured", "reported"}
     ni = next(r for r in table.rows if r.run_ids == ["reported-neuroinspect-waterbirds-c1"])
@@ -164,19 +186,68 @@ def test_reported_and_measured_side_by_side(tmp_path: Path, capsys: pytest.Captu
     assert ni.metrics["gain.worst_group_acc"].mean == pytest.approx(0.0639)
     # the printed Markdown has both kinds of rows, the paper's numbers, the group-label marker and the rules
     assert "| measured |" in out and "reported [" in out
-    assert "| 66.04 | 72.43 | +6.39 |" in out
+    assert "| 72.43 | +6.39 | 90.65 | -1.08 | 83.88 |" in out  # WGA after, Δ, test after, Δ, class after
     assert "dfr †" in out and "† uses group labels" in out
     assert "Selection" in out and "best validation worst-group accuracy" in out
+    assert "Data: train 4795 · val 1199 · test 5794 (data 01234567); the official release." in out
     assert "## References" in out and "yeongjoonJu/NeuroInspect" in out
     # flowers102/food101 have no measured runs here: their published rows do not add tables
-    assert "flowers102" not in out
+    assert "flowers102" not in out and "published results" not in out
     assert (tmp_path / "lb" / "leaderboard.md").read_text(encoding="utf-8").strip() == out.strip()
 
     assert main(["leaderboard", "build", str(results), "--no-reported", "--quiet"]) == 0
-    assert main(["leaderboard", "build", str(results)]) == 0
+    assert main(["leaderboard", "build", str(results), "--reported"]) == 0
     assert "reported [" in capsys.readouterr().out
     assert main(["leaderboard", "build", str(results), "--no-reported"]) == 0
     assert "reported" not in capsys.readouterr().out.split("## ", 1)[1]
+
+
+@pytest.mark.parametrize(
+    ("fingerprint", "why"),
+    [
+        (OWN_WB, "train has 40 samples, the official release 4795"),
+        (None, "the measured records carry no dataset fingerprint"),
+        (
+            dict(OFFICIAL_WB, groups={**OFFICIAL_WB["groups"], "test": [2255, 2254, 643, 642]}),
+            "test group counts",
+        ),
+    ],
+)
+def test_published_rows_stay_apart_from_other_data(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], fingerprint: dict | None, why: str
+) -> None:
+    """A user's own Waterbirds-format data is also called waterbirds: the published rows go to a
+    separate table beside it, with the reason, instead of into the measured table."""
+    results = three_seeds(tmp_path, fingerprint=fingerprint)
+    tables = [t for t in build_tables(load_records([results]), load_reported()) if t.dataset == "waterbirds"]
+    assert [t.kind for t in tables] == ["measured", "published"]
+    measured, published = tables
+    assert {r.source for r in measured.rows} == {"measured"}
+    assert {r.source for r in published.rows} == {"reported"} and len(published.rows) > 5
+    assert why in published.notes[0] and published.title.endswith("published results")
+    assert main(["leaderboard", "build", str(results)]) == 0
+    out = capsys.readouterr().out
+    assert out.index("waterbirds · resnet18 · class 1") < out.index("waterbirds — published results")
+    assert why in out
+
+
+def test_two_sets_of_data_under_one_name_make_two_tables(tmp_path: Path) -> None:
+    official = load_records([three_seeds(tmp_path, "a.jsonl", fingerprint=OFFICIAL_WB)])
+    own = [
+        LocatedRecord(
+            dict(lr.record, run_id=f"own-{lr.record['run_id']}", dataset_fingerprint=OWN_WB), "b", i
+        )
+        for i, lr in enumerate(official)
+    ]
+    tables = [t for t in build_tables(official + own, load_reported()) if t.dataset == "waterbirds"]
+    assert [(t.kind, t.data_tag, t.official) for t in tables] == [
+        ("measured", "data 01234567", True),
+        ("measured", "data fedcba98", False),
+    ]
+    assert {r.source for r in tables[0].rows} == {"measured", "reported"}
+    assert {r.source for r in tables[1].rows} == {"measured"}
+    assert "not the official release" in tables[1].notes[0]
+    assert tables[0].subtitle == "waterbirds · data 01234567 · resnet18 · class 1"
 
 
 def test_reported_rows_ship_with_the_package(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -283,7 +354,9 @@ def test_all_formats_written_and_readable(tmp_path: Path, capsys: pytest.Capture
         "leaderboard.tex",
     ]
     printed = capsys.readouterr().out
-    assert "| fc_retrain | resnet18 | 1 | measured | 3 |" in printed
+    # compact: method, n, then WGA after, Δ WGA, test acc after, Δ test acc (class acc is null here)
+    assert "| Method | n | WGA after | Δ WGA | Test acc after | Δ Test acc |" in printed
+    assert "| fc_retrain | 3 | 62.00 ± 2.00 | +12.00 ± 2.00 | 90.00 ± 0.00 | +0.00 ± 0.00 |" in printed
 
     rows = list(csv.DictReader(io.StringIO((out / "leaderboard.csv").read_text(encoding="utf-8"))))
     assert len(rows) == 1
@@ -416,7 +489,8 @@ def test_duplicate_run_ids_are_rejected(tmp_path: Path, capsys: pytest.CaptureFi
 def test_latex_and_html_render_every_table(tmp_path: Path) -> None:
     tables = build_tables(load_reported())
     tex, page = to_latex(tables), to_html(tables)
-    assert tex.count("\\begin{tabular}") == len(tables) == page.count('<table class="lb"') == 4
+    # four tables of published mitigation numbers and one of published human studies
+    assert tex.count("\\begin{tabular}") == len(tables) == page.count('<table class="lb"') == 5
     assert "\\textsuperscript{\\dag}" in tex and "group\\_dro" in tex
     assert page.count("<tr") - len(tables) == sum(len(t.rows) for t in tables)
 
@@ -436,4 +510,7 @@ def test_extra_block_metrics_and_neuron_free_editor_label(tmp_path: Path) -> Non
     assert table.rows[0].method_label == "fc"
     gain = next(c for c in table.columns if c.key == "gain.macro_acc")
     assert gain.percent and gain.signed and gain.label == "Δ Macro acc"
-    assert "| -4.50 ± 0.71 |" in render([table], "md")  # gains -0.05, -0.04 in percentage points
+    assert "| -4.50 ± 0.71 |" in render(
+        [table], "md", columns="all"
+    )  # gains -0.05, -0.04 in percentage points
+    assert "Macro" not in render([table], "md")  # not a headline column

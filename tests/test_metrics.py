@@ -175,3 +175,20 @@ def test_group_counts_and_accuracy_block():
         "worst_group_acc",
         "mean_acc_train_weighted",
     }
+
+
+def test_per_group_and_per_class_intervals_are_wilson_and_informative_at_the_extremes() -> None:
+    from neuroinspect.harness.metrics import wilson_interval
+
+    labels = np.array([0] * 40 + [1] * 60)
+    groups = np.array([0] * 40 + [1] * 30 + [2] * 30)
+    preds = labels.copy()
+    preds[70:] = 0  # group 2 (class 1): every image wrong; groups 0 and 1 all right
+    m = classification_metrics(preds, labels, groups=groups, num_groups=3, n_boot=200, seed=0)
+    lo, hi = m["group_ci"][2]
+    assert lo == 0.0 and 0.10 < hi < 0.13  # 0 of 30: not the empty interval a bootstrap gives
+    assert m["group_ci"][0][1] == pytest.approx(1.0) and m["group_ci"][0][0] > 0.9
+    assert m["per_class_ci"][1] == pytest.approx(wilson_interval(30, 60))
+    assert wilson_interval(0, 100) == pytest.approx([0.0, 0.0370], abs=1e-4)  # the textbook value
+    assert wilson_interval(45, 100) == pytest.approx([0.3561, 0.5476], abs=1e-4)
+    assert "stratified by (group, class) cell" in m["bootstrap"]

@@ -227,6 +227,10 @@ def test_edit_command_end_to_end(tiny_ckpt: Path, tmp_path: Path, capsys: pytest
     )
     assert rec["config"]["gamma"] == "auto" and rec["metrics"]["gamma_used"] > 0 and rec["seed"] == 1
     assert (
+        rec["dataset_fingerprint"]["splits"]["train"] == 40
+        and len(rec["dataset_fingerprint"]["groups"]["test"]) == 4
+    )
+    assert (
         rec["metrics"]["before"]["worst_group_acc"] is not None
         and rec["config"]["dataset_params"]["n_train"] == 40
     )

@@ -114,3 +114,16 @@ def test_time_rules_and_completion() -> None:
 def test_rules_validation(values: dict, message: str) -> None:
     with pytest.raises(UserError, match=message):
         ExclusionRules.from_mapping(values)
+
+
+def test_instruction_time_has_an_upper_bound_too() -> None:
+    quick = _rows("quick", ["A", "B", "B"], [1, 0, 1], instructions_s=20.0)
+    idle = _rows("idle", ["A", "B", "B"], [1, 0, 1], instructions_s=1900.0)
+    df = normalize_responses(pd.DataFrame(quick + idle))
+    rules = ExclusionRules.from_mapping({"min_instruction_time_s": 15, "max_instruction_time_s": 1200})
+    res = apply_exclusions(df, rules)
+    assert res.reasons() == {"idle": ["instruction_time"]}
+    assert "1900.0 s on the instructions (> 1200 s)" in res.excluded["detail"].iloc[0]
+    assert "over 1200 s on the instructions" in rules.describe()
+    with pytest.raises(UserError, match="min_instruction_time_s .* is above max_instruction_time_s"):
+        ExclusionRules.from_mapping({"min_instruction_time_s": 60, "max_instruction_time_s": 30})

@@ -186,17 +186,19 @@ def test_captum_class_and_neuron_maps(name, surface, dataset):
 
 
 def test_integrated_gradients_are_complete_and_default_to_the_predicted_class(surface, dataset):
-    (v,) = VISUALIZERS.get("captum_ig")(indices=[0, 2], n_steps=64, normalize="none").visualize(
-        surface, [3], None, dataset=dataset, show_progress=False
-    )
+    ig = VISUALIZERS.get("captum_ig")(indices=[0, 2], n_steps=128, internal_batch_size=64, normalize="none")
+    (v,) = ig.visualize(surface, [3], None, dataset=dataset, show_progress=False)
     with torch.no_grad():
         logits = surface(surface.normalize(v.images))
         base = surface(surface.normalize(torch.zeros_like(v.images)))  # the black baseline
     preds = logits.argmax(dim=1)
     assert v.extra["targets"] == preds.tolist()
     delta = logits[[0, 1], preds] - base[[0, 1], preds]
-    # IG's completeness: the attributions sum to f(x) - f(baseline).
-    assert v.extra["attribution_sum"] == pytest.approx(delta.tolist(), rel=0.1, abs=2e-3)
+    # IG's completeness: the attributions sum to f(x) - f(baseline), up to the path integral's
+    # discretisation. On this ReLU network 128 steps leave 0.7% and 1.1% (measured; 64 steps: 4.1%,
+    # 256: 0.5%), so 3% catches a wrong baseline, target or scaling; the old 10% + 2e-3 (15% of the
+    # first image's delta) did not.
+    assert v.extra["attribution_sum"] == pytest.approx(delta.tolist(), rel=0.03, abs=0)
     assert v.activation_maps.sum(dim=(1, 2)).tolist() == pytest.approx(
         v.extra["attribution_sum"], rel=1e-4, abs=1e-6
     )

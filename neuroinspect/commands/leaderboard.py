@@ -11,13 +11,16 @@ from neuroinspect.fileio import atomic_write_text
 
 EXAMPLE = """\
 Examples:
-  neuroinspect leaderboard build runs/bench/results.jsonl --format md --format html --out leaderboards/
+  neuroinspect leaderboard build runs/bench/results.jsonl --format md --format html --out runs/bench/leaderboard
   neuroinspect leaderboard build runs/*/results.jsonl --format md,csv,latex,html --out out/ --no-reported
+  neuroinspect leaderboard build runs/bench/results.jsonl --columns all   # every metric, not the headline
   neuroinspect leaderboard build leaderboards/reported.jsonl --format md   # the published numbers alone
 
-Records are grouped by (task, dataset, model, class, method, settings) and aggregated over seeds
-(mean ± std with ddof=1, n seeds, 95% t-interval in the CSV). Published numbers from
-leaderboards/reported.jsonl join the tables of the datasets you measured (--no-reported leaves them out).
+Four tracks (mitigation, neuron recovery, visualization faithfulness, human understanding), one table
+per dataset, model and class (or class rule): rows are methods, aggregated over seeds (mean ± std
+with ddof=1, n seeds; the 95% t-interval and every metric in the CSV). Published numbers from
+leaderboards/reported.jsonl join a measured table only when its records' dataset fingerprint is the
+official release; otherwise they are shown apart, with the reason (--no-reported leaves them out).
 A record that does not follow the schema stops the build with its file:line and field (exit 2).
 """
 
@@ -38,7 +41,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     b = sub.add_parser(
         "build",
         help="aggregate result records over seeds and write the tables",
-        description="Aggregate result records over seeds and write one table per (task, dataset) in each format.",
+        description="Aggregate result records over seeds and write the tables of the four tracks in each format: "
+        "one table per dataset, model and class.",
         epilog=EXAMPLE,
         formatter_class=_Formatter,
     )
@@ -60,25 +64,24 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     b.add_argument("--name", default="leaderboard", help="file name stem of the written files")
     b.add_argument("--title", default="neuroinspect leaderboard", help="document title")
     b.add_argument(
-        "--include-reported",
-        dest="include_reported",
-        action="store_true",
-        default=True,
-        help="add the published numbers (leaderboards/reported.jsonl) for the tasks and datasets of these records",
-    )
-    b.add_argument(
-        "--no-reported",
-        dest="include_reported",
-        action="store_false",
-        default=argparse.SUPPRESS,
-        help="leave the published numbers out",
-    )
-    b.add_argument(
         "--reported",
+        dest="include_reported",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="place the published numbers beside the measured tables of the same data (--no-reported: leave them out)",
+    )
+    b.add_argument(
+        "--reported-file",
         type=Path,
         metavar="PATH",
         default=argparse.SUPPRESS,
-        help="file of reported rows (none given: $NEUROINSPECT_REPORTED or leaderboards/reported.jsonl)",
+        help="file of published rows (none given: $NEUROINSPECT_REPORTED or leaderboards/reported.jsonl)",
+    )
+    b.add_argument(
+        "--columns",
+        choices=("compact", "all"),
+        default="compact",
+        help="compact: each track's headline columns, one row per method; all: every metric (the CSV always has all)",
     )
     b.add_argument(
         "--spread",
@@ -116,31 +119,32 @@ def parse_formats(values: list[str] | None) -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     from neuroinspect.leaderboards import build_tables, load_records, render
-    from neuroinspect.leaderboards.aggregate import check_unique_run_ids
-    from neuroinspect.leaderboards.reported import default_reported_path, load_reported, reported_matching
+    from neuroinspect.leaderboards.reported import default_reported_path, load_reported
 
     formats = parse_formats(getattr(args, "formats", None))
     out_dir: Path | None = getattr(args, "out", None)
+    if out_dir is not None:  # checked before any work; the tables there are derived, so rewritten
+        from neuroinspect.outputs import Outputs
+
+        Outputs().folder(out_dir, "--out", reuse=True)
     records = load_records(args.results)
     n_inputs = len(records)
+    reported = []
     if args.include_reported:
-        reported_path = getattr(args, "reported", None) or default_reported_path()
+        reported_path = getattr(args, "reported_file", None) or default_reported_path()
         given = {Path(p).resolve() for p in args.results}
         if reported_path.resolve() not in given:
-            records = records + reported_matching(load_reported(reported_path), records)
-            check_unique_run_ids(records)
+            reported = load_reported(reported_path)
     if not records:
         raise UserError(
             f"no result records in {', '.join(args.results)}; run `neuroinspect bench run CONFIG.toml` first."
         )
-    tables = build_tables(records)
-    markdown = render(tables, "md", args.spread, args.title)
+    tables = build_tables(records, reported)
+    markdown = render(tables, "md", args.spread, args.title, args.columns)
     if out_dir is not None:
-        if out_dir.exists() and not out_dir.is_dir():
-            raise UserError(f"--out {out_dir} is a file; give a folder for the leaderboard files.")
         written = []
         for kind in formats:
-            text = markdown if kind == "md" else render(tables, kind, args.spread, args.title)
+            text = markdown if kind == "md" else render(tables, kind, args.spread, args.title, args.columns)
             written.append(atomic_write_text(out_dir / f"{args.name}.{FILE_EXT[kind]}", text))
         for path in written:
             print(f"wrote {path}", file=sys.stderr)

@@ -3,6 +3,11 @@
 ``neuroinspect demo`` and ``neuroinspect bench run`` both call :func:`run_experiment`, once per seed.
 Data flows one way: this module computes; :mod:`neuroinspect.harness.report` draws and writes.
 
+The class to debug (documented contract, used when the config gives no ``class_idx``): the class with
+the lowest accuracy on the finder's split (``finder_split``, "val" by default) under the loaded or
+trained model; a tie goes to the lowest class index; classes without samples in that split are never
+chosen.
+
 Automatic neuron selection (documented contract, used when the config gives no ``neurons``): the first
 ``num_neurons`` entries of the main finder's ``neuron_list`` ("insufficient" by default: the paper's
 debug script edits neurons from that list, spec §2.6), in the finder's order. When that list holds
@@ -12,6 +17,7 @@ same list, so every editor receives the same number of neurons.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -23,6 +29,7 @@ import torch
 
 from neuroinspect.datasets import get_dataset
 from neuroinspect.datasets.base import ImageDataset
+from neuroinspect.datasets.fingerprint import fingerprint_splits, stamp
 from neuroinspect.errors import UserError
 from neuroinspect.fileio import atomic_write_json
 from neuroinspect.harness.checkpoint import Checkpoint, load_checkpoint
@@ -118,12 +125,14 @@ def _train_or_load(
     from neuroinspect.harness.training import build_datasets, train_classifier
 
     preset = get_preset(cfg.preset, cfg.dataset)
+    if cfg.pretrained is not None:  # the config's choice, false included, wins over the preset's
+        preset = preset.with_overrides(pretrained=cfg.pretrained)
     if cfg.train:
         preset = preset.with_overrides(**cfg.train)
     spec = get_dataset(cfg.dataset)
     probe = spec.load(cfg.root, "val" if "val" in spec.splits else spec.splits[0], None, **cfg.dataset_params)
     image_size = cfg.image_size or getattr(preset, "image_size", None) or spec.default_image_size
-    pretrained = cfg.pretrained if cfg.pretrained else preset.resolve_pretrained(cfg.model)
+    pretrained = preset.resolve_pretrained(cfg.model)
     surface = create_model(cfg.model, probe.num_classes, pretrained=pretrained, image_size=image_size)
     train_ds, val_ds = build_datasets(
         cfg.dataset, cfg.root, surface.data_config, preset, params=cfg.dataset_params
@@ -184,9 +193,11 @@ def run_experiment(
     show_progress: bool = True,
     log: Log = print,
     results_path: str | Path | None = None,
+    replace_records: bool = False,
 ) -> ExperimentResult:
     """Run one seed of ``cfg`` into ``out_dir``; append its records to ``results_path``
-    (default ``out_dir/results.jsonl``). Returns the :class:`ExperimentResult`."""
+    (default ``out_dir/results.jsonl``; ``replace_records``: records of the same runs already there
+    are replaced instead of refused). Returns the :class:`ExperimentResult`."""
     from neuroinspect.harness.mitigation import measure, mitigation_record
     from neuroinspect.methods.editors import EDITORS
     from neuroinspect.methods.editors import load_all as load_editors
@@ -210,6 +221,9 @@ def run_experiment(
     with Provenance(str(device)) as prov_train:
         ckpt, train_summary = _train_or_load(cfg, seed, out_dir, device, show_progress, log)
     timings["train"] = prov_train.wall_seconds or 0.0
+    # A loaded checkpoint is measured on the data it was made for: its dataset parameters are the
+    # defaults, the config's override them (as in `evaluate`, `debug` and `edit`).
+    cfg = dataclasses.replace(cfg, dataset_params={**ckpt.dataset_params, **cfg.dataset_params})
     surface = ckpt.surface.to(device).eval()
     spec = get_dataset(cfg.dataset)
     transform = checkpoint_eval_transform(ckpt, cfg.dataset)
@@ -242,7 +256,7 @@ def run_experiment(
     if cfg.class_idx is None:
         val_metrics = _metrics(decision, val_fs, None, train_counts, n_boot=0, seed=seed)
         per_class = [np.inf if v is None else v for v in val_metrics["per_class_acc"]]
-        class_idx = int(np.argmin(per_class))
+        class_idx = int(np.argmin(per_class))  # the first minimum: ties go to the lowest index
         log(
             f"worst class on {cfg.finder_split}: {class_idx} ({ckpt.classes[class_idx]}, accuracy {100 * per_class[class_idx]:.1f}%)"
         )
@@ -272,7 +286,9 @@ def run_experiment(
         datasets=splits,
         surface=surface,
     )
-    model_name = f"{ckpt.surface.spec.arch}@{ckpt.surface.data_config.image_size}px"
+    from neuroinspect.harness.models import model_name as _model_name
+
+    model_name = _model_name(ckpt.surface)
     records: list[dict[str, Any]] = []
 
     # -- finders ----------------------------------------------------------------------------------
@@ -546,8 +562,11 @@ def run_experiment(
     timings["editors"] = sum(float(e["result"]["wall_seconds"]) for e in result.grid)
     _relative_to_fc(records)
 
+    stamp(records, fingerprint_splits(splits))  # the data they measured on (leaderboards compare it)
+    for rec in records:  # how the debugged class was chosen: a per-seed worst class is a rule, not a class
+        rec["config"]["class_rule"] = "worst_val" if cfg.class_idx is None else "fixed"
     result.records = records
-    append_records(results_path or out_dir / "results.jsonl", records)
+    append_records(results_path or out_dir / "results.jsonl", records, replace=replace_records)
     atomic_write_json(
         out_dir / "summary.json",
         {

@@ -155,6 +155,7 @@ def mitigation_record(
     config: Mapping[str, Any] | None = None,
     gamma_rule: str | None = None,
     run_id: str | None = None,
+    dataset_fingerprint: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """A validated ``task="mitigation"`` record for an :class:`~neuroinspect.methods.editors.EditResult`.
 
@@ -164,6 +165,8 @@ def mitigation_record(
     ``config``: extra settings (dataset parameters, checkpoint, transform, ...). ``gamma_rule``:
     ``"auto"`` when γ came from the §2.5 heuristic: the record's ``config.gamma`` is then ``"auto"``
     (a setting, the same on every seed) and the value used goes to ``metrics.gamma_used``.
+    ``dataset_fingerprint``: :func:`neuroinspect.datasets.fingerprint.fingerprint_splits` of the
+    splits the edit used (the record's ``dataset_fingerprint``).
 
     ``method`` = ``{"editor": ..., "finder": ...}``; ``metrics`` = ``before``, ``after`` (the accuracy
     keys, ``macro_acc``, intervals, per-class and per-group accuracies), ``selected_epoch``,
@@ -212,6 +215,7 @@ def mitigation_record(
         provenance=prov,
         class_idx=int(result.class_idx),
         run_id=run_id,
+        **({"dataset_fingerprint": dict(dataset_fingerprint)} if dataset_fingerprint else {}),
     )
 
 

@@ -1,4 +1,4 @@
-"""Leaderboards: result records → tables aggregated over seeds → Markdown, CSV, LaTeX, HTML.
+"""Leaderboards: result records → tables of like with like, in four tracks → Markdown, CSV, LaTeX, HTML.
 
 >>> from neuroinspect.leaderboards import load_records, build_tables, render
 >>> tables = build_tables(load_records(["runs/bench/results.jsonl"]))  # doctest: +SKIP
@@ -7,7 +7,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from typing import Any
+
 from neuroinspect.leaderboards.aggregate import (
+    TRACK_TITLES,
     Column,
     LocatedRecord,
     Row,
@@ -20,10 +24,25 @@ from neuroinspect.leaderboards.aggregate import (
     summarize,
 )
 from neuroinspect.leaderboards.render import FORMATS, render, to_csv, to_html, to_latex, to_markdown
-from neuroinspect.leaderboards.reported import default_reported_path, load_reported, reported_matching
+from neuroinspect.leaderboards.reported import default_reported_path, load_reported
+
+
+def render_compact_markdown(
+    records: Sequence[Mapping[str, Any]] | Sequence[LocatedRecord],
+    title: str = "Leaderboard",
+    heading_level: int = 2,
+    spread: str = "std",
+) -> str:
+    """The compact leaderboard of ``records`` (record dicts, e.g. a run's ``results.jsonl`` read with
+    :func:`neuroinspect.harness.records.read_records`) as Markdown, for embedding in a report: the
+    title at ``heading_level`` (tracks and tables below it), the headline columns only, no published
+    rows. Raises :class:`~neuroinspect.errors.RecordError` for a record that does not validate."""
+    return to_markdown(build_tables(records), spread, title, "compact", heading_level)
+
 
 __all__ = [
     "FORMATS",
+    "TRACK_TITLES",
     "Column",
     "LocatedRecord",
     "Row",
@@ -36,7 +55,7 @@ __all__ = [
     "load_reported",
     "read_located",
     "render",
-    "reported_matching",
+    "render_compact_markdown",
     "summarize",
     "to_csv",
     "to_html",

@@ -4,13 +4,14 @@ They ship with the package (``neuroinspect/leaderboards/reported.jsonl``, linked
 repository's ``leaderboards/reported.jsonl``, so an installed wheel has them too): one result record per
 published result, with ``"source": "reported"``, a ``citation``, the publication's settings in
 ``config`` and honest provenance (versions null, device ``"reported"``, wall seconds 0). See
-``leaderboards/README.md`` for how to add one.
+``leaderboards/README.md`` for how to add one. Where they go (beside a measured table of the same
+data, or in a published table of their own) is decided by
+:func:`neuroinspect.leaderboards.aggregate.build_tables`.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from neuroinspect.errors import RecordError, UserError
@@ -36,7 +37,7 @@ def load_reported(path: str | Path | None = None) -> list[LocatedRecord]:
     path = Path(path) if path is not None else default_reported_path()
     if not path.is_file():
         raise UserError(
-            f"the reported rows file {path} does not exist. Pass --reported PATH (a reported.jsonl), "
+            f"the reported rows file {path} does not exist. Pass --reported-file PATH (a reported.jsonl), "
             f"set {ENV_VAR}, or build without published numbers with --no-reported."
         )
     records = read_located(path)
@@ -47,12 +48,3 @@ def load_reported(path: str | Path | None = None) -> list[LocatedRecord]:
                 f"numbers, got {rec.record.get('source')!r}. Move measured records to a results file."
             )
     return records
-
-
-def reported_matching(
-    reported: Iterable[LocatedRecord], measured: Sequence[LocatedRecord]
-) -> list[LocatedRecord]:
-    """The reported records whose (task, dataset) also occurs among ``measured``: published numbers
-    join the tables the measured runs fill, and do not add tables of their own."""
-    wanted = {(m.record["task"], m.record["dataset"]) for m in measured}
-    return [r for r in reported if (r.record["task"], r.record["dataset"]) in wanted]

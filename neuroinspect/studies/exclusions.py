@@ -28,8 +28,9 @@ class ExclusionRules:
     #: bounds on a participant's total time (first trial shown to last answer, or session start to end)
     min_total_time_s: float | None = None
     max_total_time_s: float | None = None
-    #: least time spent on the instructions page
+    #: bounds on the time spent on the instructions page
     min_instruction_time_s: float | None = None
+    max_instruction_time_s: float | None = None
     #: a main or repeated response faster than this is "too fast" ...
     too_fast_s: float | None = 0.3
     #: ... and a participant with more than this fraction of too-fast responses is excluded
@@ -62,15 +63,13 @@ class ExclusionRules:
                 value = float(value)
             out[key] = value
         rules = cls(**out)
-        if (
-            rules.min_total_time_s is not None
-            and rules.max_total_time_s is not None
-            and rules.min_total_time_s > rules.max_total_time_s
+        for low, high in (
+            ("min_total_time_s", "max_total_time_s"),
+            ("min_instruction_time_s", "max_instruction_time_s"),
         ):
-            raise UserError(
-                f"{where}: min_total_time_s ({rules.min_total_time_s}) is above max_total_time_s "
-                f"({rules.max_total_time_s}); swap them."
-            )
+            lo, hi = getattr(rules, low), getattr(rules, high)
+            if lo is not None and hi is not None and lo > hi:
+                raise UserError(f"{where}: {low} ({lo}) is above {high} ({hi}); swap them.")
         return rules
 
     def as_dict(self) -> dict[str, Any]:
@@ -87,6 +86,8 @@ class ExclusionRules:
             lines.append(f"total time over {self.max_total_time_s:g} s")
         if self.min_instruction_time_s is not None:
             lines.append(f"under {self.min_instruction_time_s:g} s on the instructions")
+        if self.max_instruction_time_s is not None:
+            lines.append(f"over {self.max_instruction_time_s:g} s on the instructions")
         if self.too_fast_s is not None and self.max_too_fast_fraction is not None:
             lines.append(
                 f"more than {100 * self.max_too_fast_fraction:.0f}% of responses faster than {self.too_fast_s:g} s"
@@ -157,14 +158,21 @@ def apply_exclusions(df: Any, rules: ExclusionRules) -> ExclusionResult:
                     flag(pid, "total_time", f"{total:.0f} s in total (< {rules.min_total_time_s:g} s)")
                 if rules.max_total_time_s is not None and total > rules.max_total_time_s:
                     flag(pid, "total_time", f"{total:.0f} s in total (> {rules.max_total_time_s:g} s)")
-        if rules.min_instruction_time_s is not None:
+        if rules.min_instruction_time_s is not None or rules.max_instruction_time_s is not None:
             inst = part["instructions_s"].dropna()
             if len(inst):
-                if float(inst.iloc[0]) < rules.min_instruction_time_s:
+                spent = float(inst.iloc[0])
+                if rules.min_instruction_time_s is not None and spent < rules.min_instruction_time_s:
                     flag(
                         pid,
                         "instruction_time",
-                        f"{float(inst.iloc[0]):.1f} s on the instructions (< {rules.min_instruction_time_s:g} s)",
+                        f"{spent:.1f} s on the instructions (< {rules.min_instruction_time_s:g} s)",
+                    )
+                if rules.max_instruction_time_s is not None and spent > rules.max_instruction_time_s:
+                    flag(
+                        pid,
+                        "instruction_time",
+                        f"{spent:.1f} s on the instructions (> {rules.max_instruction_time_s:g} s)",
                     )
             else:
                 unapplied["instruction_time"] = unapplied.get("instruction_time", 0) + 1

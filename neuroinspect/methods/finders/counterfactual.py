@@ -234,9 +234,11 @@ def aggregate_vote(
 ) -> dict[int, float]:
     """Neurons whose vote share exceeds ``cut_ratio`` percent, highest first: ``{neuron: fraction}``.
 
-    ``fraction = counts[n] / denominator`` (0..1); a neuron is kept iff ``100·fraction > cut_ratio``.
-    Ties: ``ref=True`` keeps the reference's order (stable sort over first appearance); otherwise
-    by ``tiebreak`` (descending, e.g. the mean |shift|) and then by neuron index.
+    ``fraction = counts[n] / denominator`` (0..1); a neuron is kept iff ``100·fraction > cut_ratio``
+    (strictly: a share exactly equal to the cut is dropped, e.g. 1 vote in 4 rows at ``cut_ratio=25``).
+    Ties between equal shares: ``ref=True`` keeps the reference's order (a stable sort over first
+    appearance: rank-1 votes row by row, then rank-2 votes, ...); otherwise by ``tiebreak``
+    (descending, e.g. the mean |shift|) and then by neuron index (ascending).
     """
     if denominator <= 0:
         return {}

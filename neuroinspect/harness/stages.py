@@ -1,0 +1,945 @@
+"""The pipeline's stages: small functions with plain inputs and outputs, each cached on disk by the hash of its inputs.
+
+A stage is ``run(params, deps, ctx) -> StageResult``:
+
+- ``params``: a JSON-able dict, the stage's own inputs (dataset name and parameters, method name and
+  settings, seed, ...);
+- ``deps``: role → :class:`NodeOutput`, the committed outputs of the upstream stages it reads
+  (``model``, ``train`` / ``val`` / ``test`` features, ``evaluate``, ``find``, ``select``, ...);
+- ``ctx``: a :class:`StageContext` (device, logging, and the folder ``ctx.work`` where the stage
+  writes its artifacts);
+- the result: a JSON-able ``result`` dict and, for the stages that produce result records (``edit``,
+  ``recovery``, ``visualize``), the ``records``.
+
+:class:`StageStore` caches them: a node's key is ``sha256(stage, stage version, params, {role: the
+dependency's key})``, so two cells that need the same training, the same feature split or the same
+finder run share one node. A node is computed in a private temporary folder and committed by one
+atomic ``rename`` to ``ROOT/<stage>/<key>/`` (``output.json``, ``records.jsonl`` and the artifacts): a
+killed process leaves either a complete node or none, never half of one.
+
+The stages (``STAGES``):
+
+============  ==========================================  ========================================
+stage         params                                      deps → result
+============  ==========================================  ========================================
+train         dataset, root, dataset_params, model,       — → checkpoint (``model/best.pt`` or a
+              image_size, pretrained, preset, train,      given file), its sha256, the record's
+              seed; or ``checkpoint`` (a file to load)    model name, classes, training summary
+features      dataset, root, dataset_params, split,       model → ``features/<key>.pt``: a
+              batch_size                                  :class:`FeatureSet` (N×D, N×K, N labels)
+evaluate      class_idx (int or None = worst on the       model, train, val, test → the class,
+              finder split), n_boot, seed                 the metrics before editing, mistakes
+find          finder, settings, seed                      model, val, evaluate → ``finder.pt``
+truth         dataset, root, dataset_params, split,       model → ``truth.json`` (per-neuron
+              n_samples, seed, batch_size                 ground truth; bundled benchmarks)
+attributes    dataset, root, dataset_params, settings,    — → attribute classifiers (concept
+              seed                                        recovery of visualizations)
+select        selector, settings, gamma                   find → neurons, γ
+recovery      ks, experiment, finder_split, seed          model, find, truth → a neuron_recovery
+                                                          record
+edit          editor, settings, seed, n_boot, ...         model, train, val, test, evaluate,
+                                                          [select, find] → a mitigation record
+visualize     visualizer, settings, seed, split, ...      model, features, evaluate, select,
+                                                          [truth, attributes] → visualization
+                                                          records, images
+============  ==========================================  ========================================
+
+Selectors: until the selector registry of the neuron-choice work lands, ``select`` knows one
+selector, ``top`` (:func:`neuroinspect.harness.experiment.select_neurons`: the first
+``num_neurons`` of the finder's ``neuron_list``, topped up from its ranking), behind
+:data:`SELECTORS` (name → function ``(finder_result, **settings) -> neurons``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import shutil
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from neuroinspect.errors import UserError
+from neuroinspect.fileio import atomic_write_json, atomic_write_text
+
+Log = Callable[[str], None]
+
+#: Bump a stage's version when its computation changes, so that old cached nodes are not reused.
+STAGE_VERSIONS: dict[str, int] = {
+    "train": 1,
+    "features": 1,
+    "evaluate": 1,
+    "find": 1,
+    "truth": 1,
+    "attributes": 1,
+    "select": 1,
+    "recovery": 1,
+    "edit": 1,
+    "visualize": 1,
+}
+
+
+def _quiet(_: str) -> None:
+    return None
+
+
+@dataclass
+class StageContext:
+    """Run-time facts a stage needs that are not part of its inputs (they do not enter the key).
+
+    ``work``: the folder the stage writes its artifacts to (becomes the node's folder on commit);
+    ``final``: where that folder will be once committed (for paths written into records);
+    ``key``: the node's key (leaf stages derive their records' ``run_id`` from it).
+    """
+
+    device: str = "cpu"
+    show_progress: bool = False
+    log: Log = _quiet
+    work: Path = Path(".")
+    final: Path = Path(".")
+    key: str = ""
+
+
+@dataclass
+class NodeOutput:
+    """A committed node: its folder, its ``result`` dict and its records."""
+
+    stage: str
+    key: str
+    dir: Path
+    result: dict[str, Any]
+    records: list[dict[str, Any]] = field(default_factory=list)
+    wall_seconds: float = 0.0
+    cached: bool = False
+
+    def path(self, name: str) -> Path:
+        """An artifact of this node (relative names resolve inside its folder; absolute ones stay)."""
+        p = Path(name)
+        return p if p.is_absolute() else self.dir / p
+
+
+@dataclass
+class StageResult:
+    result: dict[str, Any]
+    records: list[dict[str, Any]] = field(default_factory=list)
+
+
+# -- keys ------------------------------------------------------------------------------------------
+def canonical_json(obj: Any) -> str:
+    """The JSON text that keys hash: sorted keys, no whitespace, tuples as lists."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=_plain)
+
+
+def _plain(obj: Any) -> Any:
+    if isinstance(obj, Path):
+        return str(obj)
+    if isinstance(obj, (set, frozenset)):
+        return sorted(obj)
+    if hasattr(obj, "item"):
+        return obj.item()
+    raise TypeError(f"not a plain value: {type(obj).__name__}")
+
+
+def node_key(stage: str, params: Mapping[str, Any], dep_keys: Mapping[str, str]) -> str:
+    """``sha256(stage, version, params, {role: dependency key})``, 40 hex digits."""
+    if stage not in STAGE_VERSIONS:
+        raise ValueError(f"unknown stage {stage!r}")
+    text = canonical_json(
+        {"stage": stage, "version": STAGE_VERSIONS[stage], "params": params, "deps": dict(dep_keys)}
+    )
+    return hashlib.sha256(text.encode()).hexdigest()[:40]
+
+
+# -- the store -------------------------------------------------------------------------------------
+class StageStore:
+    """Committed nodes under ``root/<stage>/<key>/``; work in progress under ``root/.tmp/``."""
+
+    OUTPUT = "output.json"
+    RECORDS = "records.jsonl"
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+
+    def node_dir(self, stage: str, key: str) -> Path:
+        return self.root / stage / key
+
+    def is_done(self, stage: str, key: str) -> bool:
+        return (self.node_dir(stage, key) / self.OUTPUT).is_file()
+
+    def load(self, stage: str, key: str) -> NodeOutput:
+        d = self.node_dir(stage, key)
+        meta = json.loads((d / self.OUTPUT).read_text(encoding="utf-8"))
+        records = []
+        rec_path = d / self.RECORDS
+        if rec_path.is_file():
+            records = [json.loads(line) for line in rec_path.read_text(encoding="utf-8").splitlines() if line]
+        return NodeOutput(
+            stage=stage,
+            key=key,
+            dir=d,
+            result=meta["result"],
+            records=records,
+            wall_seconds=float(meta.get("wall_seconds", 0.0)),
+            cached=True,
+        )
+
+    def wall_seconds(self, stage: str, key: str) -> float | None:
+        """The committed node's compute time (``None`` when it is not committed)."""
+        path = self.node_dir(stage, key) / self.OUTPUT
+        if not path.is_file():
+            return None
+        return float(json.loads(path.read_text(encoding="utf-8")).get("wall_seconds", 0.0))
+
+    def run(
+        self,
+        stage: str,
+        params: Mapping[str, Any],
+        deps: Mapping[str, NodeOutput],
+        ctx: StageContext | None = None,
+    ) -> NodeOutput:
+        """The committed output of ``stage`` on these inputs: read from the store, or computed and committed."""
+        from neuroinspect.harness.records import validate_record
+        from neuroinspect.runtime import Provenance
+
+        params = json.loads(canonical_json(params))  # exactly what the key hashes
+        key = node_key(stage, params, {role: d.key for role, d in deps.items()})
+        if self.is_done(stage, key):
+            return self.load(stage, key)
+        final = self.node_dir(stage, key)
+        work = self.root / ".tmp" / f"{stage}-{key[:16]}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        work.mkdir(parents=True)
+        base = ctx or StageContext()
+        run_ctx = dataclasses.replace(base, work=work, final=final, key=key)
+        try:
+            with Provenance(base.device) as prov:
+                out = STAGES[stage](dict(params), dict(deps), run_ctx)
+            records = [validate_record(r, where=f" ({stage} {key[:12]})") for r in out.records]
+            if records:
+                atomic_write_text(
+                    work / self.RECORDS, "".join(json.dumps(r, default=_plain) + "\n" for r in records)
+                )
+            atomic_write_json(
+                work / self.OUTPUT,
+                {
+                    "stage": stage,
+                    "version": STAGE_VERSIONS[stage],
+                    "key": key,
+                    "params": params,
+                    "deps": {role: {"stage": d.stage, "key": d.key} for role, d in deps.items()},
+                    "result": out.result,
+                    "n_records": len(records),
+                    "wall_seconds": round(prov.wall_seconds or 0.0, 3),
+                    "provenance": prov.as_dict(),
+                    "finished_at": time.time(),
+                },
+            )
+            final.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.rename(work, final)
+            except OSError:
+                if not self.is_done(stage, key):
+                    raise
+                shutil.rmtree(work, ignore_errors=True)  # another process committed the same node first
+                return self.load(stage, key)
+        except BaseException:
+            shutil.rmtree(work, ignore_errors=True)
+            raise
+        node = self.load(stage, key)
+        node.cached = False
+        return node
+
+    def clean_tmp(self) -> int:
+        """Remove work folders left by dead processes (a SIGKILL mid-node); returns how many."""
+        tmp = self.root / ".tmp"
+        if not tmp.is_dir():
+            return 0
+        removed = 0
+        for d in tmp.iterdir():
+            try:
+                pid = int(d.name.split("-")[-2])
+            except (IndexError, ValueError):
+                continue
+            if not pid_alive(pid):
+                shutil.rmtree(d, ignore_errors=True)
+                removed += 1
+        return removed
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` is running on this machine (a zombie is not: an orphan killed with its
+    coordinator may stay unreaped where nothing reaps orphans, e.g. a container's PID 1)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True  # no /proc (macOS): the signal check is all there is
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+# -- loaders (with a small per-process cache: a worker runs many nodes on the same model) ------------
+_CACHE: OrderedDict[tuple[str, str], Any] = OrderedDict()
+_CACHE_SIZE = 8
+
+
+def _cached(kind: str, key: str, make: Callable[[], Any]) -> Any:
+    k = (kind, key)
+    if k in _CACHE:
+        _CACHE.move_to_end(k)
+        return _CACHE[k]
+    value = make()
+    _CACHE[k] = value
+    while len(_CACHE) > _CACHE_SIZE:
+        _CACHE.popitem(last=False)
+    return value
+
+
+def load_model(node: NodeOutput) -> Any:
+    """The :class:`~neuroinspect.harness.checkpoint.Checkpoint` of a ``train`` node (on the CPU, eval mode)."""
+    from neuroinspect.harness.checkpoint import load_checkpoint
+
+    path = node.path(node.result["checkpoint"])
+    return _cached("ckpt", f"{path}|{node.result['sha256']}", lambda: load_checkpoint(path))
+
+
+def load_features(node: NodeOutput) -> Any:
+    """The :class:`~neuroinspect.harness.features.FeatureSet` of a ``features`` node."""
+    from neuroinspect.harness.features import FeatureSet
+
+    path = node.path(node.result["file"])
+    return _cached(
+        "features",
+        str(path),
+        lambda: FeatureSet.from_payload(torch.load(path, map_location="cpu", weights_only=True)),
+    )
+
+
+def load_finder_result(node: NodeOutput) -> Any:
+    """The :class:`~neuroinspect.methods.finders.FinderResult` of a ``find`` node."""
+    from neuroinspect.methods.finders import FinderResult
+
+    payload = torch.load(node.path(node.result["file"]), map_location="cpu", weights_only=True)
+    return FinderResult(**payload)
+
+
+def load_truth(node: NodeOutput) -> Any:
+    """The :class:`~neuroinspect.methods.groundtruth_scoring.NeuronTruth` of a ``truth`` node."""
+    from neuroinspect.methods.concept_recovery import truth_from_json
+
+    return truth_from_json(json.loads(node.path(node.result["file"]).read_text(encoding="utf-8")))
+
+
+def model_name(ckpt: Any) -> str:
+    """The records' model name, ``arch@SIZEpx`` (e.g. ``resnet18@64px``)."""
+    return f"{ckpt.surface.spec.arch}@{ckpt.surface.data_config.image_size}px"
+
+
+def _dataset_split(params: Mapping[str, Any], split: str, transform: Any) -> Any:
+    from neuroinspect.datasets import get_dataset
+
+    spec = get_dataset(params["dataset"])
+    return spec.load(params.get("root"), split, transform, **dict(params.get("dataset_params") or {}))
+
+
+def _run_id(ctx: StageContext, i: int) -> str:
+    # Deterministic: the same cell always writes the same run ids, so a record appended twice is caught
+    # by the leaderboard's duplicate check instead of silently counting twice.
+    return f"{ctx.key[:16]}-{i}"
+
+
+# -- train -----------------------------------------------------------------------------------------
+def stage_train(params: dict[str, Any], deps: dict[str, NodeOutput], ctx: StageContext) -> StageResult:
+    """Train a classifier (or load the given ``checkpoint``); the checkpoint's path and sha256."""
+    from neuroinspect.harness.checkpoint import load_checkpoint
+    from neuroinspect.runtime import resolve_device, seed_everything
+
+    dataset = params["dataset"]
+    if params.get("checkpoint"):
+        ckpt = load_checkpoint(params["checkpoint"], expect_dataset=dataset)
+        expected = params.get("checkpoint_sha256")
+        if expected and ckpt.sha256 != expected:
+            raise UserError(
+                f"checkpoint {params['checkpoint']} changed since the sweep was planned (sha256 "
+                f"{ckpt.sha256[:12] if ckpt.sha256 else '?'}, expected {expected[:12]}); re-run the sweep to re-plan."
+            )
+        return StageResult(
+            {
+                "checkpoint": str(Path(params["checkpoint"]).resolve()),
+                "sha256": ckpt.sha256,
+                "model_name": model_name(ckpt),
+                "classes": list(ckpt.classes),
+                "trained": False,
+                "summary": {"checkpoint": str(params["checkpoint"]), "trained": False},
+            }
+        )
+    from neuroinspect.datasets import get_dataset
+    from neuroinspect.harness.models import create_model
+    from neuroinspect.harness.presets import get_preset
+    from neuroinspect.harness.training import build_datasets, train_classifier
+
+    seed = int(params["seed"])
+    preset = get_preset(params.get("preset", "default"), dataset)
+    if params.get("train"):
+        preset = preset.with_overrides(**params["train"])
+    spec = get_dataset(dataset)
+    dparams = dict(params.get("dataset_params") or {})
+    probe = spec.load(params.get("root"), "val" if "val" in spec.splits else spec.splits[0], None, **dparams)
+    image_size = params.get("image_size") or preset.image_size or spec.default_image_size
+    # a model entry's pretrained (false included) wins over the preset's
+    given = params.get("pretrained")
+    if given is not None:  # and the training config says so (train_log.json, best.pt)
+        preset = preset.with_overrides(pretrained=given)
+    pretrained = preset.resolve_pretrained(params["model"])
+    device = resolve_device(ctx.device)
+    seed_everything(seed)
+    surface = create_model(params["model"], probe.num_classes, pretrained=pretrained, image_size=image_size)
+    train_ds, val_ds = build_datasets(
+        dataset, params.get("root"), surface.data_config, preset, params=dparams
+    )
+    ctx.log(
+        f"training {params['model']} on {dataset} ({len(train_ds)} images, {preset.epochs} epochs, seed {seed})"
+    )
+    res = train_classifier(
+        surface,
+        train_ds,
+        val_ds,
+        preset,
+        device=device,
+        seed=seed,
+        out_dir=ctx.work / "model",
+        show_progress=ctx.show_progress,
+        class_names=train_ds.classes,
+        dataset_name=dataset,
+        dataset_params=dparams,
+    )
+    if res.checkpoint_path is None:  # pragma: no cover - out_dir is always given
+        raise UserError("training produced no checkpoint; check the training preset (epochs >= 1).")
+    ckpt = load_checkpoint(res.checkpoint_path, expect_dataset=dataset)
+    return StageResult(
+        {
+            "checkpoint": "model/best.pt",
+            "sha256": ckpt.sha256,
+            "model_name": model_name(ckpt),
+            "classes": list(ckpt.classes),
+            "trained": True,
+            "summary": {
+                "trained": True,
+                "preset": params.get("preset", "default"),
+                "train_config": preset.as_dict(),
+                "best_epoch": res.best_epoch,
+                "best_metrics": res.best_metrics,
+                "wall_seconds": round(res.wall_seconds, 1),
+                "n_train": len(train_ds),
+            },
+        }
+    )
+
+
+# -- features --------------------------------------------------------------------------------------
+def stage_features(params: dict[str, Any], deps: dict[str, NodeOutput], ctx: StageContext) -> StageResult:
+    """Pooled features of one split through the model's evaluation transform (:class:`FeatureCache`)."""
+    from neuroinspect.harness.evaluation import checkpoint_eval_transform
+    from neuroinspect.harness.features import FeatureCache
+    from neuroinspect.harness.transforms import describe
+    from neuroinspect.runtime import resolve_device
+
+    ckpt = load_model(deps["model"])
+    transform = checkpoint_eval_transform(ckpt, params["dataset"])
+    ds = _dataset_split(params, params["split"], transform)
+    cache = FeatureCache(ctx.work)
+    desc = describe(transform)
+    fs = cache.get_or_compute(
+        ckpt.surface,
+        ckpt.sha256 or "",
+        ds,
+        batch_size=int(params.get("batch_size", 256)),
+        device=resolve_device(ctx.device),
+        transform_desc=desc,
+        show_progress=ctx.show_progress,
+    )
+    key = FeatureCache.key(ckpt.sha256 or "", ds, desc)
+    return StageResult(
+        {
+            "file": str(cache.path(key).relative_to(ctx.work)),
+            "split": params["split"],
+            "n": len(fs),
+            "num_features": fs.num_features,
+            "cache_key": key,
+            "transform": desc,
+        }
+    )
+
+
+# -- evaluate (the original model: the class to debug and the metrics before editing) ----------------
+def _train_counts(train_fs: Any, num_groups: int | None) -> list[int] | None:
+    from neuroinspect.harness.metrics import group_counts
+
+    if train_fs.groups is None:
+        return None
+    return [int(c) for c in group_counts(train_fs.groups.numpy(), num_groups or None)]
+
+
+def stage_evaluate(params: dict[str, Any], deps: dict[str, NodeOutput], ctx: StageContext) -> StageResult:
+    """The class to debug (given, or the worst on the finder split) and the test metrics before editing."""
+    import numpy as np
+
+    from neuroinspect.harness.metrics import classification_metrics
+    from neuroinspect.harness.mitigation import measure
+
+    ckpt = load_model(deps["model"])
+    train_fs, val_fs, test_fs = (load_features(deps[r]) for r in ("train", "val", "test"))
+    decision = ckpt.surface.decision.cpu()
+    num_groups = test_fs.meta.get("num_groups") or None
+    counts = _train_counts(train_fs, num_groups)
+    seed = int(params["seed"])
+    if params.get("class_idx") is None:
+        with torch.no_grad():
+            preds = decision(val_fs.features).argmax(1).numpy()
+        m = classification_metrics(
+            preds, val_fs.labels.numpy(), num_classes=decision.out_features, n_boot=0, seed=seed
+        )
+        per_class = [np.inf if v is None else v for v in m["per_class_acc"]]
+        class_idx = int(np.argmin(per_class))
+        rule = f"worst class on {val_fs.meta.get('split')}"
+    else:
+        class_idx = int(params["class_idx"])
+        if not 0 <= class_idx < decision.out_features:
+            raise UserError(
+                f"class_idx {class_idx} is out of range: the model has {decision.out_features} classes, "
+                f"0..{decision.out_features - 1}; fix class_idx in the sweep config."
+            )
+        rule = "given"
+    before = measure(
+        decision, test_fs, class_idx, train_group_counts=counts, n_boot=int(params["n_boot"]), seed=seed
+    )
+    mistakes = (val_fs.labels == class_idx) & (val_fs.preds != class_idx)
+    return StageResult(
+        {
+            "class_idx": class_idx,
+            "class_name": ckpt.classes[class_idx],
+            "class_rule": rule,
+            "before": before,
+            "train_group_counts": counts,
+            "n_mistakes": int(mistakes.sum()),
+            "mistakes": [
+                {"index": int(i), "path": val_fs.paths[j], "pred": int(val_fs.preds[j])}
+                for j, i in enumerate(val_fs.indices.tolist())
+                if bool(mistakes[j])
+            ][:200],
+        }
+    )
+
+
+# -- find ------------------------------------------------------------------------------------------
+def stage_find(params: dict[str, Any], deps: dict[str, NodeOutput], ctx: StageContext) -> StageResult:
+    """One finder on the finder split's features for the evaluated class; the whole :class:`FinderResult`."""
+    from neuroinspect.methods.finders import FINDERS
+    from neuroinspect.methods.finders import load_all as load_finders
+    from neuroinspect.runtime import seed_everything
+
+    load_finders()
+    ckpt = load_model(deps["model"])
+    val_fs = load_features(deps["val"])
+    class_idx = int(deps["evaluate"].result["class_idx"])
+    seed = int(params["seed"])
+    seed_everything(seed)
+    finder = FINDERS.get(params["finder"])(**dict(params.get("settings") or {}))
+    res = finder.find(
+        ckpt.surface.decision.cpu(), val_fs, class_idx, seed=seed, show_progress=ctx.show_progress
+    )
+    payload = {f.name: getattr(res, f.name) for f in dataclasses.fields(res)}
+    from neuroinspect.fileio import atomic_torch_save
+
+    atomic_torch_save(ctx.work / "finder.pt", payload)
+    summary = res.to_json()
+    summary.pop("samples", None)
+    return StageResult({"file": "finder.pt", "class_idx": class_idx, "summary": summary})
+
+
+# -- ground truth ----------------------------------------------------------------------------------
+def stage_truth(params: dict[str, Any], deps: dict[str, NodeOutput], ctx: StageContext) -> StageResult:
+    """Per-neuron ground truth of a model on a bundled benchmark's split (counterfactual grids)."""
+    from neuroinspect.harness.evaluation import checkpoint_eval_transform
+    from neuroinspect.methods.concept_recovery import truth_to_json
+    from neuroinspect.methods.groundtruth_scoring import neuron_attribute_scores
+    from neuroinspect.runtime import resolve_device
+
+    ckpt = load_model(deps["model"])
+    transform = checkpoint_eval_transform(ckpt, params["dataset"])
+    ds = _dataset_split(params, params.get("split", "test"), transform)
+    truth = neuron_attribute_scores(
+        ckpt.surface,
+        ds,
+        transform,
+        n_samples=int(params["n_samples"]),
+        seed=int(params["seed"]),
+        batch_size=int(params.get("batch_size", 256)),
+        device=resolve_device(ctx.device),
+        show_progress=ctx.show_progress,
+    )
+    atomic_write_json(ctx.work / "truth.json", truth_to_json(truth), indent=None)
+    return StageResult({"file": "truth.json", "counts": truth.counts(), "n_samples": len(truth.indices)})
+
+
+# -- attribute classifiers (concept recovery of visualizations) -----------------------------------------
+def stage_attributes(params: dict[str, Any], deps: dict[str, NodeOutput], ctx: StageContext) -> StageResult:
+    """Attribute classifiers (core / spurious) of a bundled benchmark, trained on its train split."""
+    from neuroinspect.methods import concept_recovery as cr
+
+    settings = cr.classifier_settings(params.get("settings") or {})
+    train = _dataset_split(params, "train", None)
+    heldout = _dataset_split(params, "val", None)
+    clf, info = cr.cached_classifiers(
+        train,
+        heldout,
+        settings,
+        int(params["seed"]),
+        cache_root=ctx.work,
+        show_progress=ctx.show_progress,
+    )
+    return StageResult(
+        {
+            "file": str(Path(info["path"]).relative_to(ctx.work)),
+            "cache_key": info["cache_key"],
+            "settings": settings,
+            "accuracy": {k: clf.accuracy[k]["accuracy"] for k in ("core", "spurious")},
+        }
+    )
+
+
+def load_attributes(node: NodeOutput) -> Any:
+    from neuroinspect.methods.concept_recovery import load_classifiers
+
+    path = node.path(node.result["file"])
+    return _cached("attributes", str(path), lambda: load_classifiers(path))
+
+
+# -- select ----------------------------------------------------------------------------------------
+def _select_top(result: Any, *, num_neurons: int = 5, neuron_list: str = "insufficient") -> list[int]:
+    from neuroinspect.harness.experiment import select_neurons
+
+    if neuron_list not in ("insufficient", "excessive", "both"):
+        raise UserError(f"selector top: neuron_list = {neuron_list!r}; use insufficient, excessive or both.")
+    if int(num_neurons) < 1:
+        raise UserError("selector top: num_neurons must be at least 1.")
+    return select_neurons(result, neuron_list, int(num_neurons))
+
+
+#: name → ``(finder_result, **settings) -> neurons``. A stand-in until the selector registry lands.
+SELECTORS: dict[str, Callable[..., list[int]]] = {"top": _select_top}
+#: each selector's settings and their defaults (validated when a sweep is planned)
+SELECTOR_SETTINGS: dict[str, dict[str, Any]] = {"top": {"num_neurons": 5, "neuron_list": "insufficient"}}
+
+
+def stage_select(params: dict[str, Any], deps: dict[str, NodeOutput], ctx: StageContext) -> StageResult:
+    """Neurons to edit and visualize from one finder's result, and the editing target γ."""
+    name = params["selector"]
+    if name not in SELECTORS:
+        raise UserError(f"unknown selector {name!r}; choose one of {', '.join(sorted(SELECTORS))}.")
+    res = load_finder_result(deps["find"])
+    neurons = [int(n) for n in SELECTORS[name](res, **dict(params.get("settings") or {}))]
+    gamma = params.get("gamma", "auto")
+    value = res.gamma_for(neurons) if gamma == "auto" else float(gamma)
+    return StageResult(
+        {"neurons": neurons, "gamma": value, "gamma_rule": "auto" if gamma == "auto" else "given"}
+    )
+
+
+# -- recovery (a finder against the ground truth) -------------------------------------------------------
+def stage_recovery(params: dict[str, Any], deps: dict[str, NodeOutput], ctx: StageContext) -> StageResult:
+    """The ``neuron_recovery`` record of one finder result against the model's ground truth."""
+    from neuroinspect.methods.groundtruth_scoring import neuron_recovery_record
+    from neuroinspect.runtime import Provenance
+
+    with Provenance(ctx.device) as prov:
+        ckpt = load_model(deps["model"])
+        res = load_finder_result(deps["find"])
+        truth = load_truth(deps["truth"])
+    rec = neuron_recovery_record(
+        res,
+        truth,
+        ckpt.surface.decision.cpu(),
+        dataset=params["dataset"],
+        model=deps["model"].result["model_name"],
+        seed=int(params["seed"]),
+        provenance=prov.as_dict(),
+        ks=tuple(params["ks"]),
+        config={
+            "experiment": params["experiment"],
+            "finder_split": params["finder_split"],
+            **res.settings,
+            "dataset_params": params.get("dataset_params") or {},
+        },
+    )
+    rec["run_id"] = _run_id(ctx, 0)
+    return StageResult({"metrics": rec["metrics"]}, [rec])
+
+
+# -- edit ------------------------------------------------------------------------------------------
+def stage_edit(params: dict[str, Any], deps: dict[str, NodeOutput], ctx: StageContext) -> StageResult:
+    """One editor on the cached features; the test metrics after the edit and its ``mitigation`` record."""
+    from neuroinspect.fileio import atomic_torch_save
+    from neuroinspect.harness.mitigation import measure, mitigation_record
+    from neuroinspect.methods.editors import EDITORS
+    from neuroinspect.runtime import Provenance, seed_everything
+
+    ckpt = load_model(deps["model"])
+    train_fs, val_fs, test_fs = (load_features(deps[r]) for r in ("train", "val", "test"))
+    ev = deps["evaluate"].result
+    class_idx = int(ev["class_idx"])
+    editor_cls = EDITORS.get(params["editor"])
+    if editor_cls.uses_group_labels and train_fs.groups is None:
+        raise UserError(f"editor {params['editor']} needs group labels; {params['dataset']} has none.")
+    settings = dict(params.get("settings") or {})
+    neurons: list[int] = []
+    gamma_rule = None
+    if editor_cls.uses_neurons:
+        sel = deps["select"].result
+        neurons = [int(n) for n in sel["neurons"]]
+        if "gamma" in editor_cls.hyperparameters() and "gamma" not in settings:
+            settings["gamma"] = sel["gamma"]
+            gamma_rule = "auto" if sel.get("gamma_rule") == "auto" else None
+    seed = int(params["seed"])
+    seed_everything(seed)
+    with Provenance(ctx.device) as prov:
+        edit = editor_cls(**settings).edit(
+            ckpt.surface.decision.cpu(),
+            train_fs,
+            val_fs,
+            class_idx,
+            neurons,
+            seed=seed,
+            show_progress=ctx.show_progress,
+        )
+        after = measure(
+            edit.decision,
+            test_fs,
+            class_idx,
+            train_group_counts=ev["train_group_counts"],
+            n_boot=int(params["n_boot"]),
+            seed=seed,
+        )
+    config: dict[str, Any] = {
+        "experiment": params["experiment"],
+        "dataset_params": params.get("dataset_params") or {},
+    }
+    if editor_cls.uses_neurons:
+        config["selector"] = {"name": params["selector"], **dict(params.get("selector_settings") or {})}
+        if params.get("finder_settings"):
+            config["finder_settings"] = dict(params["finder_settings"])
+    rec = mitigation_record(
+        edit,
+        ev["before"],
+        after,
+        dataset=params["dataset"],
+        model=deps["model"].result["model_name"],
+        seed=seed,
+        finder=params["finder"] if editor_cls.uses_neurons else "none",
+        provenance=prov,
+        config=config,
+        gamma_rule=gamma_rule,
+        run_id=_run_id(ctx, 0),
+    )
+    atomic_torch_save(
+        ctx.work / "decision.pt", {k: v.detach().cpu() for k, v in edit.decision.state_dict().items()}
+    )
+    return StageResult({"after": after, "edit": edit.summary(), "decision": "decision.pt"}, [rec])
+
+
+# -- visualize -------------------------------------------------------------------------------------
+def _uses_clip(cls: type, settings: Mapping[str, Any]) -> bool:
+    import inspect
+
+    accepted = inspect.signature(cls).parameters
+    if "clip" not in accepted:
+        return False
+    return "use_clip" not in accepted or bool(settings.get("use_clip", accepted["use_clip"].default))
+
+
+def stage_visualize(params: dict[str, Any], deps: dict[str, NodeOutput], ctx: StageContext) -> StageResult:
+    """One visualizer on the selected neurons, conditioned on the evaluated class; faithfulness metrics,
+    concept recovery (bundled benchmarks), images and one ``visualization`` record per neuron."""
+    import inspect
+
+    from neuroinspect.commands.visualize import _class_strings, _record_metrics
+    from neuroinspect.harness.evaluation import checkpoint_eval_transform
+    from neuroinspect.methods import concept_recovery as cr
+    from neuroinspect.methods.visualizers import VISUALIZERS, faithfulness
+    from neuroinspect.methods.visualizers import load_all as load_visualizers
+    from neuroinspect.methods.visualizers.output import (
+        contact_sheet,
+        save_visualization,
+        visualization_record,
+    )
+    from neuroinspect.runtime import Provenance, resolve_device, seed_everything
+
+    load_visualizers()
+    cls = VISUALIZERS.get(params["visualizer"])
+    settings = dict(params.get("settings") or {})
+    ckpt = load_model(deps["model"])
+    surface = ckpt.surface
+    device = resolve_device(ctx.device)
+    class_idx = int(deps["evaluate"].result["class_idx"])
+    neurons = [int(n) for n in deps["select"].result["neurons"]]
+    seed = int(params["seed"])
+    seed_everything(seed)
+    with Provenance(ctx.device) as prov:
+        clip = None
+        if _uses_clip(cls, settings):
+            from neuroinspect.clip.loader import DEFAULT_CLIP, load_clip
+
+            spec = settings.get("clip") or inspect.signature(cls).parameters["clip"].default or DEFAULT_CLIP
+            clip = load_clip(str(spec), device=device)
+            settings["clip"] = clip
+        features = load_features(deps["features"])
+        accepted = inspect.signature(cls).parameters
+        if "features" in accepted:
+            settings.setdefault("features", features)  # the split's cached features: no second backbone pass
+        elif "checkpoint_sha" in accepted and ckpt.sha256:
+            settings.setdefault("checkpoint_sha", ckpt.sha256)
+        visualizer = cls(**settings)
+        transform = checkpoint_eval_transform(ckpt, params["dataset"])
+        dataset = _dataset_split(params, params["split"], transform)
+        class_names = _class_strings(ckpt, dataset)
+        visualizations = visualizer.visualize(
+            surface,
+            neurons,
+            class_idx,
+            dataset=dataset,
+            class_names=class_names,
+            seed=seed,
+            device=device,
+            show_progress=ctx.show_progress,
+        )
+        truth = load_truth(deps["truth"]) if "truth" in deps else None
+        clf = load_attributes(deps["attributes"]) if "attributes" in deps else None
+        clf_info = (
+            {"cache_key": deps["attributes"].result["cache_key"], "cached": True} if clf is not None else None
+        )
+        from neuroinspect.clip.prompts import prompts_for
+
+        faith: list[dict[str, Any]] = []
+        concepts: list[dict[str, Any] | None] = []
+        for vis in visualizations:
+            text = (
+                prompts_for(class_names[vis.class_idx])
+                if clip is not None and vis.class_idx is not None
+                else None
+            )
+            faith.append(
+                faithfulness.compute(
+                    vis,
+                    surface,
+                    reference_activations=faithfulness.reference_activations(features, vis.neuron),
+                    clip=clip,
+                    class_text=text,
+                    device=device,
+                    batch_size=int(params.get("batch_size", 64)),
+                    seed=seed,
+                )
+            )
+            concepts.append(
+                cr.recovery(vis, truth, clf, clf_info) if truth is not None and clf is not None else None
+            )
+    model = deps["model"].result["model_name"]
+    context = {
+        "checkpoint": {"sha256": ckpt.sha256, "arch": surface.spec.arch},
+        "dataset": params["dataset"],
+        "split": params["split"],
+        "seed": seed,
+        "device": str(device),
+    }
+    provenance = prov.as_dict()
+    records, saved = [], []
+    for i, (vis, metrics, concept) in enumerate(zip(visualizations, faith, concepts, strict=True)):
+        sidecar = {**metrics, "concept_recovery": concept} if concept else metrics
+        s = save_visualization(vis, ctx.work / "pairs", class_names, metrics=sidecar, context=context)
+        saved.append(s)
+        flat = {
+            f"faithfulness_{k}": v
+            for k, v in metrics.items()
+            if k.endswith("_mean")
+            or k
+            in ("class_top1", "diversity_feature", "diversity_pixel", "deletion_auc", "deletion_auc_random")
+        }
+        rec = visualization_record(
+            s,
+            dataset=params["dataset"],
+            model=model,
+            seed=seed,
+            provenance=provenance,
+            config={
+                "experiment": params["experiment"],
+                "split": params["split"],
+                "selector": {"name": params["selector"], **dict(params.get("selector_settings") or {})},
+                "finder": params["finder"],
+                "neurons": neurons,
+                "dataset_params": params.get("dataset_params") or {},
+            },
+            metrics=_record_metrics(flat, metrics, concept),
+            run_id=_run_id(ctx, i),
+        )
+        rec["artifact_dir"] = str(ctx.final / s.directory.relative_to(ctx.work))
+        records.append(rec)
+    title = f"{params['visualizer']} | {model} on {params['dataset']} | class {class_idx} | seed {seed}"
+    contact_sheet(saved, ctx.work / "pairs" / params["visualizer"], title=title)
+    return StageResult(
+        {
+            "neurons": neurons,
+            "class_idx": class_idx,
+            "pairs": [str(s.directory.relative_to(ctx.work)) for s in saved],
+            "wall_seconds_per_pair": [round(float(v.wall_seconds), 4) for v in visualizations],
+        },
+        records,
+    )
+
+
+StageFn = Callable[[dict[str, Any], dict[str, NodeOutput], StageContext], StageResult]
+
+#: stage name → function
+STAGES: dict[str, StageFn] = {
+    "train": stage_train,
+    "features": stage_features,
+    "evaluate": stage_evaluate,
+    "find": stage_find,
+    "truth": stage_truth,
+    "attributes": stage_attributes,
+    "select": stage_select,
+    "recovery": stage_recovery,
+    "edit": stage_edit,
+    "visualize": stage_visualize,
+}
+#: the stages whose nodes produce result records (a sweep's cells)
+LEAF_STAGES = frozenset({"recovery", "edit", "visualize"})
+
+
+__all__ = [
+    "LEAF_STAGES",
+    "SELECTORS",
+    "SELECTOR_SETTINGS",
+    "STAGES",
+    "STAGE_VERSIONS",
+    "NodeOutput",
+    "StageContext",
+    "StageResult",
+    "StageStore",
+    "canonical_json",
+    "load_features",
+    "load_finder_result",
+    "load_model",
+    "load_truth",
+    "model_name",
+    "node_key",
+]

@@ -1,0 +1,377 @@
+"""A sweep's grid expanded into a DAG of stage nodes, deduplicated by the hash of their inputs.
+
+Every grid cell (dataset variant × model × seed × finder × selector × editor × visualizer) needs a
+chain of stages; most of the chain is shared with other cells. Nodes are keyed like the store keys
+them (:func:`neuroinspect.harness.stages.node_key`), so a node that two cells need is planned, run
+and stored once:
+
+- one ``train`` per (dataset variant, model, seed) (one per checkpoint when a model gives one);
+- one ``features`` per (model, split), one ``evaluate`` per model (the class to debug and the
+  metrics before editing), one ``truth`` per model (bundled benchmarks), one ``attributes`` per
+  dataset variant (concept recovery of visualizations);
+- one ``find`` per (model, class, finder variant), one ``select`` per (finder run, selector variant);
+- one leaf per result: ``recovery`` per finder run (bundled benchmarks), ``edit`` per (editor
+  variant, and for the editors that use neurons, selection), ``visualize`` per (visualizer variant,
+  selection). Editors that do not read neurons (``cw``, ``focal``, ``fc``, ``dfr``) are run once per
+  model, not once per finder and selector.
+
+:meth:`Plan.naive_executions` counts what running every cell from scratch would execute (each cell's
+whole chain, nothing shared); the sweep's summary sets it beside the nodes actually run.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from neuroinspect.harness.stages import LEAF_STAGES, canonical_json, node_key
+from neuroinspect.sweeps.config import MethodVariant, SweepConfig
+
+#: the cell coordinates, in grid order
+AXES = ("dataset", "model", "seed", "finder", "selector", "editor", "visualizer")
+
+
+@dataclass
+class Node:
+    """One stage execution: ``deps`` maps a role to the key of the node it reads."""
+
+    key: str
+    stage: str
+    params: dict[str, Any]
+    deps: dict[str, str]
+    label: str
+    order: int
+
+    @property
+    def leaf(self) -> bool:
+        return self.stage in LEAF_STAGES
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "key": self.key,
+            "stage": self.stage,
+            "label": self.label,
+            "params": self.params,
+            "deps": self.deps,
+        }
+
+
+@dataclass
+class Cell:
+    """One grid cell: its coordinates and the leaf nodes that hold its results."""
+
+    coords: dict[str, str]
+    leaves: list[str]
+
+
+@dataclass
+class Plan:
+    nodes: dict[str, Node] = field(default_factory=dict)
+    cells: list[Cell] = field(default_factory=list)
+    skipped: list[dict[str, str]] = field(default_factory=list)
+
+    def add(self, stage: str, params: dict[str, Any], deps: dict[str, str], label: str) -> str:
+        params = json.loads(canonical_json(params))
+        key = node_key(stage, params, deps)
+        if key not in self.nodes:
+            self.nodes[key] = Node(key, stage, params, dict(deps), label, len(self.nodes))
+        return key
+
+    @property
+    def leaves(self) -> list[str]:
+        return [k for k, n in self.nodes.items() if n.leaf]
+
+    def closure(self, keys: Iterable[str]) -> set[str]:
+        """``keys`` and every node they depend on, transitively."""
+        seen: set[str] = set()
+        stack = list(keys)
+        while stack:
+            k = stack.pop()
+            if k in seen:
+                continue
+            seen.add(k)
+            stack.extend(self.nodes[k].deps.values())
+        return seen
+
+    def children(self) -> dict[str, list[str]]:
+        out: dict[str, list[str]] = {k: [] for k in self.nodes}
+        for k, n in self.nodes.items():
+            for d in n.deps.values():
+                out[d].append(k)
+        return out
+
+    def descendants(self, key: str, children: dict[str, list[str]] | None = None) -> set[str]:
+        children = children if children is not None else self.children()
+        seen: set[str] = set()
+        stack = list(children[key])
+        while stack:
+            k = stack.pop()
+            if k not in seen:
+                seen.add(k)
+                stack.extend(children[k])
+        return seen
+
+    def naive_executions(self) -> int:
+        """Stage executions if every cell ran its whole chain from scratch (nothing shared)."""
+        return sum(len(self.closure(c.leaves)) for c in self.cells if c.leaves)
+
+    def naive_by_stage(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for c in self.cells:
+            for k in self.closure(c.leaves) if c.leaves else ():
+                s = self.nodes[k].stage
+                out[s] = out.get(s, 0) + 1
+        return out
+
+    def by_stage(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for n in self.nodes.values():
+            out[n.stage] = out.get(n.stage, 0) + 1
+        return out
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "nodes": [n.as_dict() for n in self.nodes.values()],
+            "cells": [{"coords": c.coords, "leaves": c.leaves} for c in self.cells],
+            "skipped": self.skipped,
+        }
+
+
+def _resolve(path: str | None) -> str | None:
+    return None if path is None else str(Path(path).expanduser().resolve())
+
+
+def build_plan(cfg: SweepConfig) -> Plan:
+    """Expand ``cfg``'s grid into a deduplicated DAG (see the module docstring)."""
+    from neuroinspect.datasets import get_dataset
+    from neuroinspect.harness.checkpoint import file_sha256
+    from neuroinspect.methods.editors import EDITORS
+
+    plan = Plan()
+    ckpt_sha: dict[str, str] = {}
+    for d in cfg.datasets:
+        spec = get_dataset(d.name)
+        benchmark = spec.kind == "benchmark"
+        data = {"dataset": d.name, "root": d.root, "dataset_params": d.params}
+        attrs_key = None
+        if cfg.visualizers and benchmark and cfg.concept_recovery:
+            attrs_key = plan.add(
+                "attributes",
+                {**data, "settings": cfg.attribute_settings, "seed": 0},
+                {},
+                f"attributes {d.label}",
+            )
+        for m in cfg.models:
+            for seed in cfg.seeds:
+                where = f"{d.label}/{m.label}/seed{seed}"
+                if m.checkpoint:
+                    path = _resolve(m.checkpoint)
+                    assert path is not None
+                    if path not in ckpt_sha:
+                        ckpt_sha[path] = file_sha256(path)
+                    model = plan.add(
+                        "train",
+                        {**data, "checkpoint": path, "checkpoint_sha256": ckpt_sha[path]},
+                        {},
+                        f"load {Path(path).name} ({d.label})",
+                    )
+                else:
+                    model = plan.add(
+                        "train",
+                        {
+                            **data,
+                            "model": m.name,
+                            "image_size": m.image_size or d.image_size,
+                            "pretrained": m.pretrained,
+                            "preset": m.preset or d.preset or cfg.preset,
+                            "train": {**d.train, **m.train},
+                            "seed": seed,
+                        },
+                        {},
+                        f"train {where}",
+                    )
+                splits = {"train": "train", "val": d.finder_split, "test": "test"}
+                if cfg.visualizers:
+                    splits["vis"] = cfg.visualize_split
+                feats = {
+                    role: plan.add(
+                        "features",
+                        {**data, "split": split, "batch_size": cfg.batch_size},
+                        {"model": model},
+                        f"features {split} {where}",
+                    )
+                    for role, split in splits.items()
+                }
+                ev = plan.add(
+                    "evaluate",
+                    {"class_idx": d.class_idx, "n_boot": cfg.n_boot, "seed": seed},
+                    {"model": model, "train": feats["train"], "val": feats["val"], "test": feats["test"]},
+                    f"evaluate {where}",
+                )
+                truth = None
+                if benchmark and (cfg.finders or (cfg.visualizers and cfg.concept_recovery)):
+                    truth = plan.add(
+                        "truth",
+                        {
+                            **data,
+                            "split": "test",
+                            "n_samples": cfg.truth_samples,
+                            "seed": seed,
+                            "batch_size": cfg.batch_size,
+                        },
+                        {"model": model},
+                        f"truth {where}",
+                    )
+                base_edit = {
+                    "dataset": d.name,
+                    "dataset_params": d.params,
+                    "seed": seed,
+                    "n_boot": cfg.n_boot,
+                    "experiment": cfg.name,
+                }
+                edit_deps = {
+                    "model": model,
+                    "train": feats["train"],
+                    "val": feats["val"],
+                    "test": feats["test"],
+                    "evaluate": ev,
+                }
+                # editors that ignore neurons: one node per model, shared by every finder and selector
+                plain_edits: dict[str, str] = {}
+                for e in cfg.editors:
+                    cls = EDITORS.get(e.name)
+                    if cls.uses_group_labels and not spec.has_groups:
+                        continue
+                    if not cls.uses_neurons:
+                        plain_edits[e.label] = plan.add(
+                            "edit",
+                            {**base_edit, "editor": e.name, "settings": e.settings},
+                            edit_deps,
+                            f"edit {e.label} · {where}",
+                        )
+                finders: list[MethodVariant | None] = list(cfg.finders) or [None]
+                for f in finders:
+                    find = rec = None
+                    if f is not None:
+                        find = plan.add(
+                            "find",
+                            {"finder": f.name, "settings": f.settings, "seed": seed},
+                            {"model": model, "val": feats["val"], "evaluate": ev},
+                            f"find {f.label} · {where}",
+                        )
+                        if truth is not None:
+                            rec = plan.add(
+                                "recovery",
+                                {
+                                    "dataset": d.name,
+                                    "dataset_params": d.params,
+                                    "ks": cfg.recovery_k,
+                                    "experiment": cfg.name,
+                                    "finder_split": d.finder_split,
+                                    "seed": seed,
+                                },
+                                {"model": model, "find": find, "truth": truth},
+                                f"recovery {f.label} · {where}",
+                            )
+                    selectors: list[MethodVariant | None] = list(cfg.selectors) or [None]
+                    for s in selectors:
+                        sel = None
+                        if find is not None and s is not None:
+                            sel = plan.add(
+                                "select",
+                                {"selector": s.name, "settings": s.settings, "gamma": cfg.gamma},
+                                {"find": find},
+                                f"select {s.label} ← {f.label if f else '-'} · {where}",
+                            )
+                        edits: dict[str, str | None] = {}
+                        for e in cfg.editors:
+                            cls = EDITORS.get(e.name)
+                            if cls.uses_group_labels and not spec.has_groups:
+                                edits[e.label] = None
+                                continue
+                            if not cls.uses_neurons:
+                                edits[e.label] = plain_edits[e.label]
+                                continue
+                            assert sel is not None and f is not None and s is not None
+                            edits[e.label] = plan.add(
+                                "edit",
+                                {
+                                    **base_edit,
+                                    "editor": e.name,
+                                    "settings": e.settings,
+                                    "finder": f.name,
+                                    "finder_settings": f.settings,
+                                    "selector": s.name,
+                                    "selector_settings": s.settings,
+                                },
+                                {**edit_deps, "select": sel},
+                                f"edit {e.label} ← {f.label}/{s.label} · {where}",
+                            )
+                        visuals: dict[str, str] = {}
+                        for v in cfg.visualizers:
+                            assert sel is not None and f is not None and s is not None
+                            vdeps = {"model": model, "features": feats["vis"], "evaluate": ev, "select": sel}
+                            if truth is not None and attrs_key is not None:
+                                vdeps.update({"truth": truth, "attributes": attrs_key})
+                            visuals[v.label] = plan.add(
+                                "visualize",
+                                {
+                                    **data,
+                                    "visualizer": v.name,
+                                    "settings": v.settings,
+                                    "seed": seed,
+                                    "split": cfg.visualize_split,
+                                    "batch_size": min(cfg.batch_size, 64),
+                                    "experiment": cfg.name,
+                                    "finder": f.name,
+                                    "selector": s.name,
+                                    "selector_settings": s.settings,
+                                },
+                                vdeps,
+                                f"visualize {v.label} ← {f.label}/{s.label} · {where}",
+                            )
+                        e_labels: list[str | None] = [e.label for e in cfg.editors] or [None]
+                        v_labels: list[str | None] = [v.label for v in cfg.visualizers] or [None]
+                        for e_label in e_labels:
+                            for v_label in v_labels:
+                                coords = {
+                                    "dataset": d.label,
+                                    "model": m.label,
+                                    "seed": str(seed),
+                                    "finder": f.label if f else "-",
+                                    "selector": s.label if s else "-",
+                                    "editor": e_label or "-",
+                                    "visualizer": v_label or "-",
+                                }
+                                leaves = [k for k in (rec,) if k]
+                                if e_label is not None:
+                                    ek = edits.get(e_label)
+                                    if ek is None:
+                                        plan.skipped.append(
+                                            {
+                                                **coords,
+                                                "why": f"editor {e_label} needs group labels; {d.name} has none",
+                                            }
+                                        )
+                                    else:
+                                        leaves.append(ek)
+                                if v_label is not None:
+                                    leaves.append(visuals[v_label])
+                                plan.cells.append(Cell(coords, leaves))
+    return plan
+
+
+def plan_text(plan: Plan) -> str:
+    """A short description of the plan: nodes per stage against the cells' chains."""
+    naive = plan.naive_by_stage()
+    parts = [
+        f"{s} {n}" + (f" (of {naive.get(s, n)})" if naive.get(s, n) != n else "")
+        for s, n in plan.by_stage().items()
+    ]
+    return (
+        f"{len(plan.cells)} cells, {len(plan.leaves)} result nodes, {len(plan.nodes)} stage nodes "
+        f"(running every cell from scratch: {plan.naive_executions()}): " + ", ".join(parts)
+    )
