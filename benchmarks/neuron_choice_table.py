@@ -235,11 +235,11 @@ def edit_tables(records: Sequence[dict[str, Any]], k: int) -> tuple[list[str], l
         o, r_ = Stat(oracle["wga"]), Stat(rnd["wga"])
         matters = o.lo > r_.hi
         verdict.append(
-            f"- **{var}**: oracle {o} vs random {r_} WGA — "
+            f"- **{var}**: oracle {o} vs random {r_} WGA (95% t-intervals ±{o.half:.1f} / ±{r_.half:.1f}) — "
             + (
-                "the choice matters for the oracle (95% intervals apart)."
+                "the choice matters for the oracle (intervals apart)."
                 if matters
-                else "the oracle's intervals overlap random's: under this editor the choice does not clearly matter."
+                else "the intervals overlap: under this editor the choice does not clearly matter, even for the oracle."
             )
         )
         best = None
@@ -256,13 +256,17 @@ def edit_tables(records: Sequence[dict[str, Any]], k: int) -> tuple[list[str], l
             continue
         src, s = best
         gap = o.mean - r_.mean
-        closed = (s.mean - r_.mean) / gap if gap > 1e-9 else math.nan
+        closed = (
+            f"closes {100 * (s.mean - r_.mean) / gap:.0f}% of the random → oracle gap"
+            if gap > 1e-9
+            else "no random → oracle gap to close (the oracle is not ahead)"
+        )
         beats_fc = fc_s is not None and s.lo > fc_s.hi
         beats_rnd = s.lo > r_.hi
         near_dfr = dfr is not None and s.mean >= dfr.mean - 5.0
         verdict.append(
-            f"  best pipeline `{_mark(src)}`: {s} — beats fc ({fc_s}) with intervals apart: {'yes' if beats_fc else 'no'}; "
-            f"beats random: {'yes' if beats_rnd else 'no'}; closes {100 * closed:.0f}% of the random → oracle gap; "
+            f"  best pipeline `{_mark(src)}`: {s} — beats fc ({fc_s}) with 95% intervals apart: "
+            f"{'yes' if beats_fc else 'no'}; beats random neurons: {'yes' if beats_rnd else 'no'}; {closed}; "
             f"within 5 points of dfr ({dfr}): {'yes' if near_dfr else 'no'}."
         )
     return lines, verdict

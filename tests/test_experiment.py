@@ -177,7 +177,26 @@ def test_bundled_demo_configs_parse() -> None:
 
     for name in ("spurious-shapes", "colored-digits"):
         cfg = demo_config(name, "cpu")
-        assert cfg.dataset == name and "dfr" in cfg.editors and cfg.finder == "counterfactual"
+        # the best pipeline of the neuron-choice table (README), with fc, dfr and the controls beside it
+        assert cfg.dataset == name and "dfr" in cfg.editors and "fc" in cfg.editors
+        assert (cfg.finder, cfg.selector, cfg.neuron_list, cfg.num_neurons) == (
+            "margin-deficit",
+            "top",
+            "both",
+            50,
+        )
+        assert cfg.editors[0] == "surgical" and set(cfg.controls) == {"oracle-neurons", "random-neurons"}
+        cfg.check_methods()
+        # --ref: the paper's pipeline
+        ref = demo_config(name, "cpu", ref=True)
+        assert (ref.finder, ref.selector, ref.neuron_list, ref.num_neurons) == (
+            "counterfactual",
+            "top",
+            "insufficient",
+            5,
+        )
+        assert ref.editors[0] == "neuroinspect" and ref.dataset == name and ref.name.endswith("-ref")
+        ref.check_methods()
 
 
 def _experiment_configs() -> list[Path]:
@@ -210,3 +229,13 @@ def test_shipped_configs_are_valid(path: Path) -> None:
     assert set(cfg.selector_settings) <= set(cfg.selectors)
     make_selectors(cfg, interactive=False)
     resolve_pipelines(cfg)
+
+
+def test_demo_ref_with_a_config_is_refused_before_any_work(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "o"
+    assert main(["demo", "--ref", "--config", str(write_config(tmp_path)), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--ref and --config" in err[0] and "Drop --ref" in err[0]
+    assert not out.exists()

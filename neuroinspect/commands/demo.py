@@ -42,18 +42,42 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument(
         "--config", default=None, help="an experiment TOML to run instead of the bundled demo config"
     )
+    p.add_argument(
+        "--ref",
+        action="store_true",
+        help="the paper's pipeline instead of the measured best: the counterfactual's first 5 insufficient "
+        "neurons, edited by neuroinspect (λ3 = 0.01), beside every editor",
+    )
     add_overwrite(p)
     add_common(p)
     p.set_defaults(func=run)
     return p
 
 
-def demo_config(dataset: str, device: str) -> Any:
-    """The bundled demo configuration (``configs/<dataset>.toml`` shipped with the package)."""
+#: ``--ref``: the paper's neuron choice (NeuroInspect's counterfactual, the first 5 of its insufficient
+#: list, no selection step) and its editor, beside the same baselines and controls
+REF_SETTINGS: dict[str, Any] = {
+    "finder": "counterfactual",
+    "finders": ["counterfactual", "contribution", "gradient", "random"],
+    "selector": "top",
+    "selectors": ["top"],
+    "num_neurons": 5,
+    "neuron_list": "insufficient",
+    "editors": ["neuroinspect", "cw", "focal", "fc", "dfr", "random-neurons"],
+}
+
+
+def demo_config(dataset: str, device: str, ref: bool = False) -> Any:
+    """The bundled demo configuration (``configs/<dataset>.toml`` shipped with the package); ``ref``:
+    with :data:`REF_SETTINGS`."""
+    import dataclasses
+
     from neuroinspect.harness.config import ExperimentConfig
 
     path = Path(__file__).resolve().parent.parent / "configs" / f"{dataset}.toml"
     cfg = ExperimentConfig.from_toml(path)
+    if ref:
+        cfg = dataclasses.replace(cfg, name=f"{cfg.name}-ref", editor_settings={}, **REF_SETTINGS)
     cfg.device = device
     return cfg
 
@@ -67,6 +91,11 @@ def run(args: argparse.Namespace) -> int:
     from neuroinspect.outputs import Outputs
     from neuroinspect.runtime import resolve_device
 
+    if args.config and args.ref:
+        raise UserError(
+            f"--ref and --config {args.config} both given: --ref changes the bundled demo config. Drop --ref, "
+            'or set finder = "counterfactual", num_neurons = 5, neuron_list = "insufficient" in the config.'
+        )
     if args.config and args.dataset:
         raise UserError(
             f"--dataset {args.dataset} and --config {args.config} both given: the config names its own "
@@ -75,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
     cfg = (
         ExperimentConfig.from_toml(args.config)
         if args.config
-        else demo_config(args.dataset or "spurious-shapes", args.device)
+        else demo_config(args.dataset or "spurious-shapes", args.device, ref=args.ref)
     )
     if args.config:
         cfg.device = args.device

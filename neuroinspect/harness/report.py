@@ -745,6 +745,15 @@ def _factor_name(result: Any, which: str = "spurious_factor") -> str:
     return "group attribute" if which == "spurious_factor" else "object itself"
 
 
+def _lead_editor(result: Any) -> str:
+    """The editor of the pipeline: the config's first editor that edits chosen neurons (``neuroinspect``
+    in the paper's pipeline, ``surgical`` in the demo's)."""
+    for name in result.config.editors:
+        if name.split(":", 1)[0] in ("neuroinspect", "surgical"):
+            return str(name)
+    return PAPER_EDITOR
+
+
 def _verdict(a: dict[str, Any], b: dict[str, Any], key: str) -> tuple[float, str]:
     """``a`` − ``b`` on ``key`` in points and a word for it, judged against ``a``'s bootstrap interval."""
     diff = 100 * (a[key] - b[key])
@@ -848,12 +857,17 @@ def plain_summary(result: Any) -> list[str]:
             f"What each edit changed on the test split ({label} accuracy, then {cname} and overall accuracy, %):",
             "",
         ]
+        lead = _lead_editor(result)
         for name, e in result.edits.items():
             a = e["after"]
             tag = (
                 " (the paper's method)"
                 if name == PAPER_EDITOR
-                else (" (uses group labels)" if e["result"].get("uses_group_labels") else "")
+                else (
+                    " (the pipeline's editor)"
+                    if name == lead
+                    else (" (uses group labels)" if e["result"].get("uses_group_labels") else "")
+                )
             )
             lines.append(
                 f"- `{name}`{tag}: {label} {pct(before.get(key))} → **{pct(a.get(key))}**, "
@@ -862,13 +876,21 @@ def plain_summary(result: Any) -> list[str]:
             )
         for name, why in result.skipped.items():
             lines.append(f"- `{name}` was not run: {why}.")
-        ours = result.edits.get(PAPER_EDITOR)
+        ours = result.edits.get(lead)
         controls = {n: result.edits[n] for n in CONTROLS if n in result.edits}
+        # the same editor on the random-neurons control set, where the run edited one
+        same = next(
+            (e for e in result.grid if e.get("editor") == lead and e.get("source") == "random-neurons"), None
+        )
+        if same is not None:
+            controls["random-neurons"] = same
         if ours is not None and controls:
+            who = "the paper's method" if lead == PAPER_EDITOR else f"the pipeline (`{lead}`)"
             parts = []
             for n, e in controls.items():
                 diff, word = _verdict(ours["after"], e["after"], key)
-                parts.append(f"{word} {CONTROLS[n]} ({diff:+.1f} points)")
+                what = CONTROLS[n] if n != "random-neurons" or same is None else f"`{lead}` on random neurons"
+                parts.append(f"{word} {what} ({diff:+.1f} points)")
             ci = (ours["after"].get("ci") or {}).get(key)
             half = f" ±{100 * (ci[1] - ci[0]) / 2:.1f} points" if ci else ""
             verdict = (
@@ -878,7 +900,7 @@ def plain_summary(result: Any) -> list[str]:
             )
             lines += [
                 "",
-                f"Did the paper's method beat its controls on this run? It was {verdict} on {label} accuracy: "
+                f"Did {who} beat its controls on this run? It was {verdict} on {label} accuracy: "
                 + "; ".join(parts)
                 + f". A difference counts when it exceeds the 95% bootstrap interval of the method's own"
                 f" accuracy ({half.strip() or 'no interval'}); this is one seed, `neuroinspect bench run` repeats it over seeds.",
