@@ -255,6 +255,14 @@ def edit_tables(records: Sequence[dict[str, Any]], k: int) -> tuple[list[str], l
         if best is None:
             continue
         src, s = best
+        c = cells[(src, var)]
+        paired = Stat(
+            [w - fc_by_seed[sd] for w, sd in zip(c["wga"], c["seed"], strict=True) if sd in fc_by_seed]
+        )
+        rnd_by_seed = dict(zip(rnd["seed"], rnd["wga"], strict=True))
+        paired_rnd = Stat(
+            [w - rnd_by_seed[sd] for w, sd in zip(c["wga"], c["seed"], strict=True) if sd in rnd_by_seed]
+        )
         gap = o.mean - r_.mean
         closed = (
             f"closes {100 * (s.mean - r_.mean) / gap:.0f}% of the random → oracle gap"
@@ -267,7 +275,9 @@ def edit_tables(records: Sequence[dict[str, Any]], k: int) -> tuple[list[str], l
         verdict.append(
             f"  best pipeline `{_mark(src)}`: {s} — beats fc ({fc_s}) with 95% intervals apart: "
             f"{'yes' if beats_fc else 'no'}; beats random neurons: {'yes' if beats_rnd else 'no'}; {closed}; "
-            f"within 5 points of dfr ({dfr}): {'yes' if near_dfr else 'no'}."
+            f"within 5 points of dfr ({dfr}): {'yes' if near_dfr else 'no'}. Paired per seed: "
+            f"{paired.mean:+.1f} [{paired.lo:+.1f}, {paired.hi:+.1f}] against fc, "
+            f"{paired_rnd.mean:+.1f} [{paired_rnd.lo:+.1f}, {paired_rnd.hi:+.1f}] against random neurons (95% t)."
         )
     return lines, verdict
 
