@@ -418,7 +418,8 @@ def run_experiment(
     neurons = list(sets[main_key].neurons)
     gamma = (main.gamma_for(neurons) if neurons else 1.0) if cfg.gamma == "auto" else float(cfg.gamma)
     result.neurons, result.gamma = neurons, gamma
-    log(f"neurons to edit ({main_key}, {cfg.neuron_list} list): {neurons}; gamma = {gamma:.4f}")
+    which = "both lists" if cfg.neuron_list == "both" else f"{cfg.neuron_list} list"
+    log(f"neurons to edit ({main_key}, {which}): {neurons}; gamma = {gamma:.4f}")
     if neurons:
         # one picture per edited neuron for the report: the selectors' images, else natural exemplars
         from neuroinspect.methods.selectors import NeuronVisuals

@@ -448,7 +448,7 @@ def choice_sections(result: Any, fig_dir: Path) -> list[str]:
         how = (
             "the neurons given in the config"
             if result.main_set == "manual"
-            else f"finder `{main.finder}` ({cfg.neuron_list} list) → selector `{main.selector}`"
+            else f"finder `{main.finder}` ({_list_words(cfg.neuron_list)}) → selector `{main.selector}`"
         )
         lines.append(
             f"Neurons edited ({how}): **{', '.join(map(str, result.neurons)) or 'none'}**; γ = {result.gamma:.4f}."
@@ -745,6 +745,11 @@ def _factor_name(result: Any, which: str = "spurious_factor") -> str:
     return "group attribute" if which == "spurious_factor" else "object itself"
 
 
+def _list_words(which: str) -> str:
+    """``neuron_list`` in words: "its insufficient list", or "both its lists (merged)"."""
+    return "both its lists (merged)" if which == "both" else f"its {which} list"
+
+
 def _lead_editor(result: Any) -> str:
     """The editor of the pipeline: the config's first editor that edits chosen neurons (``neuroinspect``
     in the paper's pipeline, ``surgical`` in the demo's)."""
@@ -821,7 +826,7 @@ def plain_summary(result: Any) -> list[str]:
     if result.neurons:
         lines.append(
             f"- The edit targets {len(result.neurons)} neurons, chosen by `{result.main_set or result.config.finder}` "
-            f"from its {result.config.neuron_list} list ({', '.join(map(str, result.neurons))}); γ = {result.gamma:.3f}."
+            f"from {_list_words(result.config.neuron_list)} ({', '.join(map(str, result.neurons))}); γ = {result.gamma:.3f}."
         )
     finders = [n for n in result.finder_results if n in result.recovery]
     if finders:
