@@ -239,3 +239,14 @@ def test_demo_ref_with_a_config_is_refused_before_any_work(
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--ref and --config" in err[0] and "Drop --ref" in err[0]
     assert not out.exists()
+
+
+def test_demo_refuses_dataset_beside_config(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--dataset was silently ignored under --config; now it is one clear refusal, before any output."""
+    cfg = write_config(tmp_path)
+    out = tmp_path / "o"
+    args = ["demo", "--config", str(cfg), "--dataset", "colored-digits", "--out", str(out), "--no-progress"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "--dataset colored-digits and --config" in err and "Drop --dataset" in err
+    assert "Traceback" not in err and not out.exists()
