@@ -266,6 +266,7 @@ def edit_tables(records: Sequence[dict[str, Any]], k: int) -> tuple[list[str], l
         gap = o.mean - r_.mean
         closed = (
             f"closes {100 * (s.mean - r_.mean) / gap:.0f}% of the random → oracle gap"
+            + (" (beyond the oracle)" if s.mean > o.mean else "")
             if gap > 1e-9
             else "no random → oracle gap to close (the oracle is not ahead)"
         )
