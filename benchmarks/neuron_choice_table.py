@@ -237,7 +237,9 @@ def edit_tables(records: Sequence[dict[str, Any]], k: int) -> tuple[list[str], l
         verdict.append(
             f"- **{var}**: oracle {o} vs random {r_} WGA (95% t-intervals ±{o.half:.1f} / ±{r_.half:.1f}) — "
             + (
-                "the choice matters for the oracle (intervals apart)."
+                "one seed: no interval, so no verdict on overlap."
+                if min(o.n, r_.n) < 2
+                else "the choice matters for the oracle (intervals apart)."
                 if matters
                 else "the intervals overlap: under this editor the choice does not clearly matter, even for the oracle."
             )
