@@ -298,10 +298,11 @@ def build(paths: Sequence[str | Path]) -> str:
     for r in records:
         by_ds[r["dataset"]].append(r)
     out: list[str] = []
-    for ds, recs in sorted(by_ds.items()):
+    # the dataset with the most seeds first
+    for ds, recs in sorted(by_ds.items(), key=lambda kv: (-len({r["seed"] for r in kv[1]}), kv[0])):
         seeds = sorted({r["seed"] for r in recs})
         ks = sorted({int(r["config"]["k"]) for r in recs if r["config"].get("k") is not None})
-        out += [f"## {ds} (seeds {', '.join(map(str, seeds))})", ""]
+        out += [f"#### {ds} (seeds {', '.join(map(str, seeds))})", ""]
         for i, k in enumerate(ks):
             # the per-list finder scores do not depend on k: print them once per dataset
             out += recovery_tables(

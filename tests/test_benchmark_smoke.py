@@ -87,3 +87,14 @@ def test_smoke_mode_runs(name: str, tmp_path: Path, capsys: pytest.CaptureFixtur
         )
         assert "| neuron set | surgical | neuroinspect λ3=0.01 |" in out
         assert "| fc |" in out and "| dfr † |" in out and "Verdict, k = 3:" in out
+
+
+def test_the_readme_neuron_choice_table_is_what_its_committed_records_build() -> None:
+    """The README's table is the output of its one command on ``leaderboards/measured/neuron-choice/``."""
+    script = load("neuron_choice_table")
+    root = BENCHMARKS.parent
+    paths = sorted((root / "leaderboards" / "measured" / "neuron-choice").glob("*.jsonl"))
+    assert paths, "the neuron-choice records are committed"
+    readme = (root / "README.md").read_text(encoding="utf-8")
+    assert "python benchmarks/neuron_choice_table.py leaderboards/measured/neuron-choice/*.jsonl" in readme
+    assert script.build(paths) in readme, "README table differs from its records: re-run the command"
