@@ -595,7 +595,7 @@ def choice_sections(result: Any, fig_dir: Path) -> list[str]:
                 imgs,
                 caps,
                 fig_dir / "edited_neurons.png",
-                title=f"Edited neurons of class {cname}: one {viz0.method} image each",
+                title=f"Edited neurons of class {cname}: one picture each ({viz0.method})",
                 ncols=min(10, len(imgs)),
             )
             lines += ["![edited neurons](figures/edited_neurons.png)", ""]
