@@ -13,11 +13,14 @@ from neuroinspect.commands.common import add_common, add_overwrite, progress_on
 EPILOG = """Examples:
   neuroinspect demo --out runs/demo
   neuroinspect demo --out runs/demo-digits --dataset colored-digits --seed 1
+  neuroinspect demo --out runs/demo-ref --ref          (the paper's pipeline)
 
 What it does, from nothing: generates the spurious-shapes benchmark (shape = class, background =
 spurious attribute), trains a ResNet-18 at 64 px, picks the worst class, ranks the neurons behind its
-mistakes with every finder, scores them against the benchmark's ground truth, edits the decision
-layer with every editor, and writes report.md (tables and figures), results.jsonl and a
+mistakes with every finder, scores each list against the causal truth on the mistakes, edits the
+first 50 neurons of the margin-deficit finder's lists with the surgical editor (the best pipeline of
+the README's neuron-choice table; every other finder's neurons and the oracle / random controls
+beside it, and every editor), and writes report.md (tables and figures), results.jsonl and a
 leaderboard to --out.
 """
 
