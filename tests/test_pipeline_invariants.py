@@ -338,29 +338,31 @@ def test_bench_leaderboard_rows_are_mean_and_spread_of_the_seed_records(bench: P
                 checked += sd > 0
     assert checked > 0  # the seeds' edits differ, so a wrong spread would show
     checked = 0
-    # the ground truth is measured with the seed: precision differs between the seeds
+    # one row per finder and list (insufficient, excessive) and per edited set; the random-neurons
+    # control draws other neurons on each seed, so its scores differ and a wrong spread would show
+    # (the causal truth itself is the same on both seeds: same checkpoint, same mistakes)
     (rec_table,) = [t for t in tables if t.task == "neuron_recovery"]
-    # one row per finder and list (insufficient, excessive) and per edited set
-    (row,) = [
-        r
-        for r in rec_table.rows
-        if r.method["finder"] == "counterfactual" and r.config.get("list") == "insufficient"
-    ]
-    assert sorted(row.seeds) == [0, 1]
-    for k in ("5", "10", "20"):
-        vals = [
-            r["metrics"]["precision_at_k"][k]
-            for r in records
-            if r["task"] == "neuron_recovery"
-            and r["method"]["finder"] == "counterfactual"
-            and r["config"]["list"] == "insufficient"
-        ]
-        stat, sd = row.metrics[f"precision_at_k.{k}"], statistics.stdev(vals)
-        assert stat.mean == pytest.approx(statistics.mean(vals), abs=1e-12) and stat.n == 2
-        assert stat.std == pytest.approx(sd, abs=1e-12)
-        assert stat.ci95 == pytest.approx(t975 * sd / math.sqrt(2), abs=1e-12)
-        checked += sd > 0
-    assert checked > 1
+    for finder, which, ks in (
+        ("counterfactual", "insufficient", ("5", "10", "20")),
+        ("random-neurons", "edited", ("3",)),
+    ):
+        (row,) = [r for r in rec_table.rows if r.method["finder"] == finder and r.config.get("list") == which]
+        assert sorted(row.seeds) == [0, 1]
+        for family in ("precision_at_k", "margin_share_at_k"):
+            for k in ks:
+                vals = [
+                    r["metrics"][family][k]
+                    for r in records
+                    if r["task"] == "neuron_recovery"
+                    and r["method"]["finder"] == finder
+                    and r["config"]["list"] == which
+                ]
+                stat, sd = row.metrics[f"{family}.{k}"], statistics.stdev(vals)
+                assert stat.mean == pytest.approx(statistics.mean(vals), abs=1e-12) and stat.n == 2
+                assert stat.std == pytest.approx(sd, abs=1e-12)
+                assert stat.ci95 == pytest.approx(t975 * sd / math.sqrt(2), abs=1e-12)
+                checked += sd > 0
+    assert checked > 0
 
 
 def test_demo_seed_reproduces_that_seed_of_the_bench(
