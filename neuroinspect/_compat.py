@@ -4,7 +4,10 @@ PyPI's torchvision wheel is a CUDA build. On a CPU-only torch its compiled ``_C`
 load (it links CUDA libraries); torchvision swallows that failure, then registers fake kernels for
 ``torchvision::nms`` unconditionally and dies with ``operator torchvision::nms does not exist``.
 
-:func:`ensure_torchvision_ops` runs before torchvision is first imported. It first tries to load
+:func:`ensure_torchvision_ops` runs before torchvision is first imported: ``import neuroinspect``
+installs :func:`install_torchvision_hook`, an import hook that calls it the moment something imports
+torchvision (and then removes itself), so that importing the package does not import torch (the
+command line starts in a fraction of a second; see ``benchmarks/startup.py``). It first tries to load
 torchvision's own extension; only when that fails does it define the schemas of the two operators
 that torchvision's meta registrations need, in a library fragment kept alive for the process.
 Where the extension loads (any CUDA machine, or a CPU torchvision build) it changes nothing.
@@ -17,6 +20,10 @@ from __future__ import annotations
 import importlib.util
 import os
 import sys
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 _FRAGMENT = None  # keeps the torch.library.Library alive; a collected fragment deregisters its schemas
 _DONE = False
@@ -71,3 +78,23 @@ def ensure_torchvision_ops() -> None:
         if not _has_op(op):
             lib.define(f"{op}(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
     _FRAGMENT = lib
+
+
+class _TorchvisionHook:  # an importlib.abc.MetaPathFinder (duck-typed: importing importlib.abc is slow)
+    """Runs :func:`ensure_torchvision_ops` just before torchvision is imported, then steps aside."""
+
+    def find_spec(self, fullname: str, path: Sequence[str] | None, target: Any = None) -> None:
+        if fullname == "torchvision":
+            if self in sys.meta_path:
+                sys.meta_path.remove(self)
+            ensure_torchvision_ops()
+        return None  # the regular finders import the module
+
+
+def install_torchvision_hook() -> None:
+    """Make :func:`ensure_torchvision_ops` run before the first ``import torchvision`` (or now, if
+    torchvision is already imported there is nothing to fix). Idempotent."""
+    if _DONE or "torchvision" in sys.modules:
+        return
+    if not any(isinstance(f, _TorchvisionHook) for f in sys.meta_path):
+        sys.meta_path.insert(0, _TorchvisionHook())

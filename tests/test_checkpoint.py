@@ -106,3 +106,25 @@ def test_class_names_must_match_outputs(saved, tmp_path):
 def test_save_is_atomic_and_leaves_no_temp_files(saved):
     _, path = saved
     assert [p.name for p in path.parent.iterdir()] == ["best.pt"]
+
+
+def test_a_damaged_file_or_a_folder_is_diagnosed_for_what_it_is(saved, tmp_path):
+    """Truncated, empty, random bytes, a folder, safetensors: each named, with the fix (not "pickled")."""
+    _, path = saved
+    data = path.read_bytes()
+    cases = {
+        "truncated.pt": (data[: len(data) // 3], "is truncated or damaged: a torch archive"),
+        "empty.pt": (b"", r"is empty \(0 bytes\): its write or copy was interrupted"),
+        "random.pt": (bytes(range(7, 256)) * 20, "are not a torch file"),
+    }
+    for name, (content, message) in cases.items():
+        (tmp_path / name).write_bytes(content)
+        with pytest.raises(CheckpointError, match=message):
+            load_checkpoint(tmp_path / name)
+    with pytest.raises(CheckpointError, match=r"is a folder, not a checkpoint; .*\(e.g. .*best.pt\)"):
+        load_checkpoint(path.parent)
+    from safetensors.torch import save_file
+
+    save_file({"fc.weight": torch.zeros(2, 2)}, str(tmp_path / "w.safetensors"))
+    with pytest.raises(CheckpointError, match="safetensors weight file.*--pretrained PATH"):
+        load_checkpoint(tmp_path / "w.safetensors")

@@ -130,4 +130,4 @@ def test_every_subcommand_help_has_an_example(action: str, capsys: pytest.Captur
         main(["data", action, "--help"])
     assert exit_info.value.code == 0
     out = capsys.readouterr().out
-    assert "examples:" in out and f"neuroinspect data {action}" in out
+    assert "Examples:" in out and f"neuroinspect data {action}" in out

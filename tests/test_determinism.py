@@ -284,7 +284,8 @@ def test_early_stopping_counts_epochs_without_a_better_validation_score(
     assert [round(h["val_acc"], 2) for h in res.history] == accs[:epochs_run]  # the script ran
     assert len(res.history) == epochs_run and res.info["epochs_run"] == epochs_run
     assert res.info["stopped_early"] == (epochs_run < len(accs))
-    assert res.selected_epoch == selected and [h["selected"] for h in res.history].count(True) == 1
+    # (selected: the index of the scripted epoch; results count epochs from 1)
+    assert res.selected_epoch == selected + 1 and [h["selected"] for h in res.history].count(True) == 1
     assert torch.equal(res.decision.weight, editor.weight(selected))  # the kept layer is that epoch's
     assert res.val_after["acc"] == accs[selected]
     assert any("stopped early" in n for n in res.notes) == res.info["stopped_early"]

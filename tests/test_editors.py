@@ -93,13 +93,13 @@ def test_each_editor_changes_the_layer_and_leaves_the_input_alone(name: str, dat
     if name == "dfr":
         assert res.selected_epoch is None and res.info["C"] in (1.0, 0.1)
     else:
-        assert [row["epoch"] for row in res.history] == list(range(len(res.history)))
-        assert res.selected_epoch is not None and res.history[res.selected_epoch]["selected"]
+        assert [row["epoch"] for row in res.history] == list(range(1, len(res.history) + 1))
+        assert res.selected_epoch is not None and res.history[res.selected_epoch - 1]["selected"]
         assert all(math.isfinite(row["loss"]) and math.isfinite(row["ce"]) for row in res.history)
         has_ratio = name in ("neuroinspect", "random-neurons")
         assert all((row["ratio"] is not None) == has_ratio for row in res.history)
         # the kept layer's val accuracy is the selected epoch's
-        assert res.val_after["acc"] == pytest.approx(res.history[res.selected_epoch]["val_acc"])
+        assert res.val_after["acc"] == pytest.approx(res.history[res.selected_epoch - 1]["val_acc"])
     if name == "neuroinspect":
         assert res.neurons == [SPUR]
     elif name == "random-neurons":  # as many neurons as given, drawn elsewhere in 0..D-1
@@ -282,7 +282,7 @@ def test_epoch_zero_eligible_by_default_never_in_ref(data) -> None:  # noqa: ANN
     sane = NeuroInspectEditor(lr=0.05, epochs=1, schedule="constant").edit(
         dec, train, val, C, [SPUR], show_progress=False
     )
-    assert sane.selected_epoch == 0 and sane.history[0]["eligible"] and not sane.notes
+    assert sane.selected_epoch == 1 and sane.history[0]["eligible"] and not sane.notes
     ref = NeuroInspectEditor(lr=0.05, epochs=1, schedule="constant", ref=True).edit(
         dec, train, val, C, [SPUR], show_progress=False
     )

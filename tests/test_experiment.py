@@ -62,6 +62,16 @@ def test_demo_with_config_writes_report_records_and_leaderboard(
         if r["method"]["editor"] == "dfr":
             assert r["config"]["uses_group_labels"] is True
     report = (out / "report.md").read_text()
+    # the plain-language summary opens the report and names the class and the failing group's background
+    cname = summary["class_name"]
+    groups = ["triangle/water", "triangle/land", "square/water", "square/land"]
+    own = [g for g in range(4) if groups[g].startswith(cname + "/")]
+    worst = min(own, key=lambda g: summary["before"]["group_acc"][g])
+    assert report.index("## In short") < report.index("## The model before editing")
+    assert (
+        f"is **{cname}**" in report
+        and f"images whose background is **{groups[worst].split('/')[1]}**" in report
+    )
     for needle in (
         "## The model before editing",
         "## Editing the decision layer",
@@ -75,7 +85,7 @@ def test_demo_with_config_writes_report_records_and_leaderboard(
     assert "neuroinspect" in (out / "leaderboard.md").read_text()
     # a second run into the same folder must not overwrite results
     assert main(["demo", "--config", str(write_config(tmp_path)), "--out", str(out), "--no-progress"]) == 2
-    assert "already exists" in capsys.readouterr().err
+    assert "already holds a previous run" in capsys.readouterr().err
 
 
 def test_bench_run_aggregates_seeds_and_resumes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -87,8 +97,11 @@ def test_bench_run_aggregates_seeds_and_resumes(tmp_path: Path, capsys: pytest.C
     assert (out / "seed-0" / "report.md").is_file() and (out / "seed-1" / "report.md").is_file()
     n = len(records)
     capsys.readouterr()
-    # re-running the same seeds resumes: nothing is recomputed or duplicated
-    assert main(["bench", "run", str(cfg), "--seeds", "0,1", "--out", str(out), "--no-progress"]) == 0
+    # the used folder is refused; --resume skips the seeds already recorded: nothing recomputed or duplicated
+    assert main(["bench", "run", str(cfg), "--seeds", "0,1", "--out", str(out), "--no-progress"]) == 2
+    assert "--resume to continue it" in capsys.readouterr().err
+    args = ["bench", "run", str(cfg), "--seeds", "0,1", "--out", str(out), "--no-progress", "--resume"]
+    assert main(args) == 0
     assert "already in" in capsys.readouterr().err
     assert len(read_records(out / "results.jsonl")) == n
 

@@ -426,7 +426,7 @@ def test_debug_cli_end_to_end(tiny_ckpt: str, tmp_path: Any, capsys: pytest.Capt
     assert len(report["samples"]) == 4 and report["num_features"] == 512
     if report["insufficient"]:
         assert report["gamma_suggested"]["gamma"] == pytest.approx(
-            1 + (min(r["imp"] for r in report["insufficient"][:3]) - 1) / 3
+            1 + (min(r["imp"] for r in report["insufficient"][:5]) - 1) / 3
         )
     # a second run reads the cached features and gives the same answer
     assert main([*argv, "--out", str(tmp_path / "again"), "--no-progress"]) == 0
@@ -455,3 +455,29 @@ def test_debug_cli_user_errors_exit_2(
     assert main(["debug", "--dataset", TINY, "--ckpt", tiny_ckpt, "--no-progress", *extra]) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_debug_passes_finder_settings_and_prints_gamma_for_the_neurons_edit_uses(
+    tiny_ckpt: str, tmp_path: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from neuroinspect.harness.config import ExperimentConfig
+    from neuroinspect.methods.finders.base import GAMMA_TOP
+
+    assert ExperimentConfig().num_neurons == GAMMA_TOP  # debug's γ is the one the demo and bench use
+    base = ["debug", "--dataset", TINY, "--ckpt", tiny_ckpt, "--class-idx", "1", "--finder", "gradient"]
+    out = tmp_path / "g"
+    assert main([*base, "--finder-param", "baseline=class_mean", "--out", str(out), "--no-progress"]) == 0
+    text = capsys.readouterr().out
+    report = json.loads((out / "debug.json").read_text())
+    assert report["settings"]["baseline"] == "class_mean"
+    if report["gamma_suggested"]:
+        assert len(report["gamma_suggested"]["neurons"]) == min(GAMMA_TOP, len(report["insufficient"]))
+        assert f"the first {len(report['gamma_suggested']['neurons'])} insufficient neurons" in text
+    # the default zero baseline leaves the insufficient list empty, and the table says why and what to do
+    assert main([*base, "--no-progress"]) == 0
+    text = capsys.readouterr().out
+    assert "(empty: with the zero baseline" in text and "--finder-param baseline=class_mean" in text
+    assert "imp: the class's probability on its mean feature" in text
+    assert main([*base, "--finder-param", "baselin=zero", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "--finder gradient has no setting 'baselin'; it takes: baseline." in err and "Traceback" not in err

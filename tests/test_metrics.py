@@ -200,6 +200,9 @@ RESULT_KEYS = {
     "train_group_weights",
     "ci",
     "ci_level",
+    "per_class_ci",
+    "group_ci",
+    "per_cell_interval",
     "n_boot",
     "bootstrap",
     "notes",
@@ -211,7 +214,7 @@ def test_every_documented_key_is_present_with_or_without_groups():
     grouped = classification_metrics(PREDS, LABELS, groups=GROUPS, n_boot=0)
     assert set(plain) == set(grouped) == RESULT_KEYS
     assert plain["class_idx"] == 0 and grouped["class_idx"] is None
-    for key in ("group_acc", "group_n", "worst_group_acc", "worst_group", "train_group_weights"):
+    for key in ("group_acc", "group_n", "worst_group_acc", "worst_group", "train_group_weights", "group_ci"):
         assert plain[key] is None, key
     assert grouped["worst_group"] == 3 and grouped["train_group_weights"] is None
     assert grouped["notes"] == ["no training group counts given: mean_acc_train_weighted is null"]
@@ -360,3 +363,20 @@ def test_accuracy_block_keeps_the_intervals_of_the_record_keys():
     extra = dict(m, ci={**m["ci"], "per_class_acc": [0.0, 1.0]})  # not a record key: left out
     assert accuracy_block(extra)["ci"] == m["ci"]
     assert "ci" not in accuracy_block(classification_metrics(PREDS, LABELS, n_boot=0))
+
+
+def test_per_group_and_per_class_intervals_are_wilson_and_informative_at_the_extremes() -> None:
+    from neuroinspect.harness.metrics import wilson_interval
+
+    labels = np.array([0] * 40 + [1] * 60)
+    groups = np.array([0] * 40 + [1] * 30 + [2] * 30)
+    preds = labels.copy()
+    preds[70:] = 0  # group 2 (class 1): every image wrong; groups 0 and 1 all right
+    m = classification_metrics(preds, labels, groups=groups, num_groups=3, n_boot=200, seed=0)
+    lo, hi = m["group_ci"][2]
+    assert lo == 0.0 and 0.10 < hi < 0.13  # 0 of 30: not the empty interval a bootstrap gives
+    assert m["group_ci"][0][1] == pytest.approx(1.0) and m["group_ci"][0][0] > 0.9
+    assert m["per_class_ci"][1] == pytest.approx(wilson_interval(30, 60))
+    assert wilson_interval(0, 100) == pytest.approx([0.0, 0.0370], abs=1e-4)  # the textbook value
+    assert wilson_interval(45, 100) == pytest.approx([0.3561, 0.5476], abs=1e-4)
+    assert "stratified by (group, class) cell" in m["bootstrap"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 import numpy as np
 import pytest
@@ -151,7 +152,7 @@ def test_training_learns_an_easy_task_and_writes_its_files(tmp_path):
     assert losses[-1] < losses[0]
     assert result.best_metrics["val_acc"] > 0.6  # chance is 1/3
     log = json.loads((tmp_path / "train_log.json").read_text())
-    assert [h["epoch"] for h in log["history"]] == [0, 1]
+    assert [h["epoch"] for h in log["history"]] == [1, 2]  # counted from 1, as the console prints them
     assert log["best_epoch"] == result.best_epoch and log["config"]["lr"] == 1e-3
     ckpt = load_checkpoint(tmp_path / "best.pt", expect_dataset="toy", expect_num_classes=3)
     assert ckpt.train_config["seed"] == 0 and ckpt.train_config["batch_size"] == 16
@@ -191,9 +192,9 @@ def _scripted(monkeypatch, values, key="val_acc"):
 @pytest.mark.parametrize(
     ("values", "best", "patience", "epochs_run"),
     [
-        ([0.5, 0.8, 0.8, 0.6], 1, None, 4),  # strictly better: the tie at epoch 2 is not taken
-        ([0.9, 0.5, 0.6, 0.7], 0, None, 4),  # epoch 0 is a candidate (spec bug 20)
-        ([0.5, 0.4, 0.4, 0.9], 0, 2, 3),  # patience 2: stops after epoch 2, never sees 0.9
+        ([0.5, 0.8, 0.8, 0.6], 2, None, 4),  # strictly better: the tie at epoch 3 is not taken
+        ([0.9, 0.5, 0.6, 0.7], 1, None, 4),  # the first epoch is a candidate (spec bug 20)
+        ([0.5, 0.4, 0.4, 0.9], 1, 2, 3),  # patience 2: stops after epoch 3, never sees 0.9
     ],
 )
 def test_checkpoint_selection(monkeypatch, tmp_path, values, best, patience, epochs_run):
@@ -217,7 +218,7 @@ def test_checkpoint_selection(monkeypatch, tmp_path, values, best, patience, epo
     assert [h["selected"] for h in result.history] == expected
     # The returned model and best.pt hold the selected epoch's weights, not the last ones.
     saved = torch.load(tmp_path / "best.pt", weights_only=True)["state_dict"]
-    for k, v in snapshots[best].items():
+    for k, v in snapshots[best - 1].items():
         assert torch.equal(saved[k], v), k
         assert torch.equal(result.surface.model.state_dict()[k], v), k
 
@@ -353,6 +354,9 @@ def test_evaluate_command_prints_table_and_appends_a_record(trained, tmp_path, c
     assert rc == 0
     out = capsys.readouterr().out
     assert "test accuracy" in out and "worst-group accuracy" in out and "95% CI" in out
+    # per-group intervals, and how each interval was made, next to them
+    assert "stratified by (group, class) cell" in out and "Wilson score interval" in out
+    assert re.search(r"g\d \S+\s+\d+\.\d\d%\s+\[\s*\d+\.\d\d,\s+\d+\.\d\d\]\s+\(n=8\)", out)
     (record,) = read_records(results)
     m = json.loads(metrics_json.read_text())
     assert (
@@ -363,8 +367,8 @@ def test_evaluate_command_prints_table_and_appends_a_record(trained, tmp_path, c
     assert m["mean_acc_train_weighted"] is not None and 0 <= m["worst_group_acc"] <= m["test_acc"]
     lo, hi = m["ci"]["test_acc"]
     assert lo <= m["test_acc"] <= hi
-    # A second run reads the cached features and gives the same numbers.
-    assert main([*argv, "--json", str(metrics_json), "--no-progress"]) == 0
+    # A second run reads the cached features and gives the same numbers (--overwrite: the file exists).
+    assert main([*argv, "--json", str(metrics_json), "--no-progress", "--overwrite"]) == 0
     assert json.loads(metrics_json.read_text())["test_acc"] == m["test_acc"]
 
 
@@ -429,3 +433,80 @@ def test_train_user_errors_exit_2(tmp_path, trained, capsys):
     )
     assert "holds a test_resnet but --model is vit_tiny_patch16_224" in capsys.readouterr().err
     assert not (tmp_path / "best.pt").exists()
+
+
+def test_an_interrupted_training_resumes_to_the_same_weights_and_history(tmp_path):
+    """`train --resume`: Ctrl-C after an epoch, then resume = the uninterrupted run (weights, history, best.pt)."""
+
+    def setup():
+        torch.manual_seed(7)
+        surface = create_model("test_resnet", num_classes=3, image_size=32)
+        config = TrainConfig(epochs=3, batch_size=8, lr=1e-3, augment="light", warmup_epochs=0.5)
+        return (surface, config, *prepared(surface, config, n_train=16, n_val=3))
+
+    surface, config, train_ds, val_ds = setup()
+    full = train_classifier(
+        surface, train_ds, val_ds, config, seed=3, out_dir=tmp_path / "a", show_progress=False
+    )
+
+    def stop_after_second(row):
+        if row["epoch"] == 2:
+            raise KeyboardInterrupt
+
+    surface, config, train_ds, val_ds = setup()
+    with pytest.raises(KeyboardInterrupt):
+        train_classifier(
+            surface,
+            train_ds,
+            val_ds,
+            config,
+            seed=3,
+            out_dir=tmp_path / "b",
+            show_progress=False,
+            on_epoch_end=stop_after_second,
+        )
+    assert (tmp_path / "b" / training.LAST_NAME).is_file()
+    # other settings than the interrupted run's are refused, naming the difference
+    surface, config, train_ds, val_ds = setup()
+    with pytest.raises(UserError, match=r"other settings \(lr 0.001 then, 0.01 now\)"):
+        train_classifier(
+            surface,
+            train_ds,
+            val_ds,
+            config.with_overrides(lr=1e-2),
+            seed=3,
+            out_dir=tmp_path / "b",
+            show_progress=False,
+            resume=True,
+        )
+    surface, config, train_ds, val_ds = setup()
+    resumed = train_classifier(
+        surface, train_ds, val_ds, config, seed=3, out_dir=tmp_path / "b", show_progress=False, resume=True
+    )
+    assert [h["train_loss"] for h in resumed.history] == [h["train_loss"] for h in full.history]
+    assert resumed.best_epoch == full.best_epoch
+    a, b = full.surface.model.state_dict(), resumed.surface.model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    saved = torch.load(tmp_path / "b" / "best.pt", weights_only=True)["state_dict"]
+    assert all(torch.equal(saved[k], b[k]) for k in b)
+    assert not (tmp_path / "b" / training.LAST_NAME).exists()  # finished: nothing left to resume
+    log = json.loads((tmp_path / "b" / "train_log.json").read_text())
+    assert len(log["history"]) == 3
+
+
+def test_scratch_64_preset_trains_any_dataset_offline_with_warmup_from_the_command_line(tmp_path, capsys):
+    """A Waterbirds-format folder of one's own: `--preset scratch-64` is random init at 64 px with the
+    bundled benchmarks' recipe; the default preset would need pretrained weights (offline: refused)."""
+    root, out = tmp_path / "wb", tmp_path / "run"
+    assert main(["data", "make-fixture", "waterbirds", "--root", str(root)]) == 0
+    base = ["train", "--dataset", "waterbirds", "--root", str(root), "--epochs", "1", "--no-progress"]
+    assert main([*base, "--out", str(out)]) == 2
+    assert "--preset scratch-64" in capsys.readouterr().err
+    assert main([*base, "--preset", "scratch-64", "--warmup-epochs", "0.25", "--out", str(out)]) == 0
+    ckpt = load_checkpoint(out / "best.pt")
+    assert ckpt.surface.spec.arch == "resnet18" and ckpt.surface.data_config.image_size == 64
+    cfg = ckpt.train_config
+    assert cfg["pretrained"] is False and cfg["warmup_epochs"] == 0.25 and cfg["lr"] == 2e-3
+    assert (
+        cfg["description"].startswith("random initialisation") and "warm-up 0.25 epochs" in cfg["description"]
+    )

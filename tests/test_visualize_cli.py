@@ -78,7 +78,7 @@ def test_clip_illusion_end_to_end(ckpt: Path, tmp_path: Path, capsys: pytest.Cap
     assert (
         r["method"] == {"visualizer": "clip_illusion"}
         and r["dataset"] == "spurious-shapes"
-        and r["model"] == "resnet18"
+        and r["model"] == "resnet18@32px"
     )
     assert r["config"]["iters"] == 2 and r["config"]["checkpoint_sha256"]
     assert "mean_activation" in r["metrics"] and "faithfulness_specificity_mean" in r["metrics"]

@@ -7,10 +7,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from neuroinspect.commands.common import parse_int_list
+from neuroinspect.commands.common import add_no_progress, add_overwrite, parse_int_list, progress_on
 from neuroinspect.errors import UserError
 
-EPILOG = """Example:
+EPILOG = """Examples:
   neuroinspect bench run configs/spurious-shapes.toml --seeds 0,1,2 --out runs/bench-shapes
   neuroinspect leaderboard build runs/bench-shapes/results.jsonl --format md,html --out runs/bench-shapes/leaderboard
 
@@ -36,6 +36,12 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     r = sub.add_parser(
         "run",
         help="run CONFIG.toml over seeds, or a sweep",
+        description=(
+            "Run an experiment config over seeds: train (or load) the model, find the neurons behind the "
+            "worst class's mistakes with every finder, edit the decision layer with every editor, and write "
+            "the records, a report per seed and the leaderboard aggregated over seeds. A config with a "
+            "[sweep] table runs a whole grid as cached stages (below)."
+        ),
         epilog=EPILOG + "\n" + SWEEP_EPILOG,
         formatter_class=_Formatter,
     )
@@ -47,7 +53,12 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     r.add_argument("--out", default=None, help="output folder (default runs/bench-<config name>)")
     r.add_argument("--device", default=None, help="override the config's device (cpu, cuda, auto)")
-    r.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    add_no_progress(r)
+    add_overwrite(
+        r,
+        resume="continue an interrupted run: seeds already in OUT/results.jsonl are skipped (a sweep "
+        "always resumes)",
+    )
     add_sweep_arguments(r)
     r.set_defaults(func=run)
     p.set_defaults(func=lambda args: _need_action(p))
@@ -65,9 +76,16 @@ def run(args: argparse.Namespace) -> int:
     from neuroinspect.harness.experiment import run_experiment
     from neuroinspect.harness.report import write_experiment_report
     from neuroinspect.leaderboards import build_tables, load_records, render
+    from neuroinspect.outputs import Outputs
+    from neuroinspect.runtime import resolve_device
     from neuroinspect.sweeps.command import is_sweep, refuse_sweep_options, run_sweep_command
 
     if is_sweep(args.config):
+        if args.overwrite:
+            raise UserError(
+                f"--overwrite does not apply to sweeps: {args.config} resumes in its --out folder by design; "
+                "remove that folder, or pass another --out, to start again."
+            )
         return run_sweep_command(args)
     refuse_sweep_options(args)
     cfg = ExperimentConfig.from_toml(args.config)
@@ -76,23 +94,30 @@ def run(args: argparse.Namespace) -> int:
     seeds = parse_int_list(getattr(args, "seeds", "0,1,2"), "seeds")
     if not seeds:
         raise UserError("--seeds is empty; give at least one seed, e.g. --seeds 0,1,2.")
-    out = Path(args.out or f"runs/bench-{cfg.name}")
-    results = out / "results.jsonl"
-    done = _done_seeds(results, cfg.name)
-    for seed in seeds:
-        if seed in done:
-            print(f"seed {seed}: already in {results}, skipped", file=sys.stderr)
-            continue
-        print(f"== {cfg.name}: seed {seed} ==", file=sys.stderr)
-        res = run_experiment(
-            cfg,
-            seed,
-            out / f"seed-{seed}",
-            show_progress=not args.no_progress,
-            log=lambda m: print(m, file=sys.stderr),
-            results_path=results,
-        )
-        write_experiment_report(res, out / f"seed-{seed}")
+    if args.resume and args.overwrite:
+        raise UserError("--resume continues the run in --out and --overwrite replaces it; pass one of them.")
+    resolve_device(cfg.device)
+    cfg.check_methods(str(args.config))
+    outputs = Outputs(overwrite=args.overwrite, resume=bool(args.resume))
+    out = outputs.folder(args.out or f"runs/bench-{cfg.name}", "--out")
+    results = outputs.records(out / "results.jsonl", "--out")
+    done = _done_seeds(results, cfg.name) if args.resume else set()
+    with outputs.guard():
+        for seed in seeds:
+            if seed in done:
+                print(f"seed {seed}: already in {results}, skipped (--resume)", file=sys.stderr)
+                continue
+            print(f"== {cfg.name}: seed {seed} ==", file=sys.stderr)
+            res = run_experiment(
+                cfg,
+                seed,
+                out / f"seed-{seed}",
+                show_progress=progress_on(args),
+                log=lambda m: print(m, file=sys.stderr),
+                results_path=results,
+                replace_records=args.overwrite,
+            )
+            write_experiment_report(res, out / f"seed-{seed}")
     tables = build_tables(load_records([results]))
     md = render(tables, "md", title=f"Leaderboard: {cfg.name}, seeds {','.join(map(str, seeds))}")
     atomic_write_text(out / "leaderboard.md", md)

@@ -11,7 +11,7 @@ import argparse
 import json
 from typing import Any
 
-from neuroinspect.commands.common import add_common, dataset_params
+from neuroinspect.commands.common import add_common, add_overwrite, dataset_params, progress_on
 from neuroinspect.errors import UserError
 
 EXAMPLE = """\
@@ -75,6 +75,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "--confounded", action="store_true", help="train on the benchmark's own (confounded) attribute mix"
     )
     t.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    add_overwrite(t)
     add_common(t)
     t.set_defaults(func=run_train)
 
@@ -135,6 +136,7 @@ def format_metrics(m: dict[str, Any]) -> str:
 def run_train(args: argparse.Namespace) -> int:
     from neuroinspect.clip.loader import default_synthetic_path
     from neuroinspect.clip.synthetic import train_synthetic_clip
+    from neuroinspect.outputs import Outputs
     from neuroinspect.runtime import resolve_device, seed_everything
 
     spec = _benchmark(args.dataset)
@@ -148,22 +150,26 @@ def run_train(args: argparse.Namespace) -> int:
         params["seed"] = 1000 + int(args.seed)
     device = resolve_device(args.device)
     seed_everything(args.seed)
-    out = args.out or default_synthetic_path(args.dataset)
-    result = train_synthetic_clip(
-        args.dataset,
-        out,
-        root=args.root,
-        params=params,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        image_size=args.image_size,
-        seed=args.seed,
-        device=device,
-        max_steps=args.max_steps,
-        pretrain_steps=args.pretrain_steps,
-        show_progress=not args.no_progress,
+    outputs = Outputs(overwrite=args.overwrite)
+    out = outputs.file(
+        args.out or default_synthetic_path(args.dataset), "--out", example=f"{args.dataset}-clip.pt"
     )
+    with outputs.guard():
+        result = train_synthetic_clip(
+            args.dataset,
+            out,
+            root=args.root,
+            params=params,
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            lr=args.lr,
+            image_size=args.image_size,
+            seed=args.seed,
+            device=device,
+            max_steps=args.max_steps,
+            pretrain_steps=args.pretrain_steps,
+            show_progress=progress_on(args),
+        )
     if args.json:
         print(
             json.dumps(

@@ -8,12 +8,68 @@ from typing import Any
 from neuroinspect.errors import UserError
 
 
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Every command's help: the examples keep their layout, and an option's default is shown once,
+    only where there is one (not for flags, unset options, required ones, or help that states it)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        default = action.default
+        if (
+            action.option_strings
+            and not action.required
+            and not any(default is v for v in (None, False, True, argparse.SUPPRESS))  # 0 == False
+            and default not in ([], ())
+            and "default" not in text.lower()
+            and "%(default)" not in text
+        ):
+            text += " (default: %(default)s)"
+        return text
+
+
 def add_common(p: argparse.ArgumentParser, device: bool = True, seed: bool = True) -> None:
     if device:
         p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N, mps or auto")
     if seed:
         p.add_argument("--seed", type=int, default=0, help="random seed")
-    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    add_no_progress(p)
+
+
+def add_no_progress(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="no progress bars, one line per epoch or stage instead (what a log gets anyway)",
+    )
+
+
+def progress_on(args: argparse.Namespace) -> bool:
+    """Progress is always reported (``show_progress=True``): bars on a terminal, one line per stage
+    elsewhere, and ``--no-progress`` turns the bars into those lines (:mod:`neuroinspect.runtime`)."""
+    from neuroinspect.runtime import set_progress_bars
+
+    set_progress_bars(not getattr(args, "no_progress", False))
+    return True
+
+
+def add_overwrite(p: argparse.ArgumentParser, resume: str = "") -> None:
+    """``--overwrite`` (and ``--resume``, with the help text ``resume``): what a command may do with an
+    output folder that a previous run already filled (see :mod:`neuroinspect.outputs`)."""
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the outputs (and result records) of a previous run of the same settings",
+    )
+    if resume:
+        p.add_argument("--resume", action="store_true", help=resume)
+
+
+def method_names(family: str) -> list[str]:
+    """The registered names of a method family for help texts, from the cached catalog (building a
+    parser must not import torch and every method; see :func:`neuroinspect.commands.methods.collect`)."""
+    from neuroinspect.commands.methods import collect
+
+    return [name for name, _, _ in collect(family).entries]
 
 
 def parse_int_list(text: str, what: str = "values") -> list[int]:

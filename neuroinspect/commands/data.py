@@ -3,22 +3,21 @@
 from __future__ import annotations
 
 import argparse
-import inspect
 import sys
 from pathlib import Path
 from typing import Any
 
-from neuroinspect.commands.common import dataset_params
+from neuroinspect.commands.common import add_no_progress, dataset_params, progress_on
 from neuroinspect.errors import DataError
 
 LIST_EXAMPLE = """\
-examples:
+Examples:
   neuroinspect data list
   neuroinspect data list --kind real
 """
 
 CHECK_EXAMPLE = """\
-examples:
+Examples:
   neuroinspect data check flowers102 --root data
   neuroinspect data check food101 --root data/food-101 --param val_source=file
   neuroinspect data check waterbirds --root data/cub --verify-images
@@ -31,7 +30,7 @@ malformed path or field) and exits with status 2.
 """
 
 FIXTURE_EXAMPLE = """\
-examples:
+Examples:
   neuroinspect data make-fixture flowers102 --root /tmp/fixtures
   neuroinspect data make-fixture waterbirds --root /tmp/wb --param nested=true
   neuroinspect data make-fixture metashift --root /tmp/ms --param protocol=cce --param per_context=20
@@ -41,7 +40,7 @@ for comparing with a real download. It never overwrites files: --root must not a
 """
 
 DATA_EXAMPLE = """\
-examples:
+Examples:
   neuroinspect data list
   neuroinspect data check flowers102 --root data
   neuroinspect data make-fixture food101 --root /tmp/fixtures
@@ -84,6 +83,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     chk.add_argument(
         "--verify-images", action="store_true", help="also open every image file (slow on a full dataset)"
     )
+    add_no_progress(chk)
 
     fix = sub.add_parser(
         "make-fixture",
@@ -117,20 +117,26 @@ def format_table(rows: list[list[str]], header: list[str]) -> str:
 
 
 def list_datasets(kind: str | None = None) -> str:
-    registry = _registry()
+    """The registered datasets as a table (from the cached catalog: no torch import, see
+    :func:`neuroinspect.commands.methods.collect`)."""
+    from neuroinspect.commands.methods import collect
+
+    fam = collect("datasets")
+    if fam.errors:
+        raise DataError(f"the dataset registry could not be loaded: {fam.errors[0]}")
     rows = []
-    for name in sorted(registry.names()):
-        spec = registry.get(name)
-        spec_kind = getattr(spec, "kind", "real")
+    for name, summary, spec_kind in fam.entries:
+        spec_kind = spec_kind or "real"
         if kind and spec_kind != kind:
             continue
+        info = fam.details.get(name, {})
         rows.append(
             [
                 name,
                 spec_kind,
-                ",".join(spec.splits),
-                "yes" if getattr(spec, "has_groups", False) else "no",
-                registry.summary(name),
+                ",".join(info.get("splits", [])),
+                "yes" if info.get("has_groups") else "no",
+                summary,
             ]
         )
     if not rows:
@@ -140,6 +146,8 @@ def list_datasets(kind: str | None = None) -> str:
 
 def _location(spec: Any, root: str | None, params: dict[str, Any]) -> str | None:
     """The dataset folder a real loader resolved ``root`` to, for the report (None if it has no ``locate``)."""
+    import inspect
+
     locate = getattr(spec, "locate", None)
     if locate is None or root is None:
         return None
@@ -170,7 +178,13 @@ def _split_lines(datasets: dict[str, Any]) -> list[str]:
     return format_table(rows, ["split", "images", "classes present", "groups present"]).splitlines()
 
 
-def check(name: str, root: str | None, params: dict[str, Any], verify_images: bool = False) -> int:
+def check(
+    name: str,
+    root: str | None,
+    params: dict[str, Any],
+    verify_images: bool = False,
+    show_progress: bool = True,
+) -> int:
     from neuroinspect.datasets import InMemoryImageDataset
     from neuroinspect.datasets._layout import unreadable_images
 
@@ -189,7 +203,7 @@ def check(name: str, root: str | None, params: dict[str, Any], verify_images: bo
         paths = [
             s.path for ds in datasets.values() if not isinstance(ds, InMemoryImageDataset) for s in ds.samples
         ]
-        problems += unreadable_images(paths)
+        problems += unreadable_images(paths, show_progress=show_progress)
     if problems:
         for problem in problems:
             print(f"problem: {problem}", file=sys.stderr)
@@ -218,8 +232,14 @@ def check(name: str, root: str | None, params: dict[str, Any], verify_images: bo
 
 
 def make_fixture(name: str, root: str, seed: int, params: dict[str, Any]) -> int:
+    from neuroinspect.outputs import Outputs
+
     spec = _registry().get(name)
-    out = Path(spec.make_fixture(root, seed=seed, **params))
+    # --root may hold other datasets; the fixture itself refuses to write over an existing one.
+    outputs = Outputs()
+    outputs.folder(root, "--root", reuse=True)
+    with outputs.guard():
+        out = Path(spec.make_fixture(root, seed=seed, **params))
     n_files = sum(1 for f in Path(root).rglob("*") if f.is_file())
     print(f"wrote a {name} fixture under {out} ({n_files} files under {root})")
     print(f"check it with: neuroinspect data check {name} --root {out}")
@@ -233,7 +253,9 @@ def run(args: argparse.Namespace) -> int:
         return 0
     params = dataset_params(args)
     if action == "check":
-        return check(args.name, args.root, params, verify_images=args.verify_images)
+        return check(
+            args.name, args.root, params, verify_images=args.verify_images, show_progress=progress_on(args)
+        )
     if action == "make-fixture":
         return make_fixture(args.name, args.root, args.seed, params)
     raise DataError(f"unknown action {action!r}; use list, check or make-fixture.")  # pragma: no cover

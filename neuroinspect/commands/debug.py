@@ -13,12 +13,21 @@ import inspect
 from pathlib import Path
 from typing import Any
 
-from neuroinspect.commands.common import add_common, check_class_idx, dataset_params
+from neuroinspect.commands.common import (
+    HelpFormatter,
+    add_common,
+    add_overwrite,
+    check_class_idx,
+    dataset_params,
+    method_names,
+    parse_settings,
+    progress_on,
+)
 from neuroinspect.errors import CheckpointError, UserError
 from neuroinspect.fileio import atomic_write_json
 
 EXAMPLE = """\
-Example:
+Examples:
   neuroinspect debug --dataset spurious-shapes --ckpt runs/shapes/best.pt --class-idx 1 --out runs/debug
   neuroinspect debug --dataset food101 --root data --ckpt best.pt --class-idx 93 --split val --ref
 """
@@ -27,14 +36,7 @@ Example:
 _FINDER_OPTIONS = {"max_steps": "--max-steps", "cut_ratio": "--cut-ratio"}
 
 
-class _Formatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
-    pass
-
-
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    from neuroinspect.methods.finders import FINDERS, load_all
-
-    load_all()
     p = subparsers.add_parser(
         "debug",
         help="rank the neurons behind a class's mistakes (finders)",
@@ -44,12 +46,14 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
             "checkpoint and split. Prints the insufficient / excessive neuron lists with Prec@5 and imp."
         ),
         epilog=EXAMPLE,
-        formatter_class=_Formatter,
+        formatter_class=HelpFormatter,
     )
     p.add_argument("--dataset", required=True, help="registered dataset name (see `neuroinspect data list`)")
     p.add_argument("--ckpt", required=True, help="checkpoint written by `neuroinspect train`")
     p.add_argument("--class-idx", type=int, required=True, help="the class whose mistakes are explained")
-    p.add_argument("--finder", default="counterfactual", help=f"one of: {', '.join(sorted(FINDERS.names()))}")
+    p.add_argument(
+        "--finder", default="counterfactual", help=f"one of: {', '.join(sorted(method_names('finders')))}"
+    )
     p.add_argument("--split", default="val", help="the split whose mistakes are explained")
     p.add_argument("--root", default=None, help="dataset root folder (real datasets)")
     p.add_argument(
@@ -64,6 +68,13 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         default=None,
         help="counterfactual: keep neurons whose Prec@5 exceeds this percent; unset means 3.0",
     )
+    p.add_argument(
+        "--finder-param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="any other finder setting (repeatable), e.g. baseline=class_mean for --finder gradient",
+    )
     p.add_argument("--top", type=int, default=30, help="rows per printed list")
     p.add_argument(
         "--ref",
@@ -72,6 +83,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     p.add_argument("--batch-size", type=int, default=128, help="batch size of the feature extraction")
     p.add_argument("--out", default=None, help="folder for debug.json (nothing is written without it)")
+    add_overwrite(p)
     add_common(p)
     p.set_defaults(func=run)
     return p
@@ -89,6 +101,14 @@ def _finder_kwargs(cls: type, args: argparse.Namespace) -> dict[str, Any]:
                 f"{flag} applies to the counterfactual finder, not to --finder {args.finder}; drop {flag}."
             )
         kwargs[key] = value
+    for key, value in parse_settings(args.finder_param, "--finder-param").items():
+        if key not in accepted or key in ("top", "ref", "device"):
+            settable = sorted(k for k in accepted if k not in ("top", "ref", "device"))
+            raise UserError(
+                f"--finder {args.finder} has no setting {key!r}"
+                + (f"; it takes: {', '.join(settable)}." if settable else "; it takes none.")
+            )
+        kwargs[key] = value
     return kwargs
 
 
@@ -104,6 +124,7 @@ def run(args: argparse.Namespace) -> int:
     from neuroinspect.harness.features import FeatureCache
     from neuroinspect.harness.transforms import describe
     from neuroinspect.methods.finders import FINDERS, load_all
+    from neuroinspect.outputs import Outputs
     from neuroinspect.runtime import Provenance, resolve_device, seed_everything
 
     load_all()
@@ -111,7 +132,9 @@ def run(args: argparse.Namespace) -> int:
     kwargs = _finder_kwargs(finder_cls, args)
     device = resolve_device(args.device)
     kwargs["device"] = str(device)
-    show = not args.no_progress
+    show = progress_on(args)
+    if args.out:
+        Outputs(overwrite=args.overwrite).folder(args.out, "--out")
     seed_everything(args.seed)
     with Provenance(device=str(device)) as prov:
         ckpt = load_checkpoint(args.ckpt)

@@ -8,10 +8,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from neuroinspect.commands.common import add_common
-from neuroinspect.errors import UserError
+from neuroinspect.commands.common import add_common, add_overwrite, progress_on
 
-EPILOG = """Example:
+EPILOG = """Examples:
   neuroinspect demo --out runs/demo
   neuroinspect demo --out runs/demo-digits --dataset colored-digits --seed 1
 
@@ -43,6 +42,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument(
         "--config", default=None, help="an experiment TOML to run instead of the bundled demo config"
     )
+    add_overwrite(p)
     add_common(p)
     p.set_defaults(func=run)
     return p
@@ -63,18 +63,27 @@ def run(args: argparse.Namespace) -> int:
     from neuroinspect.harness.experiment import run_experiment
     from neuroinspect.harness.report import write_experiment_report
     from neuroinspect.leaderboards import build_tables, load_records, render
+    from neuroinspect.outputs import Outputs
+    from neuroinspect.runtime import resolve_device
 
-    out = Path(args.out)
-    results = out / "results.jsonl"
-    if results.exists():
-        raise UserError(f"{results} already exists; pass a new --out folder (results are never overwritten).")
     cfg = ExperimentConfig.from_toml(args.config) if args.config else demo_config(args.dataset, args.device)
     if args.config:
         cfg.device = args.device
+    resolve_device(cfg.device)
+    cfg.check_methods(str(args.config or "the demo config"))
+    outputs = Outputs(overwrite=args.overwrite)
+    out = outputs.folder(args.out, "--out")
+    results = out / "results.jsonl"
     t0 = time.perf_counter()
-    res = run_experiment(
-        cfg, args.seed, out, show_progress=not args.no_progress, log=lambda m: print(m, file=sys.stderr)
-    )
+    with outputs.guard():
+        res = run_experiment(
+            cfg,
+            args.seed,
+            out,
+            show_progress=progress_on(args),
+            log=lambda m: print(m, file=sys.stderr),
+            replace_records=args.overwrite,
+        )
     tables = build_tables(load_records([results]))
     leaderboard = render(tables, "md", title=f"Leaderboard: {cfg.name}, seed {args.seed}")
     from neuroinspect.fileio import atomic_write_text

@@ -15,12 +15,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from neuroinspect.commands.common import (
+    HelpFormatter,
     add_common,
+    add_overwrite,
     check_class_idx,
     check_neurons,
     dataset_params,
+    method_names,
     parse_int_list,
     parse_settings,
+    progress_on,
 )
 from neuroinspect.errors import UserError
 
@@ -43,11 +47,15 @@ editing target γ = 1 + (min_{n∈S} imp[n] − 1)/3 from the knock-out ratio im
 validation split's class mean (the all-class mean with --ref), as the reference's debug flow does.
 
 --ref reproduces the reference's editing quirks on cached features: the per-epoch sawtooth
-learning rate, epoch 0 never selected, ties to the latest epoch, the reference script's settings
+learning rate, the first epoch never selected, ties to the latest epoch, the reference script's settings
 for the variant (waterbirds: lr 1e-4, weight decay 1e-4, batch 32, no schedule; metashift: batch
 16, selection only after epoch 1 with val acc > 0.7) and its evaluation transforms. It does not
 re-run the backbone in train mode: the reference's BatchNorm drift (spec bug 19) is not reproduced.
 """
+
+#: The loss variants of ``neuroinspect_editor.VARIANTS`` (named here so that ``edit --help`` does not
+#: import torch; a test keeps the two equal).
+VARIANT_NAMES = ("flowers_food", "waterbirds", "metashift")
 
 # CLI option → editor constructor argument; applied only when the option is given.
 _EDITOR_OPTIONS = {
@@ -62,14 +70,7 @@ _EDITOR_OPTIONS = {
 }
 
 
-class _Formatter(argparse.RawDescriptionHelpFormatter):
-    """Keeps the examples' layout; the help strings state their own defaults."""
-
-
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    from neuroinspect.methods.editors import EDITORS
-    from neuroinspect.methods.editors.neuroinspect_editor import VARIANTS
-
     p = subparsers.add_parser(
         "edit",
         help="edit the decision layer to mitigate a false correlation (editors)",
@@ -79,7 +80,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
             "save the edited checkpoint and append a mitigation record."
         ),
         epilog=EXAMPLE,
-        formatter_class=_Formatter,
+        formatter_class=HelpFormatter,
     )
     p.add_argument("--dataset", required=True, help="registered dataset name (see `neuroinspect data list`)")
     p.add_argument("--ckpt", required=True, help="checkpoint written by `neuroinspect train`")
@@ -96,7 +97,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument(
         "--editor",
         default="neuroinspect",
-        help=f"one of: {', '.join(EDITORS.names())} (default neuroinspect)",
+        help=f"one of: {', '.join(method_names('editors'))} (default neuroinspect)",
     )
     p.add_argument(
         "--gamma",
@@ -111,7 +112,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--variant",
-        choices=list(VARIANTS),
+        choices=list(VARIANT_NAMES),
         default=None,
         help="loss variant of the reference (default flowers_food)",
     )
@@ -134,7 +135,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument(
         "--ref",
         action="store_true",
-        help="reference parity: sawtooth lr, epoch 0 never kept, its settings and transforms",
+        help="reference parity: sawtooth lr, first epoch never kept, its settings and transforms",
     )
     p.add_argument(
         "--editor-param",
@@ -172,6 +173,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         default=128,
         help="batch size of the feature extraction (default 128)",
     )
+    add_overwrite(p)
     add_common(p)
     p.set_defaults(func=run)
     return p
@@ -259,9 +261,11 @@ def run(args: argparse.Namespace) -> int:
         mitigation_record,
         save_edited_checkpoint,
     )
-    from neuroinspect.harness.records import append_records
+    from neuroinspect.harness.models import model_name
+    from neuroinspect.harness.records import append_records, check_new_runs
     from neuroinspect.harness.transforms import describe
     from neuroinspect.methods.editors import EDITORS
+    from neuroinspect.outputs import Outputs
     from neuroinspect.runtime import Provenance, resolve_device, seed_everything
 
     editor_cls = EDITORS.get(args.editor)
@@ -295,13 +299,23 @@ def run(args: argparse.Namespace) -> int:
     surface = ckpt.surface.freeze()
     check_class_idx(args.class_idx, surface.num_classes, ckpt.classes)
     check_neurons(neurons, surface.num_features)
-    show = not args.no_progress
+    show = progress_on(args)
+    outputs = Outputs(overwrite=args.overwrite)
+    out = outputs.folder(
+        args.out
+        if args.out
+        else Path(args.ckpt).expanduser().resolve().parent
+        / "edits"
+        / f"{args.editor}_c{args.class_idx}_s{args.seed}",
+        "--out",
+    )
+    results_path = outputs.records(args.results or out / "results.jsonl", "--results")
     seed_everything(args.seed)
     params = {**ckpt.dataset_params, **dataset_params(args)}
     transform = checkpoint_eval_transform(ckpt, args.dataset, ref=True if args.ref else None)
     transform_desc = describe(transform)
 
-    with Provenance(device=str(device)) as prov:
+    with outputs.guard(), Provenance(device=str(device)) as prov:
         cache = FeatureCache()
         feats, loaded = {}, {}
         for split in ("train", "val", "test"):
@@ -339,30 +353,13 @@ def run(args: argparse.Namespace) -> int:
             result.decision, test, args.class_idx, train_counts, n_boot=args.n_boot, seed=args.seed
         )
 
-    out = (
-        Path(args.out)
-        if args.out
-        else Path(args.ckpt).expanduser().resolve().parent
-        / "edits"
-        / f"{args.editor}_c{args.class_idx}_s{args.seed}"
-    )
-    results_path = Path(args.results) if args.results else out / "results.jsonl"
-    ckpt_path = save_edited_checkpoint(
-        out / "edited.pt",
-        ckpt,
-        result.decision,
-        editor=result.editor,
-        neurons=result.neurons,
-        class_idx=args.class_idx,
-        settings=result.settings,
-        metrics={"test_before": _scalars(before), "test_after": _scalars(after)},
-    )
+    ckpt_path = out / "edited.pt"
     record = mitigation_record(
         result,
         before,
         after,
         dataset=args.dataset,
-        model=surface.spec.arch,
+        model=model_name(surface),
         provenance=prov,
         finder=args.finder if editor_cls.uses_neurons else "none",
         seed=args.seed,
@@ -378,7 +375,19 @@ def run(args: argparse.Namespace) -> int:
             "n_boot": args.n_boot,
         },
     )
-    append_records(results_path, [record])
+    # A run already recorded in a shared --results file is refused before anything is written.
+    check_new_runs(results_path, [record], replace=args.overwrite)
+    save_edited_checkpoint(
+        ckpt_path,
+        ckpt,
+        result.decision,
+        editor=result.editor,
+        neurons=result.neurons,
+        class_idx=args.class_idx,
+        settings=result.settings,
+        metrics={"test_before": _scalars(before), "test_after": _scalars(after)},
+    )
+    append_records(results_path, [record], replace=args.overwrite)
     atomic_write_json(
         out / "edit.json",
         {

@@ -6,11 +6,11 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from neuroinspect.commands.common import add_common, dataset_params
+from neuroinspect.commands.common import HelpFormatter, add_common, add_overwrite, dataset_params, progress_on
 from neuroinspect.errors import UserError
 
 EPILOG = """\
-examples:
+Examples:
   neuroinspect evaluate --dataset spurious-shapes --ckpt runs/shapes-r18/best.pt
   neuroinspect evaluate --dataset waterbirds --root data --ckpt runs/wb/best.pt --class-idx 1 \\
       --out results/evaluation.jsonl --json runs/wb/test_metrics.json
@@ -25,7 +25,6 @@ transform ($NEUROINSPECT_CACHE), so later `debug` / `edit` runs reuse them.
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    from neuroinspect.commands.train import HelpFormatter
 
     p = subparsers.add_parser(
         "evaluate",
@@ -63,6 +62,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     p.add_argument("--out", default=None, help="append an evaluation record to this JSON Lines file")
     p.add_argument("--json", default=None, help="write the full metrics dict to this JSON file")
+    add_overwrite(p)
     add_common(p)
     p.set_defaults(func=run)
     return p
@@ -78,6 +78,7 @@ def run(args: argparse.Namespace) -> int:
         format_metrics_table,
     )
     from neuroinspect.harness.records import append_records
+    from neuroinspect.outputs import Outputs
     from neuroinspect.runtime import Provenance, resolve_device
 
     if args.n_boot < 0:
@@ -90,6 +91,11 @@ def run(args: argparse.Namespace) -> int:
     ckpt = load_checkpoint(args.ckpt, expect_dataset=args.dataset, map_location="cpu")
     dataset = args.dataset or ckpt.dataset
     check_class_index(args.class_idx, ckpt.classes)
+    outputs = Outputs(overwrite=args.overwrite)
+    if args.json:
+        outputs.file(args.json, "--json", example="metrics.json")
+    if args.out:
+        outputs.records(args.out, "--out")
     with Provenance(device=str(device)) as prov:
         metrics, fs = evaluate_checkpoint(
             ckpt,
@@ -105,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
             seed=args.seed,
             ref_transforms=args.ref_transforms,
             model=args.model,
-            show_progress=not args.no_progress,
+            show_progress=progress_on(args),
         )
     print(f"{ckpt.surface.spec.arch} ({Path(args.ckpt)}) on {dataset}/{args.split}")
     print(format_metrics_table(metrics, ckpt.classes))
@@ -124,6 +130,6 @@ def run(args: argparse.Namespace) -> int:
             seed=train_seed,
             config={"cache_key": fs.meta.get("cache_key"), "bootstrap_seed": args.seed},
         )
-        append_records(args.out, [record])
+        append_records(args.out, [record], replace=args.overwrite)
         print(f"evaluation record {record['run_id']} appended to {args.out}")
     return 0

@@ -123,6 +123,10 @@ def run(args: argparse.Namespace) -> int:
 
     formats = parse_formats(getattr(args, "formats", None))
     out_dir: Path | None = getattr(args, "out", None)
+    if out_dir is not None:  # checked before any work; the tables there are derived, so rewritten
+        from neuroinspect.outputs import Outputs
+
+        Outputs().folder(out_dir, "--out", reuse=True)
     records = load_records(args.results)
     n_inputs = len(records)
     reported = []
@@ -138,8 +142,6 @@ def run(args: argparse.Namespace) -> int:
     tables = build_tables(records, reported)
     markdown = render(tables, "md", args.spread, args.title, args.columns)
     if out_dir is not None:
-        if out_dir.exists() and not out_dir.is_dir():
-            raise UserError(f"--out {out_dir} is a file; give a folder for the leaderboard files.")
         written = []
         for kind in formats:
             text = markdown if kind == "md" else render(tables, kind, args.spread, args.title, args.columns)

@@ -8,11 +8,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from neuroinspect.commands.common import add_common, dataset_params
+from neuroinspect.commands.common import HelpFormatter, add_common, add_overwrite, dataset_params, progress_on
 from neuroinspect.errors import UserError
+from neuroinspect.harness.presets import AUGMENT_HELP, describe_augmentations, describe_presets, preset_names
+from neuroinspect.outputs import Outputs
 
 EPILOG = """\
-examples:
+Examples:
   # the bundled benchmark, random init, a few CPU minutes
   neuroinspect train --dataset spurious-shapes --model resnet18 --out runs/shapes-r18
   # the paper's Flowers102 recipe (ResNet-50, ImageNet weights from a local file)
@@ -27,26 +29,17 @@ file, a neuroinspect checkpoint (its backbone is loaded), or `none` for random i
 """
 
 
-class HelpFormatter(argparse.RawDescriptionHelpFormatter):
-    """Keeps the epilog's layout and shows a default only where there is one (not None / False)."""
-
-    def _get_help_string(self, action: argparse.Action) -> str | None:
-        text = action.help or ""
-        if (
-            action.default not in (None, False, argparse.SUPPRESS)
-            and "%(default)" not in text
-            and action.option_strings
-        ):
-            text += " (default: %(default)s)"
-        return text
-
-
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "train",
         help="train a timm classifier on a dataset",
         description="Train (or fine-tune) a timm classifier; keep the epoch with the best validation metric.",
-        epilog=EPILOG,
+        epilog=EPILOG
+        + "\nPresets (any setting can be changed with its option):\n"
+        + describe_presets()
+        + "\n\nAugmentation (--augment; default and scratch-64 use light; paper uses ref, none on Waterbirds and MetaShift):\n"
+        + describe_augmentations()
+        + "\n",
         formatter_class=HelpFormatter,
     )
     p.add_argument("--dataset", required=True, help="registered dataset name (see `neuroinspect data list`)")
@@ -55,7 +48,11 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         default=None,
         help="timm model name, e.g. resnet18, resnet50, vit_tiny_patch16_224 (default: the preset's)",
     )
-    p.add_argument("--preset", default="default", help="hyper-parameter preset: default or paper")
+    p.add_argument(
+        "--preset",
+        default="default",
+        help=f"hyper-parameter preset: {', '.join(preset_names())} (see below)",
+    )
     p.add_argument("--root", default=None, help="dataset root folder (real datasets)")
     p.add_argument("--param", action="append", metavar="KEY=VALUE", help="dataset parameter, repeatable")
     p.add_argument(
@@ -71,12 +68,21 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     p.add_argument("--epochs", type=int, default=None, help="epochs (default: the preset's)")
     p.add_argument("--lr", type=float, default=None, help="peak learning rate")
+    p.add_argument(
+        "--warmup-epochs",
+        type=float,
+        default=None,
+        help="linear learning-rate warm-up, in epochs (fractions allowed; 0: none)",
+    )
     p.add_argument("--eta-min", type=float, default=None, help="cosine floor of the learning rate")
     p.add_argument("--batch-size", type=int, default=None, help="training batch size")
     p.add_argument("--weight-decay", type=float, default=None, help="weight decay")
     p.add_argument("--optimizer", choices=("adam", "adamw", "sgd"), default=None, help="optimizer")
     p.add_argument(
-        "--augment", choices=("none", "light", "ref", "timm"), default=None, help="training augmentation"
+        "--augment",
+        choices=list(AUGMENT_HELP),
+        default=None,
+        help="training augmentation (default: the preset's; what each does: see below)",
     )
     p.add_argument(
         "--finetune",
@@ -96,6 +102,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--val-split", default="val", help="split used for checkpoint selection")
     p.add_argument("--num-workers", type=int, default=None, help="data loader worker processes")
     p.add_argument("--out", required=True, help="output folder for best.pt and train_log.json")
+    add_overwrite(p, resume="continue an interrupted training from its last completed epoch (same settings)")
     add_common(p)
     p.set_defaults(func=run)
     return p
@@ -130,7 +137,7 @@ def run(args: argparse.Namespace) -> int:
     from neuroinspect.datasets import get_dataset
     from neuroinspect.harness.models import create_model
     from neuroinspect.harness.presets import get_preset
-    from neuroinspect.harness.training import init_from_checkpoint, train_classifier
+    from neuroinspect.harness.training import LAST_NAME, init_from_checkpoint, train_classifier
     from neuroinspect.harness.transforms import eval_transform, train_transform, transform_kind
     from neuroinspect.runtime import Provenance, resolve_device
 
@@ -146,6 +153,7 @@ def run(args: argparse.Namespace) -> int:
     config = base.with_overrides(
         epochs=args.epochs,
         lr=args.lr,
+        warmup_epochs=args.warmup_epochs,
         eta_min=args.eta_min,
         batch_size=args.batch_size,
         weight_decay=args.weight_decay,
@@ -170,7 +178,16 @@ def run(args: argparse.Namespace) -> int:
     image_size = config.image_size or spec.default_image_size
     config = config.with_overrides(image_size=image_size)
     device = resolve_device(args.device)
-    show = not args.no_progress
+    show = progress_on(args)
+    if args.resume and args.overwrite:
+        raise UserError("--resume continues the run in --out and --overwrite replaces it; pass one of them.")
+    outputs = Outputs(overwrite=args.overwrite, resume=bool(args.resume))
+    out = outputs.folder(args.out, "--out")
+    if args.resume and not (out / LAST_NAME).is_file():
+        raise UserError(
+            f"nothing to resume in {out}: there is no {LAST_NAME} (the run finished, or never completed an "
+            "epoch). Pass --overwrite to train again."
+        )
 
     spec.check_split("train")
     train_ds = spec.load(args.root, "train", None, **params)
@@ -187,7 +204,10 @@ def run(args: argparse.Namespace) -> int:
     except UserError as err:
         if not config.pretrained:
             raise
-        raise UserError(f"{err} Or pass --pretrained none to train from random initialisation.") from None
+        raise UserError(
+            f"{err} Or pass --pretrained none to train from random initialisation (--preset scratch-64: the "
+            "bundled benchmarks' recipe at 64 px, for any dataset)."
+        ) from None
     extra: dict[str, Any] = {"preset": args.preset}
     if init_ckpt is not None:
         extra.update(init_from_checkpoint(surface, init_ckpt))
@@ -197,26 +217,35 @@ def run(args: argparse.Namespace) -> int:
             surface.data_config, kind, ref=config.ref_transforms, dataset=args.dataset
         )
 
-    out = Path(args.out)
     print(
         f"training {arch} on {args.dataset} ({len(train_ds)} train / {len(val_ds) if val_ds is not None else 0} val images, "
         f"{train_ds.num_classes} classes, {image_size} px) with preset {args.preset!r} on {device}",
         file=sys.stderr,
     )
-    with Provenance(device=str(device)) as prov:
-        result = train_classifier(
-            surface,
-            train_ds,
-            val_ds,
-            config,
-            device=device,
-            seed=args.seed,
-            out_dir=out,
-            show_progress=show,
-            dataset_name=args.dataset,
-            dataset_params=params,
-            extra_metadata=extra,
-        )
+    with outputs.guard(), Provenance(device=str(device)) as prov:
+        try:
+            result = train_classifier(
+                surface,
+                train_ds,
+                val_ds,
+                config,
+                device=device,
+                seed=args.seed,
+                out_dir=out,
+                show_progress=show,
+                dataset_name=args.dataset,
+                dataset_params=params,
+                extra_metadata=extra,
+                resume=bool(args.resume),
+            )
+        except KeyboardInterrupt:
+            if (out / LAST_NAME).is_file():
+                print(
+                    f"interrupted; {out / LAST_NAME} holds the last completed epoch. Continue with the same "
+                    "command and --resume.",
+                    file=sys.stderr,
+                )
+            raise
     summary = {
         "checkpoint": str(result.checkpoint_path),
         "log": str(result.log_path),

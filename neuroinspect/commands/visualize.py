@@ -28,12 +28,15 @@ from pathlib import Path
 from typing import Any
 
 from neuroinspect.commands.common import (
+    HelpFormatter,
     add_common,
+    add_overwrite,
     check_class_idx,
     check_neurons,
     dataset_params,
     parse_int_list,
     parse_settings,
+    progress_on,
 )
 from neuroinspect.errors import CheckpointError, UserError
 
@@ -58,10 +61,6 @@ _OPTION_ARGS: dict[str, tuple[str, ...]] = {
 }
 
 
-class _Formatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
-    pass
-
-
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "visualize",
@@ -73,7 +72,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
             "contact sheet per method, and one result record per pair."
         ),
         epilog=EXAMPLE,
-        formatter_class=_Formatter,
+        formatter_class=HelpFormatter,
     )
     p.add_argument(
         "--method", required=True, help="visualizer name (see `neuroinspect methods list --kind visualizers`)"
@@ -136,6 +135,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="attribute classifier setting for concept recovery, e.g. epochs=20 or method=logreg (repeatable)",
     )
     p.add_argument("--batch-size", type=int, default=64, help="batch size for feature extraction and metrics")
+    add_overwrite(p)
     add_common(p)
     p.set_defaults(func=run)
     return p
@@ -249,6 +249,7 @@ def run(args: argparse.Namespace) -> int:
         save_visualization,
         visualization_record,
     )
+    from neuroinspect.outputs import Outputs
     from neuroinspect.runtime import Provenance, resolve_device, seed_everything
 
     load_all()
@@ -261,12 +262,16 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("--neurons needs at least one neuron index.")
     concept_settings = _concept_settings(args)  # checked before any work
     device = resolve_device(args.device)
-    show = not args.no_progress
+    show = progress_on(args)
     seed_everything(args.seed)
-    out_dir = Path(args.out)
-    results = Path(args.results) if args.results else out_dir / "results.jsonl"
+    # One --out can hold several methods (OUT/<method>/) and their shared results.jsonl: the method's
+    # own folder is what a previous run of it used.
+    outputs = Outputs(overwrite=args.overwrite)
+    out_dir = outputs.folder(args.out, "--out", reuse=True)
+    outputs.folder(out_dir / args.method, "--out")
+    results = outputs.records(args.results or out_dir / "results.jsonl", "--results")
 
-    with Provenance(device=str(device)) as prov:
+    with outputs.guard(), Provenance(device=str(device)) as prov:
         ckpt = load_checkpoint(args.ckpt)
         surface = ckpt.surface
         if not kwargs.get("layer"):
@@ -322,10 +327,12 @@ def run(args: argparse.Namespace) -> int:
             show,
         )
 
-    model_name = surface.spec.arch
+    from neuroinspect.harness.models import model_name as record_model_name
+
+    model_name = record_model_name(surface)
     dataset_name = args.dataset or ckpt.dataset
     context = {
-        "checkpoint": {"path": str(ckpt.path), "sha256": ckpt.sha256, "arch": model_name},
+        "checkpoint": {"path": str(ckpt.path), "sha256": ckpt.sha256, "arch": surface.spec.arch},
         "dataset": dataset_name,
         "split": args.split if dataset is not None else None,
         "seed": args.seed,
@@ -367,7 +374,7 @@ def run(args: argparse.Namespace) -> int:
         group = [s for s in saved if s.visualization.method == method]
         title = f"{method} | {model_name} on {dataset_name} | {Path(args.ckpt).name} | seed {args.seed}"
         sheets.append(contact_sheet(group, out_dir / method, title=title))
-    append_records(results, records)
+    append_records(results, records, replace=args.overwrite)
     _print_table(saved)
     for png, html in sheets:
         print(f"contact sheet: {png}  {html}")

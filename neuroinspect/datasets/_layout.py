@@ -33,6 +33,8 @@ def locate(name: str, root: str | Path | None, candidates: Sequence[str], marker
             f"(or write a tiny fixture with `neuroinspect data make-fixture {name} --root DIR`)."
         )
     base = Path(root).expanduser()
+    if base.exists() and not base.is_dir():
+        raise DataError(f"--root {base} is a file; pass the folder that holds {layout} (e.g. {base.parent}).")
     if not base.is_dir():
         raise DataError(
             f"dataset root {base} does not exist. Pass --root to the folder that holds {layout}, "
@@ -111,7 +113,8 @@ def missing_files(
     """One problem per missing file (the first :data:`MAX_LISTED`), then a count of the rest."""
     missing: list[str] = []
     count = 0
-    for p in progress(paths, desc=f"checking {what}s", total=total, enabled=total is None or total > 2000):
+    # Existence checks are quick: no bar (`data check` shows one only for --verify-images).
+    for p in paths:
         if not os.path.isfile(p):
             count += 1
             if len(missing) < MAX_LISTED:
@@ -121,12 +124,14 @@ def missing_files(
     return missing
 
 
-def unreadable_images(paths: Sequence[str | Path]) -> list[str]:
+def unreadable_images(paths: Sequence[str | Path], show_progress: bool = True) -> list[str]:
     """One problem per file PIL cannot open and verify (the first :data:`MAX_LISTED`, then a count)."""
     bad: list[str] = []
     count = 0
     unique = list(dict.fromkeys(str(x) for x in paths))
-    for p in progress(unique, desc="verifying images", enabled=len(unique) > 2000):
+    for p in progress(
+        unique, desc="verifying images", total=len(unique), enabled=show_progress, unit="images"
+    ):
         try:
             with Image.open(p) as img:
                 img.verify()

@@ -194,6 +194,8 @@ def require_root(name: str, root: str | Path | None) -> Path:
             f"{name} needs --root DIR pointing at the dataset's folder (see `neuroinspect data check {name} --root DIR`)."
         )
     path = Path(root).expanduser()
+    if path.exists() and not path.is_dir():
+        raise DataError(f"--root {path} is a file; pass the folder that holds {name} (e.g. {path.parent}).")
     if not path.is_dir():
         raise DataError(
             f"dataset root {path} does not exist. Pass --root to the folder that holds {name}, "

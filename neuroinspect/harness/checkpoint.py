@@ -7,6 +7,7 @@ files that are not neuroinspect checkpoints or that do not match what the caller
 from __future__ import annotations
 
 import hashlib
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -78,6 +79,48 @@ def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+_SAFETENSORS = (
+    "{path} is a safetensors weight file, not a neuroinspect checkpoint; pass it to "
+    "`neuroinspect train --pretrained PATH` to start from those weights."
+)
+
+
+def _is_safetensors(path: Path) -> bool:
+    """A safetensors file: an 8-byte little-endian header length, then the JSON header."""
+    with open(path, "rb") as fh:
+        head = fh.read(9)
+    return len(head) == 9 and head[8:9] == b"{" and int.from_bytes(head[:8], "little") < path.stat().st_size
+
+
+def diagnose_unreadable(path: Path, err: BaseException) -> str:
+    """What is wrong with a file that ``torch.load`` could not read, and what to do: empty, truncated
+    (an incomplete archive), a pickled module, a safetensors weight file, or not a torch file at all."""
+    size = path.stat().st_size
+    with open(path, "rb") as fh:
+        head = fh.read(16)
+    again = "Copy it again, or re-create it with `neuroinspect train`."
+    if size == 0:
+        return f"{path} is empty (0 bytes): its write or copy was interrupted. {again}"
+    if head.startswith(b"PK\x03\x04") and "Weights only load failed" not in str(err):
+        return (
+            f"{path} is truncated or damaged: a torch archive of {size:,} bytes that cannot be read "
+            f"({str(err).splitlines()[0][:80]}). {again}"
+        )
+    pickled = head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05")
+    if "Weights only load failed" in str(err) and (head.startswith(b"PK\x03\x04") or pickled):
+        return (
+            f"{path} is not a neuroinspect checkpoint: it holds pickled Python objects (e.g. a whole nn.Module). "
+            "Pickled modules are not loaded (unsafe and bound to one library version); re-save the state dict "
+            "with `neuroinspect train` or neuroinspect.harness.checkpoint.save_checkpoint."
+        )
+    if _is_safetensors(path):
+        return _SAFETENSORS.format(path=path)
+    return (
+        f"{path} is not a checkpoint: its {size:,} bytes are not a torch file (the wrong file, or damaged). "
+        "Pass a best.pt written by `neuroinspect train`."
+    )
+
+
 def load_checkpoint(
     path: str | Path,
     expect_dataset: str | None = None,
@@ -90,24 +133,29 @@ def load_checkpoint(
     checkpoint (e.g. a pickled ``nn.Module``), or does not match ``expect_dataset`` / ``expect_num_classes``.
     """
     path = Path(path).expanduser()
+    if path.is_dir():
+        inside = [p.name for p in (path / "best.pt", path / "last.pt", path / "edited.pt") if p.is_file()]
+        hint = (
+            f" (e.g. {path / inside[0]})"
+            if inside
+            else f" (`neuroinspect train --out {path}` writes best.pt)"
+        )
+        raise CheckpointError(
+            f"{path} is a folder, not a checkpoint; pass the checkpoint file inside it{hint}."
+        )
     if not path.is_file():
         raise CheckpointError(
             f"checkpoint {path} does not exist. Train one with `neuroinspect train ... --out DIR`."
         )
     try:
-        payload = torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():  # torch warns about foreign pickle protocols before failing
+            warnings.simplefilter("ignore")
+            payload = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # noqa: BLE001 - torch raises many types for foreign files
-        what = (
-            "it holds pickled Python objects (e.g. a whole nn.Module)"
-            if "Weights only load failed" in str(err)
-            else type(err).__name__
-        )
-        raise CheckpointError(
-            f"{path} is not a neuroinspect checkpoint: {what}. Pickled modules are not loaded (unsafe and bound to "
-            "one library version); re-save the state dict with `neuroinspect train` or "
-            "neuroinspect.harness.checkpoint.save_checkpoint."
-        ) from None
+        raise CheckpointError(diagnose_unreadable(path, err)) from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        if _is_safetensors(path):
+            raise CheckpointError(_SAFETENSORS.format(path=path))
         raise CheckpointError(
             f"{path} is not a neuroinspect checkpoint (no '{FORMAT}' header). Re-save it with "
             "neuroinspect.harness.checkpoint.save_checkpoint."

@@ -23,6 +23,7 @@ from neuroinspect.errors import CheckpointError, UserError
 from neuroinspect.harness.checkpoint import Checkpoint, load_checkpoint
 from neuroinspect.harness.features import FeatureCache, FeatureSet, extract_features
 from neuroinspect.harness.metrics import classification_metrics, group_counts
+from neuroinspect.harness.models import model_name
 from neuroinspect.harness.records import make_record
 from neuroinspect.harness.transforms import Transform, describe, eval_transform, transform_kind
 from neuroinspect.runtime import Provenance
@@ -205,7 +206,7 @@ def evaluation_record(
     return make_record(
         task="evaluation",
         dataset=str(metrics.get("dataset") or ckpt.dataset),
-        model=ckpt.surface.spec.arch,
+        model=model_name(ckpt.surface),
         method=dict(method or {"evaluator": "accuracy"}),
         seed=seed,
         metrics=keep,
@@ -225,6 +226,10 @@ def _ci(metrics: Mapping[str, Any], key: str) -> str:
     return "" if not iv else f"[{100 * iv[0]:6.2f}, {100 * iv[1]:6.2f}]"
 
 
+def _interval(iv: Sequence[float] | None) -> str:
+    return "" if not iv else f"[{100 * iv[0]:6.2f}, {100 * iv[1]:6.2f}]  "
+
+
 def format_metrics_table(
     metrics: Mapping[str, Any], class_names: Sequence[str] | None = None, max_classes: int = 20
 ) -> str:
@@ -240,6 +245,13 @@ def format_metrics_table(
     level = metrics.get("ci_level", 0.95)
     head = f"{'metric':<42} {'value':>8}  {f'{round(100 * level)}% CI' if metrics.get('ci') else ''}"
     lines = [head, "-" * max(len(head), 70)]
+    if metrics.get("ci"):
+        lines.insert(
+            0,
+            f"intervals ({round(100 * level)}%): metrics above, percentile bootstrap of {metrics.get('n_boot')} "
+            f"resamples of the test images, {metrics.get('bootstrap', 'stratified')} (each keeps its size); "
+            "per class and per group, the Wilson score interval of its own accuracy",
+        )
 
     def row(label: str, key: str) -> None:
         lines.append(f"{label:<42} {_pct(metrics.get(key)):>8}  {_ci(metrics, key)}")
@@ -268,14 +280,18 @@ def format_metrics_table(
         ]
         title = f"per-class accuracy (the {max_classes} worst of {len(per_class)} classes)"
     lines += ["", title]
+    class_ci = metrics.get("per_class_ci") or []
     for k in order:
-        lines.append(f"  {cname(k)[:40]:<40} {_pct(per_class[k]):>8}  (n={per_n[k]})")
+        iv = class_ci[k] if k < len(class_ci) else None
+        lines.append(f"  {cname(k)[:40]:<40} {_pct(per_class[k]):>8}  {_interval(iv)}(n={per_n[k]})")
     if metrics.get("group_acc") is not None:
         gnames = metrics.get("group_names") or []
         lines += ["", "per-group accuracy"]
+        group_ci = metrics.get("group_ci") or []
         for j, acc in enumerate(metrics["group_acc"]):
             label = f"g{j} {gnames[j]}" if j < len(gnames) else f"g{j}"
-            lines.append(f"  {label[:40]:<40} {_pct(acc):>8}  (n={metrics['group_n'][j]})")
+            iv = group_ci[j] if j < len(group_ci) else None
+            lines.append(f"  {label[:40]:<40} {_pct(acc):>8}  {_interval(iv)}(n={metrics['group_n'][j]})")
     for note in metrics.get("notes") or []:
         lines.append(f"note: {note}")
     return "\n".join(lines)

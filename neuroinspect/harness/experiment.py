@@ -106,12 +106,14 @@ def _train_or_load(
     from neuroinspect.harness.training import build_datasets, train_classifier
 
     preset = get_preset(cfg.preset, cfg.dataset)
+    if cfg.pretrained is not None:  # the config's choice, false included, wins over the preset's
+        preset = preset.with_overrides(pretrained=cfg.pretrained)
     if cfg.train:
         preset = preset.with_overrides(**cfg.train)
     spec = get_dataset(cfg.dataset)
     probe = spec.load(cfg.root, "val" if "val" in spec.splits else spec.splits[0], None, **cfg.dataset_params)
     image_size = cfg.image_size or getattr(preset, "image_size", None) or spec.default_image_size
-    pretrained = cfg.pretrained if cfg.pretrained else preset.resolve_pretrained(cfg.model)
+    pretrained = preset.resolve_pretrained(cfg.model)
     surface = create_model(cfg.model, probe.num_classes, pretrained=pretrained, image_size=image_size)
     train_ds, val_ds = build_datasets(
         cfg.dataset, cfg.root, surface.data_config, preset, params=cfg.dataset_params
@@ -172,9 +174,11 @@ def run_experiment(
     show_progress: bool = True,
     log: Log = print,
     results_path: str | Path | None = None,
+    replace_records: bool = False,
 ) -> ExperimentResult:
     """Run one seed of ``cfg`` into ``out_dir``; append its records to ``results_path``
-    (default ``out_dir/results.jsonl``). Returns the :class:`ExperimentResult`."""
+    (default ``out_dir/results.jsonl``; ``replace_records``: records of the same runs already there
+    are replaced instead of refused). Returns the :class:`ExperimentResult`."""
     from neuroinspect.harness.mitigation import measure, mitigation_record
     from neuroinspect.methods.editors import EDITORS
     from neuroinspect.methods.editors import load_all as load_editors
@@ -261,7 +265,9 @@ def run_experiment(
         datasets=splits,
         surface=surface,
     )
-    model_name = f"{ckpt.surface.spec.arch}@{ckpt.surface.data_config.image_size}px"
+    from neuroinspect.harness.models import model_name as _model_name
+
+    model_name = _model_name(ckpt.surface)
     records: list[dict[str, Any]] = []
 
     # -- finders ----------------------------------------------------------------------------------
@@ -387,7 +393,7 @@ def run_experiment(
     for rec in records:  # how the debugged class was chosen: a per-seed worst class is a rule, not a class
         rec["config"]["class_rule"] = "worst_val" if cfg.class_idx is None else "fixed"
     result.records = records
-    append_records(results_path or out_dir / "results.jsonl", records)
+    append_records(results_path or out_dir / "results.jsonl", records, replace=replace_records)
     atomic_write_json(
         out_dir / "summary.json",
         {

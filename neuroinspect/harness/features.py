@@ -90,7 +90,9 @@ def extract_features(
     surface = surface.to(device).eval()
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
     feats, logits, labels, groups, indices = [], [], [], [], []
-    for batch in progress(loader, desc=f"features {dataset.name}/{dataset.split}", enabled=show_progress):
+    for batch in progress(
+        loader, desc=f"features {dataset.name}/{dataset.split}", enabled=show_progress, unit="batches"
+    ):
         x = batch["image"].to(device)
         f = surface.features(x)
         feats.append(f.float().cpu())

@@ -14,6 +14,7 @@ indices, in O(n_boot × strata) instead of O(n_boot × N) (1000 resamples of 25k
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -108,8 +109,9 @@ def classification_metrics(
     samples), ``per_class_n``, ``class_idx``, ``class_acc``, ``worst_class_acc``, ``worst_class``,
     ``macro_acc``, ``group_acc`` / ``group_n`` / ``worst_group_acc`` / ``worst_group`` /
     ``mean_acc_train_weighted`` (``None`` without groups), ``n``, ``ci`` ({metric: [lo, hi]} for
-    every scalar that is not ``None``), ``ci_level``, ``n_boot``, ``bootstrap`` and ``notes`` (what
-    was skipped, e.g. empty classes).
+    every scalar that is not ``None``), ``per_class_ci`` / ``group_ci`` (one [lo, hi] per class /
+    group, ``None`` for empty ones: Wilson score intervals), ``ci_level``, ``n_boot``,
+    ``bootstrap`` (how it was stratified) and ``notes`` (what was skipped, e.g. empty classes).
     """
     p = _as_array(preds, "preds")
     if p.ndim == 2:
@@ -256,8 +258,32 @@ def classification_metrics(
             if out.get(key) is not None and key in boot:
                 lo, hi = np.percentile(boot[key], [lo_q, hi_q])
                 out["ci"][key] = [float(lo), float(hi)]
+    # One class's or group's accuracy is a binomial proportion: the Wilson score interval, which stays
+    # informative at 0 and 100% (a bootstrap of 0 correct out of 40 is the empty interval [0, 0]).
+    out["per_class_ci"] = [
+        wilson_interval(int(cc[0, k]), int(class_n[k]), ci) if class_n[k] > 0 else None for k in range(K)
+    ]
+    out["group_ci"] = None  # like the other group keys: present, null without groups
+    if out["group_n"] is not None and gc is not None:
+        out["group_ci"] = [
+            wilson_interval(int(gc[0, j]), int(n_j), ci) if n_j > 0 else None
+            for j, n_j in enumerate(out["group_n"])
+        ]
+    out["per_cell_interval"] = "Wilson score interval of each class's or group's own accuracy"
     out["notes"] = notes
     return out
+
+
+def wilson_interval(k: int, n: int, level: float = 0.95) -> list[float]:
+    """The Wilson score interval ``[lo, hi]`` of a proportion of ``k`` successes in ``n`` trials."""
+    from statistics import NormalDist
+
+    z = NormalDist().inv_cdf(0.5 + level / 2)
+    p = k / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return [max(0.0, centre - half), min(1.0, centre + half)]
 
 
 def accuracy_block(metrics: Mapping[str, Any]) -> dict[str, Any]:
@@ -269,4 +295,4 @@ def accuracy_block(metrics: Mapping[str, Any]) -> dict[str, Any]:
     return block
 
 
-__all__ = ["SCALAR_KEYS", "accuracy_block", "classification_metrics", "group_counts"]
+__all__ = ["SCALAR_KEYS", "accuracy_block", "classification_metrics", "group_counts", "wilson_interval"]

@@ -216,6 +216,15 @@ class ModelSurface(nn.Module):
         return self
 
 
+def model_name(surface: ModelSurface) -> str:
+    """The model's name in result records: architecture and input size, e.g. ``resnet18@64px``.
+
+    Every command writes the same name for the same checkpoint, so a leaderboard never splits one
+    model into two rows (the input size is part of it: a ResNet-18 at 64 px and at 224 px differ).
+    """
+    return f"{surface.spec.arch}@{surface.data_config.image_size}px"
+
+
 def create_model(
     arch: str,
     num_classes: int,

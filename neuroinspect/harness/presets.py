@@ -36,6 +36,17 @@ PAPER_PRETRAINED_TAGS: dict[str, str] = {
 }
 
 
+#: What each ``augment`` value does to a training image (``neuroinspect.harness.transforms``).
+AUGMENT_HELP = {
+    "none": "none (the evaluation transform)",
+    "light": "a random shift on the bundled benchmarks (crop with reflect padding, no flip); on real "
+    "data a random resized crop (scale 0.7-1) and a horizontal flip",
+    "ref": "the reference's (a random affine of 15 degrees and a 15% shift; Waterbirds: a random "
+    "resized crop and a horizontal flip), ImageNet normalization",
+    "timm": "timm's training transform (random resized crop, horizontal flip, colour jitter)",
+}
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Every hyper-parameter of a classifier training run.
@@ -43,7 +54,7 @@ class TrainConfig:
     ``lr`` is the peak learning rate; with ``scheduler="cosine"`` it decays per iteration to
     ``eta_min`` over ``epochs × batches-per-epoch`` steps (only when ``lr > eta_min``, as in ref).
     ``selection`` picks the checkpoint: the epoch with the strictly best validation metric
-    (epoch 0 included, spec bug 20) whose value also exceeds ``min_val_metric`` (the reference's
+    (the first epoch included, spec bug 20) whose value also exceeds ``min_val_metric`` (the reference's
     0.5 / 0.7 thresholds; 0 by default). ``patience`` stops after that many epochs without a new
     best (``None``: never). ``finetune="head"`` trains only the decision layer with the backbone
     frozen in eval mode; ``ref_bn_drift=True`` keeps the backbone in train mode anyway (the
@@ -85,6 +96,10 @@ class TrainConfig:
         def bad(field: str, why: str) -> None:
             raise UserError(f"training setting {field}={getattr(self, field)!r} is invalid: {why}.")
 
+        from neuroinspect.harness.config import check_types
+
+        check_types(TrainConfig, self.as_dict(), "training settings")
+
         if not isinstance(self.epochs, int) or self.epochs < 1:
             bad("epochs", "use a positive integer")
         if not isinstance(self.batch_size, int) or self.batch_size < 1:
@@ -117,14 +132,45 @@ class TrainConfig:
             bad("grad_clip", "must be > 0 or unset")
 
     def with_overrides(self, **overrides: Any) -> TrainConfig:
-        """A copy with the non-``None`` ``overrides`` applied (validated); unknown keys are an error."""
+        """A copy with the non-``None`` ``overrides`` applied (validated); unknown keys are an error.
+
+        When a setting changes, ``description`` is rewritten from the values (:meth:`summary`) so that
+        it never describes the preset's recipe for a run that does something else.
+        """
         names = {f.name for f in dataclasses.fields(self)}
         unknown = sorted(set(overrides) - names)
         if unknown:
             raise UserError(
                 f"unknown training setting(s) {', '.join(unknown)}; known: {', '.join(sorted(names))}."
             )
-        return dataclasses.replace(self, **{k: v for k, v in overrides.items() if v is not None})
+        given = {k: v for k, v in overrides.items() if v is not None}
+        out = dataclasses.replace(self, **given)
+        changed = [k for k, v in given.items() if k != "description" and getattr(self, k) != v]
+        if changed and "description" not in given:
+            out = dataclasses.replace(out, description=out.summary())
+        return out
+
+    def summary(self) -> str:
+        """The recipe in words, from the values: initialisation, optimizer and schedule, epochs, batch,
+        augmentation, e.g. "random initialisation; adamw, lr 0.002 cosine to 1e-05, warm-up 0.5
+        epochs; 6 epochs of batch 64; augmentation: a random shift (crop with reflect padding)"."""
+        if self.pretrained is False:
+            init = "random initialisation"
+        elif self.pretrained is True:
+            init = "pretrained timm weights (the model's default tag)"
+        else:
+            init = f"pretrained weights {self.pretrained}"
+        sched = (
+            f" cosine to {self.eta_min:g}"
+            if self.scheduler == "cosine" and self.lr > self.eta_min
+            else " constant"
+        )
+        warm = f", warm-up {self.warmup_epochs:g} epochs" if self.warmup_epochs else ""
+        what = "the decision layer only" if self.finetune == "head" else "every layer"
+        return (
+            f"{init}; {self.optimizer}, lr {self.lr:g}{sched}{warm}; {self.epochs} epochs of batch "
+            f"{self.batch_size}, training {what}; augmentation: {AUGMENT_HELP[self.augment]}"
+        )
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -143,8 +189,11 @@ class TrainConfig:
 
 _PRESETS: dict[tuple[str, str], TrainConfig] = {}
 _PRESET_HELP: dict[str, str] = {
-    "default": "sane settings per dataset; a cheap random-init recipe for the bundled benchmarks",
+    "default": "fine-tune pretrained weights (AdamW, cosine, light augmentation) on real data; the "
+    "cheap random-init recipe on the bundled benchmarks",
     "paper": "the reference's settings (spec §6.3, §7) with its transforms and pretrained tags",
+    "scratch-64": "any dataset, offline: a random-init ResNet-18 at 64 px with the bundled benchmarks' "
+    "recipe (6 epochs, AdamW lr 2e-3, warm-up 0.5 epochs, light augmentation)",
 }
 
 
@@ -326,14 +375,31 @@ _BENCHMARK_DEFAULT = TrainConfig(
 )
 register_preset("default", "spurious-shapes", _BENCHMARK_DEFAULT.with_overrides(image_size=64))
 register_preset("default", "colored-digits", _BENCHMARK_DEFAULT.with_overrides(image_size=32))
+# The same recipe for any dataset (a Waterbirds-format folder of one's own, say): no pretrained
+# weights to fetch, minutes on a CPU for a few thousand images.
+register_preset("scratch-64", "*", _BENCHMARK_DEFAULT.with_overrides(image_size=64))
 
 
 def describe_presets() -> str:
-    """A short text listing of every preset and the datasets it covers."""
+    """A short text listing of every preset and the datasets it covers (``*``: any dataset)."""
+    import textwrap
+
     lines = []
     for name in preset_names():
-        lines.append(f"{name}: {_PRESET_HELP.get(name, '')} [{', '.join(preset_datasets(name))}]")
+        covers = ", ".join("any dataset" if d == "*" else d for d in preset_datasets(name))
+        text = f"{name}: {_PRESET_HELP.get(name, '')} [{covers}]"
+        lines.append(textwrap.fill(text, 100, initial_indent="  ", subsequent_indent="      "))
     return "\n".join(lines)
+
+
+def describe_augmentations() -> str:
+    """What each ``--augment`` value does, one line each."""
+    import textwrap
+
+    return "\n".join(
+        textwrap.fill(f"{name}: {text}", 100, initial_indent="  ", subsequent_indent="      ")
+        for name, text in AUGMENT_HELP.items()
+    )
 
 
 __all__ = [

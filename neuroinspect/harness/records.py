@@ -360,15 +360,97 @@ def _jsonable(obj: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
-def append_records(path: str | Path, records: Iterable[Mapping[str, Any]]) -> Path:
-    """Validate ``records`` and append them to the JSON Lines file ``path`` (rewritten atomically)."""
+#: Config keys that say where a run wrote or read things, or how it was run, not what it measured:
+#: two runs that differ only in them are the same run (keys ending in ``_path`` / ``_dir`` count too).
+VOLATILE_CONFIG_KEYS = frozenset(
+    {"checkpoint", "out", "results", "device", "num_workers", "started_at", "wall_seconds", "cache_dir"}
+)
+
+
+def _identity(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {
+            str(k): _identity(v)
+            for k, v in sorted(value.items(), key=lambda kv: str(kv[0]))
+            if k not in VOLATILE_CONFIG_KEYS and not str(k).endswith(("_path", "_dir"))
+        }
+    if isinstance(value, (list, tuple)):
+        return [_identity(v) for v in value]
+    return value
+
+
+def run_key(record: Mapping[str, Any]) -> str:
+    """What makes two records the same run: task, dataset (and its fingerprint, when recorded), model,
+    method, class, seed, neuron and config (without :data:`VOLATILE_CONFIG_KEYS`), as one canonical
+    JSON string."""
+    ident = {
+        k: record.get(k)
+        for k in (
+            "task",
+            "dataset",
+            "dataset_fingerprint",
+            "model",
+            "method",
+            "class_idx",
+            "seed",
+            "neuron",
+            "source",
+        )
+    }
+    ident["config"] = _identity(record.get("config") or {})
+    return json.dumps(ident, sort_keys=True, default=_jsonable)
+
+
+def describe_run(record: Mapping[str, Any]) -> str:
+    """``mitigation editor=neuroinspect on spurious-shapes / resnet18@64px, class 1, seed 0``."""
+    method = ", ".join(f"{k}={v}" for k, v in (record.get("method") or {}).items())
+    cls = "" if record.get("class_idx") is None else f", class {record['class_idx']}"
+    neuron = "" if record.get("neuron") is None else f", neuron {record['neuron']}"
+    return f"{record.get('task')} {method} on {record.get('dataset')} / {record.get('model')}{cls}{neuron}, seed {record.get('seed')}"
+
+
+def check_new_runs(
+    path: str | Path, records: Iterable[Mapping[str, Any]], *, replace: bool = False
+) -> list[str]:
+    """The lines of ``path`` that :func:`append_records` keeps when it appends ``records``.
+
+    A record whose run (:func:`run_key`) is already in the file raises a :class:`RecordError` naming
+    the run, its line and the fix, unless ``replace`` (``--overwrite``): then the old lines of those
+    runs are left out. Call it before writing a run's other outputs to refuse early.
+    """
     path = Path(path)
-    new = [validate_record(r, where=f" (new record {i})") for i, r in enumerate(records)]
+    keys = {run_key(r) for r in records}
     existing = path.read_text(encoding="utf-8") if path.exists() else ""
-    if existing and not existing.endswith("\n"):
-        existing += "\n"
+    kept: list[str] = []
+    for lineno, line in enumerate(existing.splitlines(), start=1):
+        if line.strip():
+            try:
+                old = json.loads(line)
+            except json.JSONDecodeError:
+                old = None
+            if isinstance(old, Mapping) and run_key(old) in keys:
+                if not replace:
+                    raise RecordError(
+                        f"{path}:{lineno} already holds this run ({describe_run(old)}); the new record was not "
+                        "appended. Pass --overwrite to replace it, or change the seed or settings."
+                    )
+                continue
+        kept.append(line + "\n")
+    return kept
+
+
+def append_records(path: str | Path, records: Iterable[Mapping[str, Any]], *, replace: bool = False) -> Path:
+    """Validate ``records`` and append them to the JSON Lines file ``path`` (rewritten atomically).
+
+    A record whose run (:func:`run_key`) is already in the file is never appended a second time (a
+    leaderboard would count it as another seed): a :class:`RecordError` names the run and the fix,
+    and nothing is written. With ``replace`` the old records of those runs are dropped instead
+    (``--overwrite``); records of other runs are always kept.
+    """
+    new = [validate_record(r, where=f" (new record {i})") for i, r in enumerate(records)]
+    kept = check_new_runs(path, new, replace=replace)
     lines = "".join(json.dumps(r, sort_keys=False, default=_jsonable) + "\n" for r in new)
-    return atomic_write_text(path, existing + lines)
+    return atomic_write_text(path, "".join(kept) + lines)
 
 
 def read_records(path: str | Path) -> list[dict[str, Any]]:

@@ -49,16 +49,21 @@ def plot_group_accuracy(
     series = {"original": before, **dict(after)}
     n_groups, n_series = len(group_names), len(series)
     width = 0.8 / n_series
-    fig, ax = plt.subplots(figsize=(max(6.0, 1.3 * n_groups + 2), 3.8))
+    # room for a readable value on every bar: about a third of an inch per bar
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.34 * n_groups * n_series + 1.5), 4.2))
     cmap = plt.get_cmap("tab10")
     for i, (label, values) in enumerate(series.items()):
         vals = [np.nan if v is None else 100 * v for v in values]
         xs = np.arange(n_groups) + (i - (n_series - 1) / 2) * width
-        ax.bar(xs, vals, width=width, label=label, color="0.35" if label == "original" else cmap(i % 10))
+        bars = ax.bar(
+            xs, vals, width=width, label=label, color="0.35" if label == "original" else cmap(i % 10)
+        )
+        ax.bar_label(bars, labels=["" if np.isnan(v) else f"{v:.0f}" for v in vals], fontsize=7, padding=1)
     ax.set_xticks(np.arange(n_groups))
-    ax.set_xticklabels(group_names, rotation=20, ha="right")
+    ax.set_xticklabels(group_names, rotation=20 if max(len(g) for g in group_names) > 12 else 0, ha="center")
     ax.set_ylabel("test accuracy (%)")
-    ax.set_ylim(0, 100)
+    ax.set_ylim(0, 108)
+    ax.set_yticks(range(0, 101, 20))
     ax.set_title(title)
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize=8, ncol=min(4, n_series), loc="lower center", bbox_to_anchor=(0.5, 1.08))
@@ -77,20 +82,21 @@ def plot_image_grid(
 
     Drawn with PIL (a contact sheet needs no plotting library, and this is many times faster than
     one matplotlib axes per image)."""
-    from PIL import Image, ImageDraw, ImageFont
+    from PIL import Image, ImageDraw
 
-    font = ImageFont.load_default()
+    font, title_font = _font(13), _font(17)
     n = max(1, len(images))
     ncols = min(ncols, n)
     nrows = (n + ncols - 1) // ncols
-    line_h, pad = 12, 6
+    line_h, pad = 16, 8
     cap_lines = max([len(c.splitlines()) for c in captions] or [1])
     cap_h = cap_lines * line_h + 4
-    top = 22 if title else 0
+    title_lines = title.splitlines() if title else []
+    top = 24 * len(title_lines) + 6 if title else 0
     sheet = Image.new("RGB", (ncols * (cell + pad) + pad, top + nrows * (cell + cap_h + pad) + pad), "white")
     draw = ImageDraw.Draw(sheet)
-    if title:
-        draw.text((pad, 5), title, fill="black", font=font)
+    for j, line in enumerate(title_lines):
+        draw.text((pad, 6 + 24 * j), line, fill="black", font=title_font if j == 0 else font)
     for i, (img, cap) in enumerate(zip(images, captions, strict=False)):
         r, c = divmod(i, ncols)
         x, y = pad + c * (cell + pad), top + pad + r * (cell + cap_h + pad)
@@ -105,6 +111,16 @@ def plot_image_grid(
     buf = io.BytesIO()
     sheet.save(buf, format="PNG")
     return atomic_write_bytes(path, buf.getvalue())
+
+
+def _font(size: int) -> Any:
+    """Pillow's built-in font at ``size`` px (a scalable one since Pillow 10.1; the small bitmap before)."""
+    from PIL import ImageFont
+
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:  # pragma: no cover - Pillow < 10.1
+        return ImageFont.load_default()
 
 
 def plot_neuron_truth(
@@ -188,14 +204,18 @@ def write_experiment_report(result: Any, out_dir: str | Path, leaderboard_md: st
         f"The class debugged is **{c} ({cname})**{' (the worst class on the validation split)' if cfg.class_idx is None else ''}."
     )
     lines.append("")
+    lines += plain_summary(result)
     ts = result.train_summary
     if ts.get("trained"):
         bm = ts.get("best_metrics") or {}
         lines.append(
-            f"Training: preset `{ts.get('preset')}`, {ts['train_config'].get('epochs')} epochs on {ts.get('n_train')} images, "
-            f"best epoch {ts.get('best_epoch')} (validation accuracy {pct(bm.get('val_acc'))}%), {ts.get('wall_seconds')} s."
+            f"Training: preset `{ts.get('preset')}` ({ts['train_config'].get('description')}), "
+            f"{ts.get('n_train')} images; the best epoch was {ts.get('best_epoch')} of {ts['train_config'].get('epochs')} "
+            f"(validation accuracy {pct(bm.get('val_acc'))}%); {result.timings.get('train', 0.0):.0f} s."
         )
         lines.append("")
+    elif ts.get("checkpoint"):
+        lines += [f"Model: the checkpoint `{ts['checkpoint']}` (not trained in this run).", ""]
 
     # -- the model before editing --
     lines += ["## The model before editing", ""]
@@ -215,15 +235,17 @@ def write_experiment_report(result: Any, out_dir: str | Path, leaderboard_md: st
             shown = result.mistakes[:12]
             imgs = [_to_uint8(ds.load_image(m["index"])) for m in shown]
             caps = [
-                f"pred: {result.class_names[m['pred']]}"
+                f"called {result.class_names[m['pred']]}"
                 + (f"\n{ds.group_names[ds.samples[m['index']].group]}" if ds.group_names else "")
                 for m in shown
             ]
+            split_name = "validation" if cfg.finder_split == "val" else cfg.finder_split
             plot_image_grid(
                 imgs,
                 caps,
                 fig_dir / "mistakes.png",
-                title=f"Mistakes of class {cname} ({cfg.finder_split} split)",
+                title=f"{cname} images the model gets wrong ({split_name} split, {len(shown)} of {len(result.mistakes)})\n"
+                "under each: the class it predicted" + (" and the image's group" if ds.group_names else ""),
             )
             lines += [
                 f"## Mistakes of class {cname}",
@@ -235,10 +257,20 @@ def write_experiment_report(result: Any, out_dir: str | Path, leaderboard_md: st
             ]
 
     # -- finders --
-    lines += ["## Which neurons are behind the mistakes", ""]
+    lines += [
+        "## Which neurons are behind the mistakes",
+        "",
+        f"Each finder ranks the neurons (inputs of the decision layer) behind the mistakes of {cname}, in two "
+        f"lists: *insufficient* (raising the neuron would help {cname}: the mistaken images lack it) and "
+        "*excessive* (lowering it would help: it pushes them towards another class). "
+        f"**imp** is the knock-out ratio p / p₋ₙ of {cname}'s probability on the class's mean feature with the neuron "
+        "and with it set to zero (imp 1.10: the probability is 10% lower without the neuron; below 1: the neuron "
+        "works against the class).",
+        "",
+    ]
     for name, fres in result.finder_results.items():
         counts = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in fres.counts.items() if v is not None)
-        lines.append(f"**{name}** ({counts})")
+        lines.append(f"**{name}** ({counts}). Score: {_score_definition(name, fres)}")
         lines.append("")
         frows = []
         for i in range(5):
@@ -249,10 +281,10 @@ def write_experiment_report(result: Any, out_dir: str | Path, leaderboard_md: st
                     i + 1,
                     "–"
                     if ins is None
-                    else f"{ins['neuron']} ({fres.score_name} {_num(ins.get('prec5'))}, imp {_num(ins.get('imp'), 4)})",
+                    else f"{ins['neuron']} ({fres.score_name} {_score(fres, ins)}, imp {_num(ins.get('imp'), 4)})",
                     "–"
                     if exc is None
-                    else f"{exc['neuron']} ({fres.score_name} {_num(exc.get('prec5'))}, imp {_num(exc.get('imp'), 4)})",
+                    else f"{exc['neuron']} ({fres.score_name} {_score(fres, exc)}, imp {_num(exc.get('imp'), 4)})",
                 ]
             )
         lines += [
@@ -261,6 +293,9 @@ def write_experiment_report(result: Any, out_dir: str | Path, leaderboard_md: st
             ),
             "",
         ]
+        for which in ("insufficient", "excessive"):
+            if not getattr(fres, which):
+                lines += [f"The {which} list of `{name}` is empty: {fres.empty_reason(which)}", ""]
     lines.append(
         f"Neurons edited (the first {cfg.num_neurons} of `{cfg.finder}`'s {cfg.neuron_list} list): "
         f"**{', '.join(map(str, result.neurons))}**; γ = {result.gamma:.4f}."
@@ -334,22 +369,34 @@ def write_experiment_report(result: Any, out_dir: str | Path, leaderboard_md: st
             )
             lines += ["![per-group accuracy](figures/group_accuracy.png)", ""]
 
-    if leaderboard_md:
-        lines += ["## Leaderboard (this run)", "", leaderboard_md.strip(), ""]
+    board = compact_leaderboard(result)
+    if board:
+        lines += ["## Leaderboard (this run)", "", *board, ""]
     lines += [
         "## Time",
         "",
         markdown_table(["stage", "seconds"], [[k, f"{v:.1f}"] for k, v in result.timings.items()]),
         "",
     ]
-    lines += [
-        "Files: `results.jsonl` (result records), `debug.json` (finder outputs), `summary.json`, `model/best.pt`, `edited/neuroinspect.pt`.",
-        "",
-    ]
+    files = ["`results.jsonl` (result records)", "`debug.json` (finder outputs)", "`summary.json`"]
+    if ts.get("trained"):
+        files.append("`model/best.pt` and `model/train_log.json` (the trained model)")
+    if "neuroinspect" in result.edits:
+        files.append("`edited/neuroinspect.pt` (the edited model)")
+    if leaderboard_md:
+        files.append("`leaderboard.md` / `leaderboard.csv` (every metric, with intervals)")
+    lines += ["Files: " + ", ".join(files) + ".", ""]
     path = out / "report.md"
     from neuroinspect.fileio import atomic_write_text
 
     return atomic_write_text(path, "\n".join(lines))
+
+
+def _score(fres: Any, row: dict[str, Any]) -> str:
+    """A finder row's score: Prec@5 as a percentage, other scores as numbers."""
+    if fres.score_name == "Prec@5" and row.get("prec5") is not None:
+        return f"{100 * float(row['prec5']):.0f}%"
+    return _num(row.get("prec5"))
 
 
 def _num(x: Any, digits: int = 2) -> str:
@@ -360,3 +407,288 @@ def _num(x: Any, digits: int = 2) -> str:
 
 def json_params(params: Mapping[str, Any]) -> str:
     return "(" + ", ".join(f"{k}={v}" for k, v in params.items()) + ")" if params else "(default parameters)"
+
+
+# -- the plain-language summary that opens the report ---------------------------------------------------
+#: The paper's method and the controls it must beat on the same run (same neurons count, same data).
+PAPER_EDITOR = "neuroinspect"
+CONTROLS = {
+    "fc": "`fc` (the same retraining without the neuron term)",
+    "random-neurons": "`random-neurons` (the same editor on random neurons)",
+}
+
+
+def _group_facts(result: Any) -> dict[str, Any] | None:
+    """For the debugged class c: its groups, each group's attribute value, test accuracy and share of
+    class c's training images, and the worst one; ``None`` without group labels."""
+    before = result.before
+    names = result.group_names
+    ds = result.datasets.get("test")
+    if not names or before.get("group_acc") is None or ds is None:
+        return None
+    c = result.class_idx
+    label_of = {s.group: s.label for s in ds.samples if s.group is not None and s.group >= 0}
+    cname = result.class_names[c]
+
+    def value(g: int) -> str:
+        name = names[g]
+        for cn in result.class_names:
+            if name.startswith(f"{cn}/"):
+                return name[len(cn) + 1 :]
+        return name
+
+    weights = before.get("train_group_weights")
+    groups = [g for g, lab in sorted(label_of.items()) if lab == c and before["group_acc"][g] is not None]
+    if not groups:
+        return None
+    class_w = sum(weights[g] for g in groups) if weights else 0.0
+    facts = {
+        g: {
+            "value": value(g),
+            "acc": before["group_acc"][g],
+            "n": (before.get("group_n") or [0] * len(names))[g],
+            "train_share": (weights[g] / class_w) if weights and class_w > 0 else None,
+        }
+        for g in groups
+    }
+    worst = min(groups, key=lambda g: facts[g]["acc"])
+    best = max(groups, key=lambda g: facts[g]["acc"])
+    # what the worst group's mistakes are called, and how other classes' training images share its value
+    val_ds = result.datasets.get(result.config.finder_split)
+    called: dict[int, int] = {}
+    in_group = 0
+    if val_ds is not None:
+        for m in result.mistakes:
+            if val_ds.samples[m["index"]].group == worst:
+                in_group += 1
+                called[m["pred"]] = called.get(m["pred"], 0) + 1
+    top_pred = max(called, key=lambda k: called[k]) if called else None
+    other_share = None
+    if top_pred is not None and weights:
+        other = [g for g, lab in label_of.items() if lab == top_pred]
+        ow = sum(weights[g] for g in other)
+        same = [g for g in other if value(g) == facts[worst]["value"]]
+        if ow > 0:
+            other_share = sum(weights[g] for g in same) / ow
+    return {
+        "class": cname,
+        "groups": facts,
+        "worst": worst,
+        "best": best,
+        "mistakes_in_worst": in_group,
+        "mistakes": len(result.mistakes),
+        "called": top_pred,
+        "called_n": called.get(top_pred, 0) if top_pred is not None else 0,
+        "called_share_of_value": other_share,
+    }
+
+
+def _factor_name(result: Any, which: str = "spurious_factor") -> str:
+    """The dataset's name for its spurious (or core) attribute: "background", "color"; a generic word else."""
+    try:
+        from neuroinspect.datasets import get_dataset
+
+        factor = getattr(get_dataset(result.config.dataset), which, None)
+    except Exception:  # noqa: BLE001 - an unregistered dataset in a hand-made result
+        factor = None
+    if factor and factor not in ("spurious", "core"):
+        return str(factor)
+    return "group attribute" if which == "spurious_factor" else "object itself"
+
+
+def _verdict(a: dict[str, Any], b: dict[str, Any], key: str) -> tuple[float, str]:
+    """``a`` − ``b`` on ``key`` in points and a word for it, judged against ``a``'s bootstrap interval."""
+    diff = 100 * (a[key] - b[key])
+    ci = (a.get("ci") or {}).get(key)
+    half = 100 * (ci[1] - ci[0]) / 2 if ci else 0.0
+    if diff > half > 0 or (half == 0 and diff > 0):
+        return diff, "better than"
+    if diff < -half < 0 or (half == 0 and diff < 0):
+        return diff, "worse than"
+    return diff, "no different from"
+
+
+def plain_summary(result: Any) -> list[str]:
+    """The opening of ``report.md`` in plain words: which class and group fail on which attribute
+    and what they are mistaken for, what each edit changed, and whether the paper's method did better
+    than its controls (``fc``, random neurons) on this run. Markdown lines."""
+    c = result.class_idx
+    cname = result.class_names[c]
+    before = result.before
+    lines = ["## In short", ""]
+    facts = _group_facts(result)
+    where = f"The model gets {pct(before['test_acc'])}% of the test images right. Its weakest class"
+    split = "validation" if result.config.finder_split == "val" else result.config.finder_split
+    where += f" on the {split} split" if result.config.class_idx is None else " (chosen)"
+    where += f" is **{cname}** ({pct(before.get('class_acc'))}% correct on test)"
+    if facts is None:
+        preds: dict[int, int] = {}
+        for m in result.mistakes:
+            preds[m["pred"]] = preds.get(m["pred"], 0) + 1
+        if preds:
+            k = max(preds, key=lambda j: preds[j])
+            where += (
+                f"; {preds[k]} of its {len(result.mistakes)} {split} mistakes are called "
+                f"**{result.class_names[k]}**"
+            )
+        lines += [f"- {where}.", ""]
+    else:
+        factor = _factor_name(result)
+        w, b = facts["groups"][facts["worst"]], facts["groups"][facts["best"]]
+        where += (
+            f", and it fails most on **{cname}** images whose {factor} is **{w['value']}**: {pct(w['acc'])}% correct "
+            f"(n = {w['n']}), against {pct(b['acc'])}% when it is {b['value']}."
+        )
+        lines.append(f"- {where}")
+        if facts["called"] is not None:
+            called = result.class_names[facts["called"]]
+            text = (
+                f"  {cname} images on {w['value']} are called **{called}**: {facts['called_n']} of the "
+                f"{facts['mistakes_in_worst']} {split} mistakes in that group "
+                f"({facts['mistakes']} mistakes of {cname} in all)."
+            )
+            share, other = w["train_share"], facts["called_share_of_value"]
+            gap = 100 * (b["acc"] - w["acc"])
+            if share is not None and share < 0.5 and gap >= 10:
+                text += (
+                    f" In training only {100 * share:.0f}% of the {cname} images had {factor} {w['value']}"
+                    + (f", while {100 * other:.0f}% of the {called} images did" if other is not None else "")
+                    + f": **the model uses the {factor}**, not only the {_factor_name(result, 'core_factor')}."
+                )
+            elif gap < 10:
+                text += f" The {factor} makes little difference ({gap:.0f} points between its values)."
+            lines.append(text)
+        lines.append("")
+    # neurons and finders
+    if result.neurons:
+        lines.append(
+            f"- The edit targets {len(result.neurons)} neurons from `{result.config.finder}`'s "
+            f"{result.config.neuron_list} list ({', '.join(map(str, result.neurons))}); γ = {result.gamma:.3f}."
+        )
+    if result.recovery:
+        factor = _factor_name(result)
+        parts = [f"`{n}` {pct(m['precision_at_k'].get('5'), 0)}%" for n, m in result.recovery.items()]
+        chance = next(iter(result.recovery.values())).get("chance_precision")
+        lines.append(
+            f"- Do the finders point at the neurons that carry the {factor}? Precision@5, the share of a "
+            f"finder's first 5 neurons that respond to the {factor} (ground truth from counterfactual renderings) "
+            f"and move {cname}'s score: {', '.join(parts)} (chance {pct(chance, 0)}%)."
+        )
+    # edits
+    key = "worst_group_acc" if before.get("worst_group_acc") is not None else "class_acc"
+    label = "worst-group" if key == "worst_group_acc" else f"{cname}"
+    if result.edits:
+        lines += [
+            "",
+            f"What each edit changed on the test split ({label} accuracy, then {cname} and overall accuracy, %):",
+            "",
+        ]
+        for name, e in result.edits.items():
+            a = e["after"]
+            tag = (
+                " (the paper's method)"
+                if name == PAPER_EDITOR
+                else (" (uses group labels)" if e["result"].get("uses_group_labels") else "")
+            )
+            lines.append(
+                f"- `{name}`{tag}: {label} {pct(before.get(key))} → **{pct(a.get(key))}**, "
+                f"{cname} {pct(before.get('class_acc'))} → {pct(a.get('class_acc'))}, "
+                f"overall {pct(before['test_acc'])} → {pct(a['test_acc'])}."
+            )
+        for name, why in result.skipped.items():
+            lines.append(f"- `{name}` was not run: {why}.")
+        ours = result.edits.get(PAPER_EDITOR)
+        controls = {n: result.edits[n] for n in CONTROLS if n in result.edits}
+        if ours is not None and controls:
+            parts = []
+            for n, e in controls.items():
+                diff, word = _verdict(ours["after"], e["after"], key)
+                parts.append(f"{word} {CONTROLS[n]} ({diff:+.1f} points)")
+            ci = (ours["after"].get("ci") or {}).get(key)
+            half = f" ±{100 * (ci[1] - ci[0]) / 2:.1f} points" if ci else ""
+            verdict = (
+                "**better than both controls**"
+                if all(p.startswith("better") for p in parts)
+                else "**not better than both controls**"
+            )
+            lines += [
+                "",
+                f"Did the paper's method beat its controls on this run? It was {verdict} on {label} accuracy: "
+                + "; ".join(parts)
+                + f". A difference counts when it exceeds the 95% bootstrap interval of the method's own"
+                f" accuracy ({half.strip() or 'no interval'}); this is one seed, `neuroinspect bench run` repeats it over seeds.",
+            ]
+    lines.append("")
+    return lines
+
+
+def compact_leaderboard(result: Any) -> list[str]:
+    """The run's methods ranked, in a table that fits a page: editors by worst-group (else class)
+    accuracy after the edit, finders by precision@5. Every metric is in ``leaderboard.csv``."""
+    before = result.before
+    key = "worst_group_acc" if before.get("worst_group_acc") is not None else "class_acc"
+    cname = result.class_names[result.class_idx]
+    out: list[str] = []
+    if result.edits:
+        ranked = sorted(result.edits.items(), key=lambda kv: -(kv[1]["after"].get(key) or 0.0))
+        rows = [
+            [
+                i,
+                f"`{n}`" + (" †" if e["result"].get("uses_group_labels") else ""),
+                _acc_cell(e["after"], key),
+                pct(e["after"].get("class_acc")),
+                pct(e["after"].get("test_acc")),
+            ]
+            for i, (n, e) in enumerate(ranked, start=1)
+        ]
+        rows.append(
+            [
+                "–",
+                "original",
+                _acc_cell(before, key),
+                pct(before.get("class_acc")),
+                pct(before.get("test_acc")),
+            ]
+        )
+        head = "worst-group" if key == "worst_group_acc" else cname
+        out += [
+            markdown_table(
+                ["rank", "editor", f"{head} acc (%) [95% CI]", f"{cname} acc (%)", "test acc (%)"], rows
+            ),
+            "",
+        ]
+    if result.recovery:
+        ranked_f = sorted(result.recovery.items(), key=lambda kv: -(kv[1]["precision_at_k"].get("5") or 0.0))
+        rows = [
+            [
+                i,
+                f"`{n}`",
+                pct(m["precision_at_k"].get("5")),
+                pct(m["precision_at_k"].get("10")),
+                pct(m.get("chance_precision")),
+            ]
+            for i, (n, m) in enumerate(ranked_f, start=1)
+        ]
+        out += [
+            markdown_table(["rank", "finder", "precision@5 (%)", "precision@10 (%)", "chance (%)"], rows),
+            "",
+        ]
+    if out:
+        out.append("† uses group labels. One seed; `leaderboard.csv` has every metric with its interval.")
+    return out
+
+
+def _score_definition(name: str, fres: Any) -> str:
+    """What the number beside each neuron means, for each finder."""
+    if fres.score_name == "Prec@5":
+        return (
+            "**Prec@5**, the share of the corrected mistakes whose 5 largest counterfactual shifts include the "
+            "neuron (the counterfactual shift: the smallest change of a mistake's features that makes the model right)."
+        )
+    try:
+        from neuroinspect.methods.finders import FINDERS
+
+        summary = FINDERS.summary(name)
+    except Exception:  # noqa: BLE001 - a finder that is not registered
+        summary = ""
+    return f"`{fres.score_name}`" + (f", {summary[0].lower()}{summary[1:]}" if summary else ".")

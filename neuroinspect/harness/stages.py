@@ -399,7 +399,9 @@ def stage_train(params: dict[str, Any], deps: dict[str, NodeOutput], ctx: StageC
     image_size = params.get("image_size") or preset.image_size or spec.default_image_size
     # a model entry's pretrained (false included) wins over the preset's
     given = params.get("pretrained")
-    pretrained = given if given is not None else preset.resolve_pretrained(params["model"])
+    if given is not None:  # and the training config says so (train_log.json, best.pt)
+        preset = preset.with_overrides(pretrained=given)
+    pretrained = preset.resolve_pretrained(params["model"])
     device = resolve_device(ctx.device)
     seed_everything(seed)
     surface = create_model(params["model"], probe.num_classes, pretrained=pretrained, image_size=image_size)

@@ -2,7 +2,7 @@
 
 :func:`train_classifier` fine-tunes (or trains from scratch) a :class:`ModelSurface` on a training
 split, scores the validation split after every epoch, keeps the epoch with the strictly best
-validation metric (epoch 0 included: the reference never considers it, spec bug 20), writes it to
+validation metric (the first epoch included: the reference never considers it, spec bug 20), writes it to
 ``out_dir/best.pt`` with :func:`save_checkpoint` (atomically) and the per-epoch history to
 ``out_dir/train_log.json``, and returns the model with the best weights loaded.
 
@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import copy
 import math
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -28,24 +27,30 @@ from torch.utils.data import DataLoader
 
 from neuroinspect.datasets.base import ImageDataset
 from neuroinspect.errors import CheckpointError, UserError
-from neuroinspect.fileio import atomic_write_json
+from neuroinspect.fileio import atomic_torch_save, atomic_write_json
 from neuroinspect.harness.checkpoint import save_checkpoint
 from neuroinspect.harness.metrics import classification_metrics, group_counts
 from neuroinspect.harness.models import DataConfig, ModelSurface
 from neuroinspect.harness.presets import TrainConfig
 from neuroinspect.harness.transforms import describe, eval_transform, train_transform, transform_kind
-from neuroinspect.runtime import describe_device, package_versions, seed_everything
+from neuroinspect.runtime import bars_wanted, describe_device, package_versions, seed_everything
 
 BEST_NAME = "best.pt"
 LOG_NAME = "train_log.json"
+#: The state after the last completed epoch (weights, optimizer, scheduler, every RNG, history), written
+#: atomically after each epoch so that an interrupted run continues with ``resume=True``; removed
+#: when the run finishes.
+LAST_NAME = "last.pt"
+STATE_FORMAT = "neuroinspect-train-state"
 
 
 @dataclass
 class TrainResult:
     """What :func:`train_classifier` returns.
 
-    ``surface`` holds the selected (best) weights, in eval mode. ``history`` has one dict per epoch
-    (``epoch``, ``train_loss``, ``train_acc``, ``lr``, ``val_acc``, ``val_worst_class_acc``,
+    ``surface`` holds the selected (best) weights, in eval mode. Epochs are counted from 1 (as the
+    console prints them): ``best_epoch`` is the selected one, -1 when none qualified. ``history`` has
+    one dict per epoch (``epoch``, ``train_loss``, ``train_acc``, ``lr``, ``val_acc``, ``val_worst_class_acc``,
     ``val_worst_group_acc``, ``seconds``, ``selected``).
     """
 
@@ -181,10 +186,13 @@ def _set_train_mode(surface: ModelSurface, config: TrainConfig) -> None:
 
 
 def _bar(total: int, desc: str, enabled: bool) -> Any:
+    """A bar over an epoch's batches on a terminal; elsewhere (a log, ``--no-progress``) a silent one:
+    the epoch's line (:func:`_print_epoch`) reports it."""
     from tqdm.auto import tqdm
 
-    disable = not enabled or bool(os.environ.get("NEUROINSPECT_NO_PROGRESS"))
-    return tqdm(total=total, desc=desc, disable=disable, leave=False, dynamic_ncols=True)
+    return tqdm(
+        total=total, desc=desc, disable=not (enabled and bars_wanted()), leave=False, dynamic_ncols=True
+    )
 
 
 def train_classifier(
@@ -203,6 +211,7 @@ def train_classifier(
     amp: bool | None = None,
     extra_metadata: dict[str, Any] | None = None,
     on_epoch_end: Callable[[dict[str, Any]], None] | None = None,
+    resume: bool = False,
 ) -> TrainResult:
     """Train ``surface`` on ``train_ds`` and select the best epoch on ``val_ds``.
 
@@ -215,7 +224,10 @@ def train_classifier(
 
     Writes, when ``out_dir`` is given: ``best.pt`` (the selected weights; metadata: the train config,
     seed, best validation metrics, training group counts) and ``train_log.json`` (per-epoch history),
-    both atomically and after every epoch that changes them. ``amp``: bf16 autocast, default on CUDA.
+    both atomically and after every epoch that changes them, and ``last.pt`` (the full training state)
+    after every epoch, removed at the end. ``resume``: continue from ``out_dir/last.pt`` (same config,
+    seed and data, else a :class:`UserError`); the result is the same as an uninterrupted run's.
+    ``amp``: bf16 autocast, default on CUDA.
     """
     t0 = time.perf_counter()
     device = torch.device(device)
@@ -305,6 +317,58 @@ def train_classifier(
     best_metrics: dict[str, Any] = {}
     epochs_since_best = 0
     stopped_early = False
+    start_epoch = 0
+    last_path = out_path / LAST_NAME if out_path is not None else None
+    # what must match to resume (the description is derived from the settings: not compared)
+    identity = {
+        "config": {k: v for k, v in config_dict.items() if k != "description"},
+        "seed": seed,
+        "dataset": dataset_name,
+        "arch": surface.spec.arch,
+        "dataset_params": dataset_params,
+        "train_size": len(train_ds),
+    }
+    if resume:
+        if last_path is None or not last_path.is_file():
+            raise UserError(
+                f"nothing to resume: {last_path or 'no output folder'} does not exist (the run finished, or "
+                "never completed an epoch). Pass --overwrite to start again."
+            )
+        state = _load_train_state(last_path, identity)
+        surface.model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        generator.set_state(state["generator"])
+        _set_rng_state(state["rng"], device)
+        history = list(state["history"])
+        best_value, best_epoch = float(state["best_value"]), int(state["best_epoch"])
+        best_metrics, epochs_since_best = dict(state["best_metrics"]), int(state["epochs_since_best"])
+        start_epoch = len(history)
+        if best_epoch >= 0 and ckpt_path is not None and ckpt_path.is_file():
+            best_state = torch.load(ckpt_path, map_location="cpu", weights_only=True)["state_dict"]
+        t0 -= float(state.get("wall_seconds", 0.0))
+
+    def write_state() -> None:
+        if last_path is None:
+            return
+        atomic_torch_save(
+            last_path,
+            {
+                "format": STATE_FORMAT,
+                "identity": identity,
+                "model": {k: v.detach().cpu() for k, v in surface.model.state_dict().items()},
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "generator": generator.get_state(),
+                "rng": _rng_state(device),
+                "history": history,
+                "best_value": best_value,
+                "best_epoch": best_epoch,
+                "best_metrics": best_metrics,
+                "epochs_since_best": epochs_since_best,
+                "wall_seconds": time.perf_counter() - t0,
+            },
+        )
 
     def write_log() -> None:
         if log_path is None:
@@ -323,7 +387,7 @@ def train_classifier(
             },
         )
 
-    for epoch in range(config.epochs):
+    for epoch in range(start_epoch, config.epochs):
         te = time.perf_counter()
         _set_train_mode(surface, config)
         loss_sum, correct, seen = 0.0, 0, 0
@@ -353,7 +417,7 @@ def train_classifier(
             bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}", refresh=False)
         bar.close()
         row: dict[str, Any] = {
-            "epoch": epoch,
+            "epoch": epoch + 1,  # counted from 1 everywhere a person reads it (console, log, report)
             "train_loss": loss_sum / max(1, seen),
             "train_acc": correct / max(1, seen),
             "lr": optimizer.param_groups[0]["lr"],
@@ -366,7 +430,7 @@ def train_classifier(
         row["seconds"] = round(time.perf_counter() - te, 3)
         history.append(row)
         if improved:
-            best_value, best_epoch = value, epoch
+            best_value, best_epoch = value, epoch + 1
             best_state = copy.deepcopy({k: v.detach().cpu() for k, v in surface.model.state_dict().items()})
             best_metrics = {k: v for k, v in row.items() if k != "selected"}
             epochs_since_best = 0
@@ -378,7 +442,7 @@ def train_classifier(
                     dataset_name,
                     dataset_params=dataset_params,
                     train_config={**config_dict, "seed": seed, "selection": selection},
-                    metrics={"best_epoch": epoch, **best_metrics},
+                    metrics={"best_epoch": epoch + 1, **best_metrics},
                     extra={
                         "train_group_counts": train_group_counts,
                         "eval_transform": "ref" if config.ref_transforms else "default",
@@ -388,7 +452,7 @@ def train_classifier(
                 )
         else:
             epochs_since_best += 1
-        if show_progress and not os.environ.get("NEUROINSPECT_NO_PROGRESS"):
+        if show_progress:
             _print_epoch(row, config.epochs)
         if on_epoch_end is not None:
             on_epoch_end(row)
@@ -397,6 +461,8 @@ def train_classifier(
             write_log()
             break
         write_log()
+        if epoch < config.epochs - 1:
+            write_state()
 
     if best_state is None:
         # No epoch beat min_val_metric: keep the last weights, saved, but flagged (best_epoch = -1).
@@ -421,6 +487,8 @@ def train_classifier(
     else:
         surface.model.load_state_dict(best_state)
     write_log()
+    if last_path is not None and last_path.exists():
+        last_path.unlink()  # finished: nothing left to resume
     surface.eval()
     for p in surface.parameters():
         p.requires_grad_(True)
@@ -438,11 +506,72 @@ def train_classifier(
     )
 
 
+def _rng_state(device: torch.device) -> dict[str, Any]:
+    """Every random number generator the next epoch draws from (augmentation, dropout, shuffling)."""
+    import random
+
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if device.type == "cuda" else None,
+        "numpy": [
+            kind,
+            torch.from_numpy(np.asarray(keys, dtype=np.int64)),
+            int(pos),
+            int(has_gauss),
+            float(cached),
+        ],
+        "python": list(random.getstate()),
+    }
+
+
+def _set_rng_state(state: dict[str, Any], device: torch.device) -> None:
+    import random
+
+    torch.set_rng_state(state["torch"])
+    if device.type == "cuda" and state.get("cuda") is not None:
+        torch.cuda.set_rng_state_all(state["cuda"])
+    kind, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+
+
+def _load_train_state(path: Path, identity: dict[str, Any]) -> dict[str, Any]:
+    """The saved training state of ``path``, checked against this run's settings."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - torch raises many types for a damaged file
+        raise UserError(
+            f"cannot resume from {path}: the file is damaged ({type(err).__name__}). Pass --overwrite to start again."
+        ) from None
+    if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
+        raise UserError(
+            f"cannot resume from {path}: it is not a training state. Pass --overwrite to start again."
+        )
+    saved = state["identity"]
+    diff = [k for k in identity if saved.get(k) != identity[k]]
+    if "config" in diff:
+        diff.remove("config")
+        diff += [k for k in identity["config"] if saved["config"].get(k) != identity["config"][k]]
+    if diff:
+        shown = ", ".join(f"{k} {_lookup(saved, k)!r} then, {_lookup(identity, k)!r} now" for k in diff[:4])
+        raise UserError(
+            f"cannot resume {path.parent}: it was trained with other settings ({shown}). Resume with the same "
+            "settings, or pass --overwrite to start again."
+        )
+    return state
+
+
+def _lookup(identity: dict[str, Any], key: str) -> Any:
+    return identity[key] if key in identity else identity["config"].get(key)
+
+
 def _print_epoch(row: dict[str, Any], epochs: int) -> None:
     import sys
 
     parts = [
-        f"epoch {row['epoch'] + 1}/{epochs}",
+        f"epoch {row['epoch']}/{epochs}",
         f"loss {row['train_loss']:.4f}",
         f"train acc {row['train_acc']:.4f}",
     ]
@@ -521,6 +650,7 @@ def _decision_param_names(surface: ModelSurface) -> list[tuple[str, nn.Parameter
 
 __all__ = [
     "BEST_NAME",
+    "LAST_NAME",
     "LOG_NAME",
     "TrainResult",
     "build_datasets",

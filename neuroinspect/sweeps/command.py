@@ -63,6 +63,9 @@ def run_sweep_command(args: argparse.Namespace) -> int:
             raw.pop("gpus_per_task", None)
         cfg = parse_sweep(raw, source=cfg.source)
     out = Path(args.out or f"runs/sweep-{cfg.name}")
+    from neuroinspect.outputs import Outputs
+
+    Outputs().folder(out, "--out", reuse=True)  # writable, checked before any work (a sweep resumes there)
     live = sys.stderr.isatty() and not args.no_progress
     outcome = run_sweep(cfg, out, live=live, workers=getattr(args, "workers", None))
     print(summary_text(outcome.summary))

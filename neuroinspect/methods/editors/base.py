@@ -42,7 +42,7 @@ class EditResult:
     - ``decision``: the edited ``nn.Linear(D, K)`` (a new module on the CPU, same dtype as the input).
     - ``neurons``: the neurons S the edit actually used (``random-neurons`` draws its own; empty for
       editors that do not use neurons).
-    - ``selected_epoch``: the epoch whose weights were kept (``None`` for closed-form editors, or when
+    - ``selected_epoch``: the epoch whose weights were kept, counted from 1 (``None`` for closed-form editors, or when
       no epoch was eligible and the last one was kept; ``notes`` says so).
     - ``history``: one dict per epoch: ``epoch``, ``lr`` (last step), ``loss``, ``ce``, ``ratio``
       (the retaining-ratio term, ``None`` for editors without it), ``val_acc``,
@@ -250,7 +250,9 @@ class SelectionRule:
     """How an epoch's weights are chosen on the validation split (spec §5.3).
 
     - ``metric``: ``"acc"`` (overall val accuracy) or ``"worst_class"`` (worst per-class val accuracy).
-    - ``first_epoch``: the first eligible epoch (0 by default; the reference never keeps epoch 0).
+    - ``first_epoch``: how many initial epochs are never eligible (0 by default; the reference never
+      keeps its epoch 0, i.e. the first epoch: 1). ``eligible`` takes the 0-based epoch index; results
+      (history, ``selected_epoch``) count epochs from 1.
     - ``min_val_acc``: an epoch is eligible only if its val accuracy exceeds this (MetaShift ref: 0.7).
     - ``ties``: ``"secondary"`` keeps an epoch only if (metric, other metric) strictly improves;
       ``"latest"`` (the reference) keeps it when the metric is >= the best so far.
@@ -294,10 +296,10 @@ class TrainedEditor(Editor):
     Subclasses implement :meth:`objective`. Hyperparameters left at ``None`` take the values of
     :meth:`default_hparams` (package defaults, or the reference script's values when ``ref=True``):
     Adam on the layer only, lr 1e-3, weight decay 0, batch 128, 20 epochs, the warm-up schedule over
-    the whole run, selection of the best epoch on val accuracy with patience 5, epoch 0 eligible.
+    the whole run, selection of the best epoch on val accuracy with patience 5, the first epoch eligible.
 
     ``ref=True`` reproduces the reference's training quirks on cached features: the per-epoch
-    sawtooth learning rate, epoch 0 (MetaShift: epochs 0-1) never selected, ties going to the latest
+    sawtooth learning rate, the first epoch (MetaShift: the first two) never selected, ties going to the latest
     epoch, and the reference script's unset hyperparameters. It does *not* re-run the backbone in
     train mode (BatchNorm drift, bug 19): features come from the frozen eval-mode backbone.
     """
@@ -356,7 +358,7 @@ class TrainedEditor(Editor):
         }
 
     def selection_rule(self) -> SelectionRule:
-        """The epoch-selection rule; the reference's when ``ref=True`` (epoch 0 never kept, ties to the latest)."""
+        """The epoch-selection rule; the reference's when ``ref=True`` (the first epoch never kept, ties to the latest)."""
         if self.ref:
             return SelectionRule(metric=self.select, first_epoch=1, ties="latest", patience=self.patience)
         return SelectionRule(metric=self.select, first_epoch=0, ties="secondary", patience=self.patience)
@@ -476,7 +478,7 @@ class TrainedEditor(Editor):
                     sums["ratio"] += parts["ratio"].detach() * n
             v = evaluate(layer)
             row: dict[str, Any] = {
-                "epoch": epoch,
+                "epoch": epoch + 1,  # counted from 1, as in training logs and on the console
                 "lr": lrs[step - 1],
                 "loss": float(sums["loss"]) / N,
                 "ce": float(sums["ce"]) / N,
@@ -492,26 +494,29 @@ class TrainedEditor(Editor):
             if rule.improves(v, best_key):
                 best_key = rule.key(v)
                 best_state = _snapshot(layer)
-                selected = epoch
+                selected = epoch + 1
                 since_best = 0
             else:
                 since_best += 1
                 if rule.patience is not None and since_best >= rule.patience:
                     notes.append(
-                        f"stopped early after epoch {epoch}: {rule.patience} eligible epochs without a better val {rule.metric}"
+                        f"stopped early after epoch {epoch + 1}: {rule.patience} eligible epochs without a better val {rule.metric}"
                     )
                     break
         for row in history:
             row["selected"] = row["epoch"] == selected
         if best_state is None:
             notes.append(
-                f"no epoch was eligible for selection (first eligible epoch {rule.first_epoch}"
+                f"no epoch was eligible for selection (first eligible epoch {rule.first_epoch + 1}"
                 + (f", val acc > {rule.min_val_acc}" if rule.min_val_acc is not None else "")
                 + "); kept the last epoch's weights"
             )
             best_state = _snapshot(layer)
         kept = selected if selected is not None else history[-1]["epoch"]
-        val_after = {"acc": history[kept]["val_acc"], "worst_class_acc": history[kept]["val_worst_class_acc"]}
+        val_after = {
+            "acc": history[kept - 1]["val_acc"],
+            "worst_class_acc": history[kept - 1]["val_worst_class_acc"],
+        }
         out = _new_linear(decision, best_state[0], best_state[1])
         info = {
             "seed": int(seed),

@@ -30,6 +30,9 @@ from neuroinspect.harness.features import FeatureSet
 from neuroinspect.registry import Registry
 
 LISTS = ("insufficient", "excessive")
+#: How many insufficient neurons the suggested editing target γ is computed for: the number the demo
+#: and ``bench`` edit (``ExperimentConfig.num_neurons``), so that ``debug`` prints the γ they use.
+GAMMA_TOP = 5
 
 
 # -- the class-c mistakes ------------------------------------------------------------------------
@@ -251,9 +254,30 @@ class FinderResult:
         rows = self.insufficient if which == "insufficient" else self.excessive
         return [int(r["neuron"]) for r in rows[:n]]
 
+    def empty_reason(self, which: str) -> str:
+        """Why the ``which`` list (insufficient / excessive) came out empty, in words."""
+        counts, settings = self.counts, self.settings or {}
+        if self.score_name == "Prec@5":
+            if not counts.get("corrected"):
+                return (
+                    "no mistake could be corrected within the step cap (max_steps), so nothing was voted for."
+                )
+            sign = "positive" if which == "insufficient" else "negative"
+            return (
+                f"no neuron was among the 5 largest {sign} shifts of more than {settings.get('cut_ratio', 3.0)}% "
+                f"of the {counts['corrected']} corrected mistakes (cut_ratio)."
+            )
+        if self.method == "gradient" and settings.get("baseline") == "zero" and which == "insufficient":
+            return (
+                "with the zero baseline, gradient × activation on non-negative features can only blame a "
+                "neuron that is present, so no neuron is insufficient; --finder-param baseline=class_mean "
+                "compares with the class's correct images instead."
+            )
+        return f"no neuron met {self.method}'s criterion for this list (a responsibility above 0 in this direction)."
+
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict (the content of ``debug.json``), without the D-vectors of scores."""
-        suggested = self.top_neurons("insufficient", 3)
+        suggested = self.top_neurons("insufficient", GAMMA_TOP)
         return {
             "method": self.method,
             "class_idx": self.class_idx,
@@ -283,11 +307,23 @@ class FinderResult:
             + (f" on {self.split}" if self.split else "")
         ]
         pct = self.score_name == "Prec@5"
+        lines.append(
+            (
+                "Prec@5: the share of the corrected mistakes whose 5 largest counterfactual shifts include "
+                "the neuron. "
+                if pct
+                else f"{self.score_name}: the {self.method} finder's responsibility score. "
+            )
+            + "imp: the class's probability on its mean feature over the same with the neuron set to 0 "
+            "(1.10: 10% lower without it; below 1: the neuron works against the class)."
+        )
         for name in LISTS:
             rows = getattr(self, name)[: top if top is not None else None]
             what = "raising it helps class c" if name == "insufficient" else "lowering it helps class c"
             lines.append("")
             lines.append(f"{name.capitalize()} properties ({what}): {len(rows)} neuron(s)")
+            if not rows:
+                lines.append(f"  (empty: {self.empty_reason(name)})")
             lines.append(f"  {'rank':>4}  {'neuron':>6}  {self.score_name:>12}  {'imp':>8}")
             for r, row in enumerate(rows, start=1):
                 score = f"{100 * row['prec5']:.1f}%" if pct else f"{row['prec5']:.4g}"
@@ -298,10 +334,12 @@ class FinderResult:
         if self.never_flipped:
             shown = ", ".join(self.never_flipped[:5]) + (" ..." if len(self.never_flipped) > 5 else "")
             lines.append(f"Never flipped within the step cap: {shown}")
-        suggested = self.top_neurons("insufficient", 3)
+        suggested = self.top_neurons("insufficient", GAMMA_TOP)
         if suggested:
             lines.append(
-                f"Editing target γ = 1 + (min imp − 1)/3 for S = {suggested} (top-3 insufficient): {self.gamma_for(suggested):.4f}"
+                f"Editing target γ = 1 + (min imp − 1)/3 for S = {suggested} (the first {len(suggested)} "
+                f"insufficient neurons, what `neuroinspect edit --neurons` and the demo would use): "
+                f"{self.gamma_for(suggested):.4f}"
             )
         return "\n".join(lines)
 

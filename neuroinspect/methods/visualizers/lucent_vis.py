@@ -21,7 +21,6 @@ the raw class logit (CLIP-Illusion's activation term, spec §4.2, without the CL
 from __future__ import annotations
 
 import contextlib
-import os
 import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
@@ -346,5 +345,7 @@ class LucentVisualizer(Visualizer):
 
 
 def _quiet() -> bool:
-    """``NEUROINSPECT_NO_PROGRESS`` also silences Lucent's own tqdm bar."""
-    return bool(os.environ.get("NEUROINSPECT_NO_PROGRESS"))
+    """Lucent's own tqdm bar only where ours would be drawn (a terminal, no ``--no-progress``)."""
+    from neuroinspect.runtime import bars_wanted
+
+    return not bars_wanted()

@@ -9,7 +9,7 @@ file names and the sidecar's keys are the same strings)::
         masked_<i>.png      image i ⊙ max(mask, 0.5), the reference's display (when there is a mask)
         meta.json           neuron, class, activations, logits, probabilities, CLIP scores, metrics,
                             settings, wall seconds, file names, and the JSON-able ``extra`` values
-    DIR/<method>/contact_sheet.png    every pair of the run as a row of a grid
+    DIR/<method>/contact_sheet.png    every pair of the run as a labelled block of a grid that fits a screen
     DIR/<method>/contact_sheet.html   the same with the numbers, linking the PNG files
 
 :func:`visualization_record` turns one saved pair into a ``task="visualization"`` result record.
@@ -231,41 +231,94 @@ def _concept_text(saved: SavedVisualization) -> str:
     return f"truth {truth}: {verdict}" + ("" if c.get("reliable", True) else " ?")
 
 
+#: A contact sheet is at most this wide (a laptop screen); a pair with more images wraps onto more lines.
+MAX_SHEET_WIDTH = 1600
+#: Cells larger than this are scaled down (a 224-px exemplar needs no more to be recognised).
+MAX_CELL = 160
+
+
+def _column_labels(saved: SavedVisualization, n: int) -> list[str]:
+    """``"#1 top 3.21"``: the image's number, its role (exemplars: top / bottom) and its activation."""
+    meta = saved.meta
+    roles = (meta.get("extra") or {}).get("role") or []
+    acts = (meta.get("extra") or {}).get("activations_shown") or meta.get("activations") or []
+    out = []
+    for i in range(n):
+        parts = [f"#{i + 1}"]
+        if i < len(roles):
+            parts.append(str(roles[i]))
+        if i < len(acts):
+            parts.append(f"{float(acts[i]):.3g}")
+        out.append(" ".join(parts))
+    return out
+
+
 def contact_sheet(
     saved: Sequence[SavedVisualization], out_dir: str | Path, title: str = ""
 ) -> tuple[Path, Path]:
-    """A PNG grid (one row per pair: its images, then its overlays) and an HTML page; returns both paths."""
+    """A PNG grid that fits a screen and an HTML page; returns both paths.
+
+    One block per (neuron, class) pair: a header (neuron, class, the pair's numbers, concept
+    recovery), then labelled rows, "images" and "activation maps", under column labels (image
+    number, role, activation); a pair with more images than fit in :data:`MAX_SHEET_WIDTH` wraps
+    onto further lines. Small images are upscaled (nearest) to at least :data:`MIN_CELL` px, large
+    ones scaled down to :data:`MAX_CELL` px.
+    """
     if not saved:
         raise ValueError("contact_sheet needs at least one saved visualization")
     out_dir = Path(out_dir)
-    rows = []
+    blocks = []
     for s in saved:
-        cells = [np.asarray(Image.open(p).convert("RGB")) for p in s.paths("images") + s.paths("overlays")]
-        rows.append((s, cells))
-    cell_h = max(max(c.shape[0] for c in cells) for _, cells in rows)
-    cell_w = max(max(c.shape[1] for c in cells) for _, cells in rows)
-    up = max(1, math.ceil(MIN_CELL / max(1, min(cell_h, cell_w))))
-    cell_h, cell_w = cell_h * up, cell_w * up
-    label_w = 240
-    pad = 4
-    head = 28 if title else 0
-    n_cols = max(len(cells) for _, cells in rows)
-    width = label_w + n_cols * (cell_w + pad) + pad
-    height = head + len(rows) * (cell_h + pad) + pad
+        images = [np.asarray(Image.open(p).convert("RGB")) for p in s.paths("images")]
+        maps = [np.asarray(Image.open(p).convert("RGB")) for p in s.paths("overlays")]
+        blocks.append((s, images, maps))
+    side = max(max(max(a.shape[:2]) for a in imgs + maps) for _, imgs, maps in blocks)
+    cell = min(MAX_CELL, max(MIN_CELL, side)) if side >= MIN_CELL else side * math.ceil(MIN_CELL / side)
+    pad, label_w, line_h = 6, 118, 16
+    font, small, big = _font(13), _font(11), _font(15)
+    per_line = max(1, (MAX_SHEET_WIDTH - label_w - pad) // (cell + pad))
+    n_cols = min(per_line, max(len(imgs) for _, imgs, _ in blocks))
+    width = max(label_w + pad + n_cols * (cell + pad), 720)
+    head = 30 if title else 0
+
+    def block_height(imgs: list[np.ndarray], maps: list[np.ndarray], n_head: int) -> int:
+        lines = math.ceil(len(imgs) / n_cols)
+        rows = 2 if maps else 1
+        return n_head * line_h + 6 + lines * (line_h + rows * (cell + pad)) + 2 * pad
+
+    headers = [_label(s) for s, _, _ in blocks]
+    height = (
+        head + sum(block_height(i, m, len(h)) for (_, i, m), h in zip(blocks, headers, strict=True)) + pad
+    )
     sheet = Image.new("RGB", (width, height), (255, 255, 255))
     draw = ImageDraw.Draw(sheet)
-    font = _font(12)
     if title:
-        draw.text((pad, 6), title, fill=(0, 0, 0), font=_font(14))
-    for r, (s, cells) in enumerate(rows):
-        y = head + pad + r * (cell_h + pad)
-        for j, line in enumerate(_label(s)):
-            draw.text((pad, y + 4 + 16 * j), line, fill=(0, 0, 0), font=font)
-        for c, arr in enumerate(cells):
-            img = Image.fromarray(arr).resize(
-                (arr.shape[1] * up, arr.shape[0] * up), Image.Resampling.NEAREST
-            )
-            sheet.paste(img, (label_w + pad + c * (cell_w + pad), y))
+        draw.text((pad, 7), title, fill=(0, 0, 0), font=big)
+    y = head
+    for (s, imgs, maps), header in zip(blocks, headers, strict=True):
+        draw.line([(0, y), (width, y)], fill=(190, 190, 190))
+        y += pad
+        for j, line in enumerate(header):
+            draw.text((pad, y + j * line_h), line, fill=(0, 0, 0) if j == 0 else (60, 60, 60), font=font)
+        y += len(header) * line_h + 6
+        labels = _column_labels(s, len(imgs))
+        rows = [("images", imgs)] + ([("activation\nmaps", maps)] if maps else [])
+        for start in range(0, len(imgs), n_cols):
+            for c, text in enumerate(labels[start : start + n_cols]):
+                draw.text((label_w + pad + c * (cell + pad), y), text, fill=(60, 60, 60), font=small)
+            y += line_h
+            for name, arrays in rows:
+                draw.multiline_text((pad, y + cell // 2 - 10), name, fill=(0, 0, 0), font=font, spacing=2)
+                for c, arr in enumerate(arrays[start : start + n_cols]):
+                    size = (cell, round(cell * arr.shape[0] / arr.shape[1]))
+                    resample = (
+                        Image.Resampling.NEAREST if size[0] >= arr.shape[1] else Image.Resampling.LANCZOS
+                    )
+                    sheet.paste(
+                        Image.fromarray(arr).resize(size, resample), (label_w + pad + c * (cell + pad), y)
+                    )
+                y += cell + pad
+        y += pad
     buf = io.BytesIO()
     sheet.save(buf, format="PNG")
     png = atomic_write_bytes(out_dir / "contact_sheet.png", buf.getvalue())
