@@ -38,12 +38,14 @@ from __future__ import annotations
 
 import argparse
 import fnmatch
+import io
 import json
 import os
 import re
 import shutil
 import subprocess
 import sys
+import tarfile
 import tomllib
 from collections.abc import Iterable, Sequence
 from contextlib import contextmanager
@@ -54,6 +56,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 EQUIVALENT_FILE = ROOT / "benchmarks" / "mutation_equivalent.toml"
 WORK = Path("mutants") / "_targets"  # relative to the repository root
+BASELINES = Path("mutants") / "_baselines"  # test folders of earlier commits (--tests-from)
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,9 @@ class Target:
     tests: tuple[str, ...]
     #: mutant-name globs (``<module>.<function>__mutmut_*``); empty: every mutant of ``files``
     only: tuple[str, ...] = ()
+    #: test ids left out (pytest ``--deselect``): a test too slow to run once per mutant, whose
+    #: target is also checked by faster tests; the score is then a lower bound
+    deselect: tuple[str, ...] = ()
 
 
 #: The modules whose bugs would change a number in a table, with the test modules that exercise them.
@@ -71,6 +77,8 @@ TARGETS: dict[str, Target] = {
     "metrics": Target(
         ("neuroinspect/harness/metrics.py",),
         ("tests/test_metrics.py", "tests/test_determinism.py"),
+        # 20 s on two shared cores: a statistical check of the resampling, not of any one number
+        deselect=("tests/test_metrics.py::test_binomial_draws_match_index_resampling",),
     ),
     "records": Target(
         ("neuroinspect/harness/records.py",),
@@ -118,6 +126,108 @@ TARGETS: dict[str, Target] = {
         ("tests/test_experiment.py", "tests/test_pipeline_invariants.py"),
     ),
 }
+
+
+def _only(module: str, *functions: str) -> tuple[str, ...]:
+    """Mutant-name globs of ``functions`` (``f`` or ``Class.method``) of the dotted ``module``."""
+    out = []
+    for name in functions:
+        leaf = "xǁ" + name.replace(".", "ǁ") if "." in name else f"x_{name}"  # mutmut's mangling
+        out.append(f"{module}.{leaf}__mutmut_*")
+    return tuple(out)
+
+
+#: The measured scope (README, "Mutation score"): the functions of the targets above that compute a
+#: published number or decide what is counted, so that a run fits in an hour on two shared cores.
+#: Formatting, file handling and plotting are left out; the full targets above still run them.
+FOCUSED: dict[str, Target] = {
+    "validator": Target(
+        ("neuroinspect/harness/records.py",),
+        ("tests/test_records.py", "tests/test_records_validator.py"),
+        only=_only(
+            "neuroinspect.harness.records",
+            "validate_record",
+            "_check_accuracy_block",
+            "_check_fraction",
+            "_check_number",
+            "_check_count",
+            "_check_interval",
+            "run_key",
+        ),
+    ),
+    "aggregation": Target(
+        ("neuroinspect/leaderboards/aggregate.py",),
+        TARGETS["aggregate"].tests,
+        only=_only(
+            "neuroinspect.leaderboards.aggregate",
+            "summarize",
+            "record_values",
+            "flatten_numeric",
+            "_neuron_recovery_values",
+            "_reported_spread",
+            "group_records",
+            "_base_key",
+            "_class_key",
+            "_class_rule",
+            "_fewer_seeds",
+        ),
+    ),
+    "ranking": Target(
+        ("neuroinspect/methods/finders/base.py", "neuroinspect/methods/finders/counterfactual.py"),
+        ("tests/test_finders.py", "tests/test_determinism.py"),
+        only=_only("neuroinspect.methods.finders.counterfactual", "vote_topk", "aggregate_vote", "build_list")
+        + _only(
+            "neuroinspect.methods.finders.base",
+            "select_mistakes",
+            "importance",
+            "gamma_heuristic",
+            "FinderResult.ranking",
+            "FinderResult.top_neurons",
+        ),
+    ),
+    "selection": Target(
+        (
+            "neuroinspect/methods/editors/base.py",
+            "neuroinspect/methods/editors/baselines.py",
+            "neuroinspect/methods/editors/neuroinspect_editor.py",
+        ),
+        ("tests/test_editors.py", "tests/test_mitigation.py"),
+        only=_only(
+            "neuroinspect.methods.editors.base",
+            "SelectionRule.key",
+            "SelectionRule.eligible",
+            "SelectionRule.improves",
+            "TrainedEditor.selection_rule",
+            "neuron_mask",
+        )
+        + _only("neuroinspect.methods.editors.baselines", "random_neurons")
+        + _only("neuroinspect.methods.editors.neuroinspect_editor", "NeuroInspectEditor.selection_rule"),
+    ),
+    "statistics": Target(
+        (
+            "neuroinspect/studies/analysis/accuracy.py",
+            "neuroinspect/studies/analysis/agreement.py",
+            "neuroinspect/studies/analysis/compare.py",
+            "neuroinspect/studies/analysis/confidence.py",
+        ),
+        ("tests/test_study_analysis.py",),
+        only=_only(
+            "neuroinspect.studies.analysis.accuracy",
+            "wilson_interval",
+            "binomial_p_value",
+            "mean_2sem",
+            "bootstrap_mean_interval",
+        )
+        + _only("neuroinspect.studies.analysis.agreement", "kappa_binary", "cohen_kappa")
+        + _only("neuroinspect.studies.analysis.compare", "holm", "paired_test")
+        + _only("neuroinspect.studies.analysis.confidence", "confidence_auc"),
+    ),
+}
+
+
+#: every target by name; a run without names runs MEASURED, the scope the README reports
+ALL_TARGETS: dict[str, Target] = {**TARGETS, **FOCUSED}
+MEASURED = ("metrics", *FOCUSED)
 
 #: ``--smoke``: one small function of a real module and the one test file that covers it.
 SMOKE = Target(
@@ -322,8 +432,36 @@ def expand(patterns: Iterable[str]) -> list[str]:
     return [f for f in files if not f.endswith("__init__.py") or (ROOT / f).read_text().strip()]
 
 
-def prepare_workdir(name: str, target: Target, fresh: bool) -> Path:
-    """``mutants/_targets/<name>/``: links to the sources and a pyproject.toml for this target."""
+def baseline_tests(rev: str) -> Path:
+    """The ``tests`` folder as it is at git revision ``rev`` (for a "before" score), exported once to
+    ``mutants/_baselines/<commit>/tests``, with today's ``conftest.py`` and ``_services.py``: those hold
+    fixtures and the deselection of service tests under mutmut, not checks of the mutated code."""
+    found = subprocess.run(
+        ["git", "rev-parse", "--verify", f"{rev}^{{commit}}"], cwd=ROOT, capture_output=True, text=True
+    )
+    if found.returncode != 0:
+        raise SystemExit(f"--tests-from: {rev!r} is not a commit of this repository; give a branch or a hash")
+    sha = found.stdout.strip()
+    dest = ROOT / BASELINES / sha[:12]
+    if not (dest / "tests").is_dir():
+        partial = dest.with_name(dest.name + ".partial")
+        shutil.rmtree(partial, ignore_errors=True)
+        partial.mkdir(parents=True)
+        archive = subprocess.run(["git", "archive", sha, "tests"], cwd=ROOT, capture_output=True, check=True)
+        with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
+            tar.extractall(partial, filter="data")
+        os.replace(partial, dest)
+    for helper in ("conftest.py", "_services.py"):
+        shutil.copy2(ROOT / "tests" / helper, dest / "tests" / helper)
+    return dest / "tests"
+
+
+def prepare_workdir(name: str, target: Target, fresh: bool, tests: Path | None = None) -> Path:
+    """``mutants/_targets/<name>/``: links to the sources and a pyproject.toml for this target.
+
+    ``tests``: the test folder to run (default: the working tree's); mutmut copies it into its
+    ``mutants/`` folder at the start of every run, so a run is not disturbed by edits made meanwhile.
+    """
     import tomli_w
 
     workdir = ROOT / WORK / name
@@ -332,12 +470,21 @@ def prepare_workdir(name: str, target: Target, fresh: bool) -> Path:
     workdir.mkdir(parents=True, exist_ok=True)
     for entry in LINKED:
         link = workdir / entry
-        if (ROOT / entry).exists() and not link.is_symlink():
-            link.symlink_to(ROOT / entry)
+        source = tests if entry == "tests" and tests is not None else ROOT / entry
+        if link.is_symlink() and Path(os.readlink(link)) != source:
+            link.unlink()
+            # mutmut copies the tests over its old copy: drop that copy, or files of the other
+            # test folder would stay and run
+            shutil.rmtree(workdir / "mutants" / "tests", ignore_errors=True)
+        if source.exists() and not link.is_symlink():
+            link.symlink_to(source)
     project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
     settings = dict(project["tool"]["mutmut"])
     settings["only_mutate"] = expand(target.files)
-    settings["pytest_add_cli_args_test_selection"] = list(target.tests)
+    settings["pytest_add_cli_args_test_selection"] = [
+        *target.tests,
+        *(arg for test in target.deselect for arg in ("--deselect", test)),
+    ]
     project["tool"]["mutmut"] = settings
     text = tomli_w.dumps(project)
     pyproject = workdir / "pyproject.toml"
@@ -446,9 +593,20 @@ def print_report(modules: Sequence[ModuleScore], show_survivors: bool) -> None:
     print(f"mutation score: {killed}/{counted} = {pct:.1f}% ({len(modules)} modules)")
 
 
+def check_writable(path: Path) -> None:
+    """Fail before a long run, not after it, when the --json file cannot be written."""
+    parent = path.resolve().parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK):
+        raise SystemExit(f"--json: cannot write {path}: its folder {parent} is missing or read-only")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("targets", nargs="*", help=f"targets to run (default: all): {', '.join(TARGETS)}")
+    parser.add_argument(
+        "targets",
+        nargs="*",
+        help=f"targets to run (default: the measured scope, {' '.join(MEASURED)}); all: {' '.join(ALL_TARGETS)}",
+    )
     parser.add_argument("--smoke", action="store_true", help="one small function only, well under a minute")
     parser.add_argument("--list", action="store_true", help="print the targets, their files and tests")
     parser.add_argument("--report", action="store_true", help="no run: the score from the last run's results")
@@ -459,22 +617,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--max-children", type=int, default=2, help="mutants tested at once (default 2)")
     parser.add_argument("--nice", type=int, default=15, help="niceness of mutmut (default 15)")
     parser.add_argument("--json", type=Path, help="also write the scores and survivors to this file")
+    parser.add_argument(
+        "--tests-from",
+        metavar="REV",
+        help="run the tests as they are at this git revision (a 'before' score), e.g. main",
+    )
     args = parser.parse_args(argv)
 
-    unknown = [t for t in args.targets if t not in TARGETS]
+    unknown = [t for t in args.targets if t not in ALL_TARGETS]
     if unknown:
-        parser.error(f"unknown target(s) {', '.join(unknown)}; choose from {', '.join(TARGETS)}")
-    chosen = {"smoke": SMOKE} if args.smoke else {t: TARGETS[t] for t in (args.targets or TARGETS)}
+        parser.error(f"unknown target(s) {', '.join(unknown)}; choose from {', '.join(ALL_TARGETS)}")
+    chosen = {"smoke": SMOKE} if args.smoke else {t: ALL_TARGETS[t] for t in (args.targets or MEASURED)}
     if args.list:
         for name, target in chosen.items():
             print(f"{name}: {' '.join(expand(target.files))}\n    tests: {' '.join(target.tests)}")
         return 0
 
+    if args.json:
+        check_writable(args.json)
+    tests = baseline_tests(args.tests_from) if args.tests_from and not args.report else None
+    if tests is not None:
+        print(f"tests as at {args.tests_from} ({tests.parent.name})")
     equivalents = load_equivalents()
     modules: list[ModuleScore] = []
     for name, target in chosen.items():
         files = expand(target.files)
-        workdir = prepare_workdir(name, target, fresh=args.fresh and not args.report)
+        workdir = prepare_workdir(name, target, fresh=args.fresh and not args.report, tests=tests)
         if not args.report:
             forgotten = forget_survivors(workdir, files)
             log = workdir / "mutmut.log"

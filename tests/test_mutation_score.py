@@ -177,12 +177,84 @@ def test_mutant_names_map_to_functions_and_methods() -> None:
     assert ms.function_of("neuroinspect.harness.features.xǁFeatureCacheǁkey__mutmut_3") == "FeatureCache.key"
 
 
-def test_every_target_names_existing_files_and_tests() -> None:
+def test_every_target_names_existing_files_tests_and_functions() -> None:
+    import ast
+    import fnmatch
+
     root = BENCHMARKS.parent
-    for name, target in {**ms.TARGETS, "smoke": ms.SMOKE}.items():
-        assert ms.expand(target.files), name
-        for test in target.tests:
+    assert set(ms.MEASURED) <= set(ms.ALL_TARGETS)
+    for name, target in {**ms.ALL_TARGETS, "smoke": ms.SMOKE}.items():
+        files = ms.expand(target.files)
+        assert files, name
+        for test in (*target.tests, *target.deselect):
             assert (root / test.split("::")[0]).exists(), (name, test)
+        # each glob of a narrowed target names a function that exists, so a rename is noticed here
+        # rather than as a silently smaller score
+        defined = set()
+        for file in files:
+            module = file.removesuffix(".py").replace("/", ".")
+            for node in ast.walk(ast.parse((root / file).read_text(encoding="utf-8"))):
+                if isinstance(node, ast.ClassDef):
+                    for item in node.body:
+                        if isinstance(item, ast.FunctionDef):
+                            defined.add(f"{module}.xǁ{node.name}ǁ{item.name}__mutmut_1")
+                elif isinstance(node, ast.FunctionDef):
+                    defined.add(f"{module}.x_{node.name}__mutmut_1")
+        for pattern in target.only:
+            assert any(fnmatch.fnmatch(d, pattern) for d in defined), (name, pattern)
+
+
+def test_only_globs_follow_mutmuts_names() -> None:
+    assert ms._only("pkg.mod", "f", "C.m") == ("pkg.mod.x_f__mutmut_*", "pkg.mod.xǁCǁm__mutmut_*")
+    assert ms.function_of("pkg.mod.xǁCǁm__mutmut_4") == "C.m"
+
+
+def test_tests_from_an_earlier_commit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--tests-from REV``: the test folder of that commit, with today's fixtures, linked into the
+    work folder in place of the working tree's, and switched back (old copy dropped) afterwards."""
+    repo = tmp_path / "repo"
+    (repo / "tests").mkdir(parents=True)
+    (repo / "pyproject.toml").write_text('[tool.mutmut]\nsource_paths = ["pkg"]\n')
+
+    def git(*args: str) -> None:
+        subprocess.run(
+            ["git", "-c", "user.name=t", "-c", "user.email=t@t", *args],
+            cwd=repo,
+            check=True,
+            capture_output=True,
+        )
+
+    (repo / "tests" / "test_a.py").write_text("OLD = 1\n")
+    (repo / "tests" / "conftest.py").write_text("# old fixtures\n")
+    git("init", "-q")
+    git("add", ".")
+    git("commit", "-qm", "old")
+    (repo / "tests" / "test_a.py").write_text("NEW = 1\n")
+    (repo / "tests" / "test_b.py").write_text("\n")
+    (repo / "tests" / "conftest.py").write_text("# new fixtures\n")
+    (repo / "tests" / "_services.py").write_text("\n")
+    monkeypatch.setattr(ms, "ROOT", repo)
+
+    old = ms.baseline_tests("HEAD")
+    assert (old / "test_a.py").read_text() == "OLD = 1\n" and not (old / "test_b.py").exists()
+    assert (old / "conftest.py").read_text() == "# new fixtures\n"
+    assert ms.baseline_tests("HEAD") == old  # exported once
+    with pytest.raises(SystemExit, match="not a commit"):
+        ms.baseline_tests("no-such-branch")
+
+    target = ms.Target(("pkg/*.py",), ("tests/test_a.py",), deselect=("tests/test_a.py::test_slow",))
+    workdir = ms.prepare_workdir("t", target, fresh=False, tests=old)
+    assert (workdir / "tests").resolve() == old.resolve()
+    settings = __import__("tomllib").loads((workdir / "pyproject.toml").read_text())["tool"]["mutmut"]
+    assert settings["pytest_add_cli_args_test_selection"] == [
+        "tests/test_a.py",
+        "--deselect",
+        "tests/test_a.py::test_slow",
+    ]
+    (workdir / "mutants" / "tests").mkdir(parents=True)  # mutmut's copy of the old tests
+    ms.prepare_workdir("t", target, fresh=False)
+    assert (workdir / "tests").resolve() == (repo / "tests").resolve()
+    assert not (workdir / "mutants" / "tests").exists()
 
 
 @pytest.mark.slow
