@@ -380,3 +380,41 @@ def test_per_group_and_per_class_intervals_are_wilson_and_informative_at_the_ext
     assert wilson_interval(0, 100) == pytest.approx([0.0, 0.0370], abs=1e-4)  # the textbook value
     assert wilson_interval(45, 100) == pytest.approx([0.3561, 0.5476], abs=1e-4)
     assert "stratified by (group, class) cell" in m["bootstrap"]
+
+
+def test_wilson_intervals_honour_the_level_and_cover_single_sample_cells():
+    from neuroinspect.harness.metrics import wilson_interval
+
+    # class 2 and group 4: one sample each (wrong); still an interval, not a missing one
+    labels, preds, groups = LABELS + [2], PREDS + [0], GROUPS + [4]
+    for level in (0.8, 0.95):
+        m = classification_metrics(preds, labels, groups=groups, ci=level, n_boot=0)
+        assert m["per_class_ci"] == [
+            pytest.approx(wilson_interval(3, 4, level)),
+            pytest.approx(wilson_interval(4, 6, level)),
+            pytest.approx(wilson_interval(0, 1, level)),
+        ]
+        assert m["group_ci"][4] == pytest.approx(wilson_interval(0, 1, level))
+        assert m["group_ci"][3] == pytest.approx(wilson_interval(1, 3, level))
+    narrow, wide = (wilson_interval(3, 4, level) for level in (0.8, 0.95))
+    assert wide[0] < narrow[0] < narrow[1] < wide[1]
+    assert m["per_cell_interval"] == "Wilson score interval of each class's or group's own accuracy"
+
+
+def test_wilson_interval_stays_within_0_and_1():
+    # at 0 or n successes the formula's ends are 0 and 1 up to rounding, which can leave [0, 1]
+    # (e.g. 10 of 10 at 80%: 1.0000000000000002); a record's fraction must not
+    from neuroinspect.harness.metrics import wilson_interval
+
+    for level in (0.8, 0.95, 0.99):
+        for n in range(1, 60):
+            lo, hi = wilson_interval(n, n, level)
+            assert 0.0 < lo < hi <= 1.0 and hi == pytest.approx(1.0), (n, level)
+            lo, hi = wilson_interval(0, n, level)
+            assert 0.0 <= lo < hi < 1.0 and lo == pytest.approx(0.0, abs=1e-12), (n, level)
+
+
+def test_every_empty_group_is_named():
+    m = classification_metrics(PREDS, LABELS, groups=GROUPS, num_groups=6, n_boot=0)
+    assert m["notes"][0] == "group(s) 4, 5 have no samples and are left out of the group metrics"
+    assert m["group_ci"][4] is None and m["group_ci"][5] is None
