@@ -438,3 +438,159 @@ def test_a_protocol_is_a_table_of_its_own(tmp_path: Path) -> None:
     path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
     tables = build_tables(load_records([path]))
     assert len(tables) == 2 and sorted(t.dataset_params["protocol"] for t in tables) == ["catdog", "cce"]
+
+
+# -- the whole message, with where it came from -----------------------------------------------------------
+# A user fixes a record from the message alone: each must name the place (file and line, passed as
+# ``where`` by the reader), the field and what is expected, word for word.
+
+TASK_LIST = "mitigation, neuron_recovery, visualization, study, evaluation"
+KEYS = "test_acc, class_acc, worst_class_acc, worst_group_acc, mean_acc_train_weighted"
+
+
+def _set(path: str, value: Any) -> Callable[[dict], None]:
+    def mutate(rec: dict) -> None:
+        *parents, leaf = path.split(".")
+        node = rec
+        for part in parents:
+            node = node[part]
+        if value is _DELETE:
+            del node[leaf]
+        else:
+            node[leaf] = value
+
+    return mutate
+
+
+_DELETE = object()
+
+MESSAGES: list[tuple[str, str, Callable[[dict], None], str]] = [
+    ("mitigation", "seed", _set("seed", _DELETE), "required field 'seed' is missing"),
+    (
+        "mitigation",
+        "schema",
+        _set("schema_version", 2),
+        "field 'schema_version' is 2; this neuroinspect reads version 1",
+    ),
+    ("mitigation", "run_id", _set("run_id", ""), "field 'run_id' must be a non-empty string"),
+    ("mitigation", "task", _set("task", "x"), f"field 'task' is 'x'; expected one of {TASK_LIST}"),
+    ("mitigation", "dataset", _set("dataset", ""), "field 'dataset' must be a non-empty string"),
+    ("mitigation", "model", _set("model", 3), "field 'model' must be a non-empty string"),
+    (
+        "mitigation",
+        "class_idx",
+        _set("class_idx", -1),
+        "field 'class_idx' must be a non-negative integer or null, got -1",
+    ),
+    (
+        "mitigation",
+        "method",
+        _set("method", {}),
+        'field \'method\' must be a non-empty object of role -> name strings, e.g. {"editor": "neuroinspect"}',
+    ),
+    ("mitigation", "seed type", _set("seed", 0.5), "field 'seed' must be an integer, got 0.5"),
+    ("mitigation", "config", _set("config", []), "field 'config' must be an object"),
+    ("mitigation", "provenance", _set("provenance.device", _DELETE), "field 'provenance.device' is missing"),
+    (
+        "mitigation",
+        "versions",
+        _set("provenance.versions", "1.0"),
+        "field 'provenance.versions' must be an object of package -> version",
+    ),
+    (
+        "mitigation",
+        "version",
+        _set("provenance.versions.captum", _DELETE),
+        "field 'provenance.versions.captum' is missing (use null when the package is absent)",
+    ),
+    (
+        "mitigation",
+        "wall",
+        _set("provenance.wall_seconds", math.inf),
+        "field 'provenance.wall_seconds' must be a non-negative number, got inf",
+    ),
+    (
+        "mitigation",
+        "citation",
+        _set("source", "reported"),
+        "field 'citation' is missing: a reported record must say where its numbers were published",
+    ),
+    (
+        "mitigation",
+        "after",
+        _set("metrics.after", _DELETE),
+        "field 'metrics.after' is missing (mitigation records need before and after)",
+    ),
+    (
+        "mitigation",
+        "block",
+        _set("metrics.before", [0.9]),
+        f"field 'metrics.before' must be an object with {KEYS}",
+    ),
+    (
+        "mitigation",
+        "key",
+        _set("metrics.after.class_acc", _DELETE),
+        "field 'metrics.after.class_acc' is missing",
+    ),
+    (
+        "mitigation",
+        "null",
+        _set("metrics.after.test_acc", None),
+        "field 'metrics.after.test_acc' is null but must be a number in [0, 1]",
+    ),
+    (
+        "evaluation",
+        "range",
+        _set("metrics.worst_group_acc", 1.5),
+        "field 'metrics.worst_group_acc' must be a number in [0, 1] (or null where it does not apply), got 1.5",
+    ),
+    (
+        "neuron_recovery",
+        "precision",
+        _set("metrics.precision_at_k", [0.4]),
+        "field 'metrics.precision_at_k' must be an object of k -> precision",
+    ),
+    (
+        "neuron_recovery",
+        "precision value",
+        _set("metrics.precision_at_k.5", -0.1),
+        "field 'metrics.precision_at_k.5' must be a number in [0, 1] (or null where it does not apply), got -0.1",
+    ),
+    (
+        "mitigation",
+        "fingerprint",
+        _set("dataset_fingerprint", {"classes": 2, "splits": {"test": 10}}),
+        "field 'dataset_fingerprint' needs 'sha256', the hash of the split contents",
+    ),
+]
+
+
+@pytest.mark.parametrize(("task", "case", "mutate", "message"), MESSAGES, ids=[m[1] for m in MESSAGES])
+def test_each_rejection_is_one_exact_message(
+    task: str, case: str, mutate: Callable[[dict], None], message: str
+) -> None:
+    rec = base(task)
+    mutate(rec)
+    with pytest.raises(RecordError) as err:
+        validate_record(rec, where=" (results.jsonl:3)")
+    assert str(err.value) == f"invalid result record (results.jsonl:3): {message}"
+
+
+def test_a_non_object_is_named_with_its_place() -> None:
+    with pytest.raises(RecordError) as err:
+        validate_record([1], where=" (r.jsonl:9)")
+    assert str(err.value) == "invalid result record (r.jsonl:9): a record must be a JSON object"
+
+
+def test_precision_lists_are_checked_one_by_one() -> None:
+    lists = {"a": {"precision_at_k": {"5": 0.4}}, "b": {"precision_at_k": {"5": 2.0}}}
+    rec = base("neuron_recovery", metrics={"lists": lists})
+    rejects(rec, "field 'metrics.lists.b.precision_at_k.5' must be a number in [0, 1]")
+    lists["b"] = {"precision": 0.4}
+    rejects(rec, "field 'metrics.lists.b.precision_at_k' must be an object of k -> precision")
+    lists["b"] = {"precision_at_k": {"5": 0.3}}
+    assert validate_record(rec) == rec
+    # a flat block beside the lists is checked too
+    rec["metrics"]["precision_at_k"] = {"10": 1.2}
+    rejects(rec, "field 'metrics.precision_at_k.10' must be a number in [0, 1]")
