@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import json
 
+import numpy as np
 import pytest
 
 from neuroinspect.errors import RecordError
@@ -171,3 +172,10 @@ def test_run_key_is_the_identity_of_a_run(mitigation):
     assert run_key({**mitigation, "config": None}) == run_key({**mitigation, "config": {}})
     assert run_key({**mitigation, "config": {"neurons": [1, 2], "lr": 1e-3}}) == base
     assert json.loads(base)["config"] == {"lr": 1e-3, "neurons": [1, 2]}
+    # records read back from files written by other code: the order of an object's keys and numpy
+    # scalars or tuples in place of plain numbers and lists do not make another run
+    method = dict(reversed(list(mitigation["method"].items())))
+    assert list(method) != list(mitigation["method"])
+    assert run_key({**mitigation, "method": method}) == base
+    numpy_config = {"lr": np.float64(1e-3), "neurons": (np.int64(1), 2)}
+    assert run_key({**mitigation, "seed": np.int64(0), "config": numpy_config}) == base

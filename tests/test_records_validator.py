@@ -558,6 +558,12 @@ MESSAGES: list[tuple[str, str, Callable[[dict], None], str]] = [
         "field 'metrics.precision_at_k.5' must be a number in [0, 1] (or null where it does not apply), got -0.1",
     ),
     (
+        "study",
+        "study",
+        _set("class_idx", 0),
+        "field 'class_idx' must be null for a study record (a study is not about one class)",
+    ),
+    (
         "mitigation",
         "fingerprint",
         _set("dataset_fingerprint", {"classes": 2, "splits": {"test": 10}}),
@@ -581,6 +587,17 @@ def test_a_non_object_is_named_with_its_place() -> None:
     with pytest.raises(RecordError) as err:
         validate_record([1], where=" (r.jsonl:9)")
     assert str(err.value) == "invalid result record (r.jsonl:9): a record must be a JSON object"
+    with pytest.raises(RecordError) as err:
+        validate_record([1])  # no place given: none printed
+    assert str(err.value) == "invalid result record: a record must be a JSON object"
+
+
+def test_a_reported_record_without_before_still_has_its_after_checked() -> None:
+    rec = base(source="reported", citation="Paper 2024")
+    rec["metrics"]["before"] = None
+    assert validate_record(rec) == rec
+    rec["metrics"]["after"]["test_acc"] = 1.2
+    rejects(rec, "field 'metrics.after.test_acc' must be a number in [0, 1]")
 
 
 def test_precision_lists_are_checked_one_by_one() -> None:
@@ -588,6 +605,8 @@ def test_precision_lists_are_checked_one_by_one() -> None:
     rec = base("neuron_recovery", metrics={"lists": lists})
     rejects(rec, "field 'metrics.lists.b.precision_at_k.5' must be a number in [0, 1]")
     lists["b"] = {"precision": 0.4}
+    rejects(rec, "field 'metrics.lists.b.precision_at_k' must be an object of k -> precision")
+    lists["b"] = 0.4  # not even an object
     rejects(rec, "field 'metrics.lists.b.precision_at_k' must be an object of k -> precision")
     lists["b"] = {"precision_at_k": {"5": 0.3}}
     assert validate_record(rec) == rec
