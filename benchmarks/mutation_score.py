@@ -103,6 +103,9 @@ TARGETS: dict[str, Target] = {
             "tests/test_published_tables.py",
             "tests/test_records_validator.py",
         ),
+        # checks that leaderboards/reported.jsonl is a link into the package, which mutmut's copy of
+        # the repository turns into a file: a packaging property, not a number
+        deselect=("tests/test_leaderboards.py::test_reported_rows_ship_with_the_package",),
     ),
     "analysis": Target(
         tuple(
@@ -159,6 +162,7 @@ FOCUSED: dict[str, Target] = {
     "aggregation": Target(
         ("neuroinspect/leaderboards/aggregate.py",),
         TARGETS["aggregate"].tests,
+        deselect=TARGETS["aggregate"].deselect,
         only=_only(
             "neuroinspect.leaderboards.aggregate",
             "summarize",
