@@ -613,3 +613,36 @@ def test_precision_lists_are_checked_one_by_one() -> None:
     # a flat block beside the lists is checked too
     rec["metrics"]["precision_at_k"] = {"10": 1.2}
     rejects(rec, "field 'metrics.precision_at_k.10' must be a number in [0, 1]")
+
+
+def test_group_records_splits_by_source_and_keeps_each_published_number_apart() -> None:
+    """group_records' contract beside build_tables (which hands it measured records only): an absent
+    source is "measured"; a reported record is a row of its own, even beside another one that
+    differs only in its id; a study's participants split its rows."""
+    from neuroinspect.leaderboards.aggregate import LocatedRecord, group_records
+
+    cfg = {"lr": 0.001}
+    measured = [_record("evaluation", 0, 0.5, cfg), _record("evaluation", 1, 0.6, cfg, source="measured")]
+    reported = [
+        _record("evaluation", s, 0.7, cfg, source="reported", citation="paper", run_id=f"pub-{s}")
+        for s in (0, 1)
+    ]
+    located = [LocatedRecord(r, "r.jsonl", i + 1) for i, r in enumerate(measured + reported)]
+    groups = sorted(([m.line for m in g], split) for g, split in group_records(located))
+    assert groups == [([1, 2], False), ([3], False), ([4], False)]
+
+    people = [_record("study", s, 0.7, cfg) for s in (0, 1)]
+    people[1]["metrics"]["participants"] = "human"
+    located = [LocatedRecord(r, "r.jsonl", i + 1) for i, r in enumerate(people)]
+    assert sorted([m.line for m in g] for g, _ in group_records(located)) == [[1], [2]]
+
+
+def test_published_spreads_are_read_from_metrics_std(tmp_path: Path) -> None:
+    from neuroinspect.leaderboards.aggregate import _reported_spread
+
+    rec = base("mitigation", source="reported", citation="paper")
+    rec["metrics"]["std"] = {"after": {"worst_group_acc": 0.002, "test_acc": 1}, "note": "sd over 5 seeds"}
+    assert _reported_spread(rec) == {"after.worst_group_acc": 0.002, "after.test_acc": 1.0}
+    assert isinstance(_reported_spread(rec)["after.test_acc"], float)
+    rec["metrics"]["std"] = [0.1]
+    assert _reported_spread(rec) == {}
