@@ -646,3 +646,48 @@ def test_published_spreads_are_read_from_metrics_std(tmp_path: Path) -> None:
     assert isinstance(_reported_spread(rec)["after.test_acc"], float)
     rec["metrics"]["std"] = [0.1]
     assert _reported_spread(rec) == {}
+
+
+def test_record_values_give_every_column_of_each_task() -> None:
+    from neuroinspect.leaderboards.aggregate import MAX_NESTED_ENTRIES, record_values
+
+    # mitigation: before, after and gain per metric, in the schema's order; a metric only "after"
+    # (a published record without its before block) still has its column, with no gain
+    rec = base("mitigation")
+    rec["metrics"]["before"] = block(worst_group_acc=None, mean_acc_train_weighted=None)
+    rec["metrics"]["after"]["mean_acc_reported"] = 0.75
+    values = record_values(rec)
+    assert list(values)[:6] == [
+        "before.test_acc",
+        "after.test_acc",
+        "gain.test_acc",
+        "before.class_acc",
+        "after.class_acc",
+        "gain.class_acc",
+    ]
+    assert list(values)[-3:] == [
+        "before.mean_acc_reported",
+        "after.mean_acc_reported",
+        "gain.mean_acc_reported",
+    ]
+    assert values["gain.test_acc"] == pytest.approx(0.02)
+    assert values["before.mean_acc_reported"] is None and values["gain.mean_acc_reported"] is None
+    assert values["gain.worst_group_acc"] is None and values["after.worst_group_acc"] == 0.5
+    reported = base("mitigation", source="reported", citation="paper")
+    reported["metrics"]["before"] = None
+    values = record_values(reported)
+    assert values["after.test_acc"] == 0.92 and values["before.test_acc"] is None
+    assert values["gain.test_acc"] is None
+
+    # evaluation: every accuracy key is a column, null where it does not apply, then other numbers
+    ev = base("evaluation", metrics={**block(worst_group_acc=None), "ece": 0.04, "n": 120})
+    values = record_values(ev)
+    assert list(values)[:5] == list(ACCURACY_KEYS)
+    assert values["worst_group_acc"] is None and values["ece"] == 0.04 and values["n"] == 120
+
+    # neuron recovery: every k of a precision curve, however many (beyond the nesting limit of
+    # other objects), as floats
+    curve = {str(k): 1 for k in range(1, MAX_NESTED_ENTRIES + 3)}
+    values = record_values(base("neuron_recovery", metrics={"precision_at_k": curve}))
+    assert values == {f"precision_at_k.{k}": 1.0 for k in curve}
+    assert all(isinstance(v, float) for v in values.values())
