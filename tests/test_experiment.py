@@ -164,3 +164,14 @@ def test_shipped_configs_are_valid(path: Path) -> None:
     for name in cfg.editors:
         EDITORS.get(name)(**cfg.editor_settings.get(name, {}))
     assert set(cfg.editor_settings) <= set(cfg.editors)
+
+
+def test_demo_refuses_dataset_beside_config(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--dataset was silently ignored under --config; now it is one clear refusal, before any output."""
+    cfg = write_config(tmp_path)
+    out = tmp_path / "o"
+    args = ["demo", "--config", str(cfg), "--dataset", "colored-digits", "--out", str(out), "--no-progress"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "--dataset colored-digits and --config" in err and "Drop --dataset" in err
+    assert "Traceback" not in err and not out.exists()

@@ -35,9 +35,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--out", default="runs/demo", help="output folder (created)")
     p.add_argument(
         "--dataset",
-        default="spurious-shapes",
+        default=None,
         choices=["spurious-shapes", "colored-digits"],
-        help="bundled benchmark",
+        help="bundled benchmark (default: spurious-shapes; not with --config, which names its own dataset)",
     )
     p.add_argument(
         "--config", default=None, help="an experiment TOML to run instead of the bundled demo config"
@@ -59,6 +59,7 @@ def demo_config(dataset: str, device: str) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
+    from neuroinspect.errors import UserError
     from neuroinspect.harness.config import ExperimentConfig
     from neuroinspect.harness.experiment import run_experiment
     from neuroinspect.harness.report import write_experiment_report
@@ -66,7 +67,16 @@ def run(args: argparse.Namespace) -> int:
     from neuroinspect.outputs import Outputs
     from neuroinspect.runtime import resolve_device
 
-    cfg = ExperimentConfig.from_toml(args.config) if args.config else demo_config(args.dataset, args.device)
+    if args.config and args.dataset:
+        raise UserError(
+            f"--dataset {args.dataset} and --config {args.config} both given: the config names its own "
+            "dataset. Drop --dataset, or set `dataset` in the config."
+        )
+    cfg = (
+        ExperimentConfig.from_toml(args.config)
+        if args.config
+        else demo_config(args.dataset or "spurious-shapes", args.device)
+    )
     if args.config:
         cfg.device = args.device
     resolve_device(cfg.device)
