@@ -25,7 +25,7 @@ Ray) are deselected under mutmut by ``tests/conftest.py``; slow tests by the pro
 
 Usage (under ``nice``: the machine is shared)::
 
-    python benchmarks/mutation_score.py --list               # the measured targets and their tests
+    python benchmarks/mutation_score.py --list               # every target, its functions and tests
     python benchmarks/mutation_score.py                      # the measured scope (README's figures)
     python benchmarks/mutation_score.py metrics --fresh --tests-from main  # "before": main's tests
     python benchmarks/mutation_score.py metrics validator    # run, then print the score per module
@@ -634,8 +634,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"unknown target(s) {', '.join(unknown)}; choose from {', '.join(ALL_TARGETS)}")
     chosen = {"smoke": SMOKE} if args.smoke else {t: ALL_TARGETS[t] for t in (args.targets or MEASURED)}
     if args.list:
-        for name, target in chosen.items():
-            print(f"{name}: {' '.join(expand(target.files))}\n    tests: {' '.join(target.tests)}")
+        listed = chosen if args.targets or args.smoke else ALL_TARGETS
+        for name, target in listed.items():
+            scope = " (measured scope)" if name in MEASURED else ""
+            print(f"{name}{scope}: {' '.join(expand(target.files))}\n    tests: {' '.join(target.tests)}")
+            if target.only:
+                print(f"    only: {' '.join(target.only)}")
+            if target.deselect:
+                print(f"    left out: {' '.join(target.deselect)}")
         return 0
 
     if args.json:
