@@ -540,6 +540,12 @@ MESSAGES: list[tuple[str, str, Callable[[dict], None], str]] = [
         "field 'metrics.after.test_acc' is null but must be a number in [0, 1]",
     ),
     (
+        "mitigation",
+        "worst class",
+        _set("metrics.before.worst_class_acc", "0.6"),
+        "field 'metrics.before.worst_class_acc' must be a number in [0, 1] (or null where it does not apply), got '0.6'",
+    ),
+    (
         "evaluation",
         "range",
         _set("metrics.worst_group_acc", 1.5),
