@@ -697,3 +697,18 @@ def test_record_values_give_every_column_of_each_task() -> None:
     values = record_values(base("neuron_recovery", metrics={"precision_at_k": curve}))
     assert values == {f"precision_at_k.{k}": 1.0 for k in curve}
     assert all(isinstance(v, float) for v in values.values())
+
+
+def test_summarize_counts_what_it_averaged() -> None:
+    from neuroinspect.leaderboards.aggregate import Stat, summarize
+
+    assert summarize([]) == Stat(None, None, None, 0)
+    assert summarize([None, float("nan")]) == Stat(None, None, None, 0)  # nothing to average: n is 0
+    assert summarize([0.5, None]) == Stat(0.5, None, None, 1)
+
+
+def test_visualization_pairs_on_one_seed_are_pooled_not_split(tmp_path: Path) -> None:
+    # a visualization run per (neuron, class) pair shares the seed by design: one row over the pairs
+    records = [_record("visualization", 0, x, {"neurons": [n]}) for x, n in ((0.5, 1), (0.7, 2))]
+    (row,) = _rows(tmp_path, records)
+    assert row.metrics["score"].n == 2 and row.metrics["score"].mean == pytest.approx(0.6)
