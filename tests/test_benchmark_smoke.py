@@ -36,6 +36,7 @@ def load(name: str) -> ModuleType:
 ELSEWHERE = {
     "faithfulness_table": "test_faithfulness_table.py",
     "study_coverage": "test_study_coverage_benchmark.py",
+    "mutation_score": "test_mutation_score.py",
     "startup": "test_startup.py",
 }
 
