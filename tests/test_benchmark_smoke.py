@@ -38,6 +38,7 @@ ELSEWHERE = {
     "study_coverage": "test_study_coverage_benchmark.py",
     "mutation_score": "test_mutation_score.py",
     "startup": "test_startup.py",
+    "study_load": "test_study_load.py",
 }
 
 

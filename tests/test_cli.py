@@ -41,7 +41,7 @@ def test_help_lists_every_subcommand_of_the_design(capsys: pytest.CaptureFixture
     assert {n for n, _ in COMMANDS} == DESIGN_COMMANDS
 
 
-@pytest.mark.parametrize("name", sorted(DESIGN_COMMANDS - {"study"}))
+@pytest.mark.parametrize("name", sorted(DESIGN_COMMANDS))
 def test_every_implemented_subcommand_has_help_with_an_example(
     name: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -59,8 +59,13 @@ def test_no_command_prints_help_and_exits_2(capsys: pytest.CaptureFixture[str]) 
     assert "usage: neuroinspect" in capsys.readouterr().out
 
 
-def test_unavailable_command_is_a_clear_user_error(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["study"]) == 2
+def test_unavailable_command_is_a_clear_user_error(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import neuroinspect.cli as cli
+
+    monkeypatch.setattr(cli, "COMMANDS", [*cli.COMMANDS, ("nosuchcommand", "a command without a module")])
+    assert main(["nosuchcommand"]) == 2
     err = capsys.readouterr().err
     assert "not available in this version" in err and "Traceback" not in err
 

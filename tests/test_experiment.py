@@ -203,7 +203,8 @@ def _experiment_configs() -> list[Path]:
     from neuroinspect.sweeps.config import is_sweep_file  # sweep files are checked in test_sweeps.py
 
     root = Path(__file__).resolve().parent.parent.joinpath("configs")
-    return sorted(p for p in root.rglob("*.toml") if not is_sweep_file(p))
+    # study specs (configs/studies/) are another format, checked in test_study_spec.py
+    return sorted(p for p in root.rglob("*.toml") if not is_sweep_file(p) and p.parent.name != "studies")
 
 
 @pytest.mark.parametrize("path", _experiment_configs(), ids=lambda p: p.name)

@@ -159,10 +159,11 @@ def test_analyze_through_a_spec(study_csv: Path, tmp_path: Path, monkeypatch: py
         seed=5,
         database_url="sqlite:///unused.db",
         path=spec_path,
+        out=tmp_path / "study-out",
     )
     calls: list[object] = []
     spec_mod = types.ModuleType("neuroinspect.studies.spec")
-    spec_mod.load_spec = lambda path: calls.append(path) or spec  # type: ignore[attr-defined]
+    spec_mod.load_spec = lambda path, **kw: calls.append(path) or spec  # type: ignore[attr-defined]
     export_mod = types.ModuleType("neuroinspect.studies.export")
     export_mod.responses_frame = lambda s: read_responses(study_csv)  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "neuroinspect.studies.spec", spec_mod)
@@ -171,8 +172,8 @@ def test_analyze_through_a_spec(study_csv: Path, tmp_path: Path, monkeypatch: py
     with pytest.raises(UserError, match="--task comes from the spec"):
         run([str(spec_path), "--task", "2afc"])
     assert run([str(spec_path), "--no-glmm", *FAST]) == 0
-    assert calls == [spec_path]
-    out = tmp_path / "study-analysis"  # the default: beside the spec
+    assert calls and set(calls) == {spec_path}
+    out = tmp_path / "study-out" / "analysis"  # the default: in the study's out folder
     records = read_records(out / "results.jsonl")
     assert [r["method"]["condition"] for r in records] == ["none", "exemplars", "clip_illusion"]
     for rec in records:
@@ -181,3 +182,38 @@ def test_analyze_through_a_spec(study_csv: Path, tmp_path: Path, monkeypatch: py
         assert rec["metrics"]["n_participants"] == 26  # these rules exclude nobody
     report = (out / "report.md").read_text()
     assert "# Study analysis: shapes study" in report and "by the rules of the spec" in report
+
+
+def test_analyze_a_spec_on_the_database_that_simulate_filled(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """No stand-ins: a (synthetic-image) study, its SQLite database filled by `study simulate`, then
+    `study analyze SPEC` reads it under the spec's exclusion rules."""
+    from _study import fake_study
+
+    from neuroinspect.cli import main
+    from neuroinspect.studies.exclusions import apply_exclusions
+    from neuroinspect.studies.export import responses_frame
+    from neuroinspect.studies.storage import close_stores
+
+    spec, _ = fake_study(tmp_path, "2afc", extra='[simulation]\nembedding = "pixels"')
+    try:
+        argv = ["study", "simulate", str(spec.path), "--participants", "10", "--no-progress"]
+        assert main([*argv, "--observer", "model=6,random=2,careless=2", "--concurrency", "2"]) == 0
+        assert main(["study", "analyze", str(spec.path), "--no-glmm", *FAST]) == 0
+        df = responses_frame(spec)
+    finally:
+        close_stores()
+    assert "10 participants" in capsys.readouterr().err
+    kept = apply_exclusions(df, spec.exclusions)
+    careless = set(df[df["rt_s"] < 0.3]["participant"])
+    assert len(careless) == 2 and careless <= set(kept.reasons())  # the spec's rules caught them
+    by_spec = read_records(spec.out / "analysis" / "results.jsonl")
+    assert [r["method"]["condition"] for r in by_spec] == ["none", "exemplars", "lucent"]
+    main_kept = kept.kept[kept.kept["trial_kind"] == "main"]
+    for rec in by_spec:
+        rows = main_kept[main_kept["condition"] == rec["method"]["condition"]]
+        assert rec["metrics"]["n_participants"] == rows["participant"].nunique()
+        assert rec["metrics"]["n_trials"] == len(rows)
+        assert rec["metrics"]["accuracy"] == pytest.approx(rows["correct"].mean())
+        assert rec["config"]["spec_path"] == str(spec.path)

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from neuroinspect.commands.common import add_no_progress, progress_on
 from neuroinspect.errors import UserError
 
 TASKS = ("2afc", "labelling", "mistake", "rating")
@@ -26,7 +27,7 @@ result record per condition (results.jsonl, for `neuroinspect leaderboard build`
 
 EPILOG = """\
 Examples:
-  neuroinspect study analyze configs/study.toml                      # the study's database, its rules
+  neuroinspect study analyze configs/studies/shapes-2afc.toml         # the study's database, its rules
   neuroinspect study analyze --responses responses.csv --task 2afc --out runs/analysis
   neuroinspect study analyze --responses labels.csv --task labelling --baseline none --power-diff 0.05,0.1
 
@@ -82,7 +83,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=Path,
         metavar="DIR",
         default=none,
-        help="output folder, new or empty (none given: <input name>-analysis beside the input)",
+        help="output folder, new or empty (none given: the spec's out folder/analysis, or <CSV name>-analysis beside the CSV)",
     )
     parser.add_argument("--overwrite", action="store_true", help="write into a non-empty --out folder")
     parser.add_argument(
@@ -121,11 +122,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--no-glmm", action="store_true", help="skip the mixed-effects model (and the power analysis)"
     )
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_no_progress(parser)
 
 
 def _default_out(args: argparse.Namespace) -> Path:
-    src: Path = args.responses if args.spec is None else args.spec
+    """A study's analysis goes beside its bundle and database (``<out of the spec>/analysis``), not
+    into the folder of the spec (often a checkout's configs/); a bare CSV's beside the CSV."""
+    if args.spec is not None:
+        from neuroinspect.studies.spec import load_spec
+
+        return Path(load_spec(args.spec, check_methods=False).out) / "analysis"
+    src: Path = args.responses
     return src.with_name(f"{src.stem}-analysis")
 
 
@@ -188,7 +195,7 @@ def _load(args: argparse.Namespace) -> tuple[Any, Any]:
         from neuroinspect.studies.export import responses_frame
         from neuroinspect.studies.spec import load_spec
 
-        spec = load_spec(args.spec)
+        spec = load_spec(args.spec, check_methods=False)  # the analysis runs no visualizer
         if args.responses is not None:
             df = read_responses(args.responses)
         else:
@@ -257,7 +264,7 @@ def run(args: argparse.Namespace) -> int:
         log(
             f"{len(df)} responses, {df['participant'].nunique()} participants, conditions {', '.join(design.conditions)}"
         )
-        show = not args.no_progress
+        show = progress_on(args)
 
         def bar(items: Any) -> Any:
             return progress(items, desc="power (sample sizes)", enabled=show)

@@ -122,7 +122,8 @@ def analysis_json(a: StudyAnalysis) -> dict[str, Any]:
 
 
 def check_out_dir(out: Path, overwrite: bool) -> None:
-    """Refuse a folder that exists and is not empty, unless ``overwrite`` (before any work)."""
+    """Refuse a folder that exists and is not empty, unless ``overwrite``, or that cannot be created or
+    written (before any work)."""
     from neuroinspect.errors import UserError
 
     if out.exists() and not out.is_dir():
@@ -132,6 +133,9 @@ def check_out_dir(out: Path, overwrite: bool) -> None:
             f"the output folder {out} exists and is not empty; choose another --out or pass --overwrite "
             "to replace the analysis files in it."
         )
+    from neuroinspect.outputs import Outputs
+
+    Outputs(overwrite=True).folder(out, "--out")  # creatable / writable (nothing is made here)
 
 
 def write_outputs(
