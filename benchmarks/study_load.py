@@ -4,14 +4,18 @@
     python benchmarks/study_load.py --smoke         # a few seconds: 8 participants, fewer trials
     python benchmarks/study_load.py --backends sqlite --participants 100 --out load.json
 
-For each database (a SQLite file in WAL mode; a throwaway PostgreSQL 15 cluster on 127.0.0.1):
+For each database (a SQLite file in WAL mode, the app's settings; a throwaway PostgreSQL cluster on
+127.0.0.1 with PostgreSQL's default durability: fsync and synchronous commit on):
 
 1. **Load.** N simulated participants (random observers, no think time) go through a 2AFC study at
    once on N threads through :class:`~neuroinspect.studies.session.StudyRuntime` (the app's session
    logic), and submit every answer TWICE (a double click). Counted: answers given, rows recorded,
    duplicates refused, duplicate (participant, trial) rows in the database (must be 0), and the time to
    record an answer (the first submission: a read, a write transaction, commit) — p50 / p95 / p99 ms,
-   goal p95 <= 50 ms.
+   goal p95 <= 50 ms. Twice: a *burst* (each participant answers again as soon as the last answer is
+   recorded: 50 clients hammering one process, so the latency is mostly queueing for the CPUs) and
+   *paced* (``--pause`` seconds between a participant's answers, starts spread over one pause: still
+   25 answers/s at the default 2 s, faster than people answer image questions).
 2. **Faults.** N new participants are run by a separate (forked) worker process (the "server") that keeps a
    client-side log of each participant's resume token and of each answer the server acknowledged.
    When about 40% of the answers are in, the worker is killed with SIGKILL. Then: every acknowledged
@@ -110,20 +114,28 @@ def _counts(rt: Any) -> dict[str, int]:
 
 
 # -- phase 1: load -----------------------------------------------------------------------------------------
-def load_phase(spec_path: Path, url: str, n: int) -> dict[str, Any]:
+def load_phase(spec_path: Path, url: str, n: int, pause: float = 0.0) -> dict[str, Any]:
+    """``pause`` 0: every participant submits its next answer as soon as the last one is recorded (a
+    burst: the server's throughput, and queueing for 2 CPUs, decide the latency); ``pause`` > 0: that
+    many seconds between a participant's answers, the participants' starts spread over one pause."""
+    import random
+
     from neuroinspect.studies.observers import run_participant
 
     rt = _runtime(spec_path, url)
     trials = len(rt.bundle.trials_of_kind("practice")) + _per_participant_trials(rt)
+    offsets = random.Random(0).sample(range(1000), n)
+
+    def one(i: int) -> Any:
+        if pause:
+            time.sleep(pause * offsets[i] / 1000)
+        return run_participant(
+            rt, None, f"load-{i:03d}", "random", i, virtual_time=False, resubmit=True, think_s=pause
+        )
+
     t0 = time.perf_counter()
     with ThreadPoolExecutor(max_workers=n) as pool:
-        futures = [
-            pool.submit(
-                run_participant, rt, None, f"load-{i:03d}", "random", i, virtual_time=False, resubmit=True
-            )
-            for i in range(n)
-        ]
-        runs = [f.result() for f in futures]
+        runs = list(pool.map(one, range(n)))
     wall = time.perf_counter() - t0
     lat = [x for r in runs for x in r.latencies]
     counts = _counts(rt)
@@ -144,6 +156,7 @@ def load_phase(spec_path: Path, url: str, n: int) -> dict[str, Any]:
         "record_ms_max": 1000 * max(lat),
         "wall_s": wall,
         "answers_per_s": len(lat) / wall,
+        "pause_s": pause,
     }
 
 
@@ -305,18 +318,24 @@ def fault_phase(spec_path: Path, url: str, n: int, work: Path, think: float) -> 
 
 
 # -- main ------------------------------------------------------------------------------------------------------
-def run(backends: list[str], n: int, smoke: bool, think: float) -> dict[str, Any]:
+def run(backends: list[str], n: int, smoke: bool, think: float, pause: float) -> dict[str, Any]:
     services = _load("_services")
     study = _load("_study")
-    out: dict[str, Any] = {"participants": n, "smoke": smoke, "cpus": os.cpu_count(), "backends": {}}
+    out: dict[str, Any] = {
+        "participants": n,
+        "smoke": smoke,
+        "cpus": os.cpu_count(),
+        "load_average": os.getloadavg(),  # the machine is shared: how busy it was at the start
+        "backends": {},
+    }
     tmp = Path(tempfile.mkdtemp(prefix="ni-study-load-"))
     try:
         for backend in backends:
             work = tmp / backend
             work.mkdir()
             if backend == "sqlite":
-                urls = [f"sqlite:///{work / 'load.db'}", f"sqlite:///{work / 'fault.db'}"]
-                out["backends"][backend] = _both(study, work, urls, n, smoke, think)
+                urls = [f"sqlite:///{work / f'{phase}.db'}" for phase in ("load", "paced", "fault")]
+                out["backends"][backend] = _both(study, work, urls, n, smoke, think, pause)
             else:
                 if services.postgres_bindir() is None:
                     if services.services_required():
@@ -325,33 +344,37 @@ def run(backends: list[str], n: int, smoke: bool, think: float) -> dict[str, Any
                         )
                     out["backends"][backend] = {"skipped": "no PostgreSQL server binary on this machine"}
                     continue
-                with services.postgres_server() as server:
-                    urls = [server.create_database("load"), server.create_database("fault")]
-                    out["backends"][backend] = _both(study, work, urls, n, smoke, think)
+                with services.postgres_server(durable=True) as server:  # fsync on, as deployed
+                    urls = [server.create_database(phase) for phase in ("load", "paced", "fault")]
+                    out["backends"][backend] = _both(study, work, urls, n, smoke, think, pause)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return out
 
 
-def _both(study: Any, work: Path, urls: list[str], n: int, smoke: bool, think: float) -> dict[str, Any]:
+def _both(
+    study: Any, work: Path, urls: list[str], n: int, smoke: bool, think: float, pause: float
+) -> dict[str, Any]:
     result: dict[str, Any] = {}
-    for phase, url in zip(("load", "fault"), urls, strict=True):
+    for phase, url in zip(("load", "paced", "fault"), urls, strict=True):
         spec = study.load_spec(
             study.write_spec(work / phase, "2afc", design=_design(smoke), database_url=url)
         )
         study.fake_bundle(spec)
         print(f"  {phase} ...", file=sys.stderr, flush=True)
-        result[phase] = (
-            load_phase(spec.path, url, n)
-            if phase == "load"
-            else fault_phase(spec.path, url, n, work / phase, think)
-        )
+        if phase == "load":
+            result[phase] = load_phase(spec.path, url, n)
+        elif phase == "paced":
+            result[phase] = load_phase(spec.path, url, n, pause)
+        else:
+            result[phase] = fault_phase(spec.path, url, n, work / phase, think)
     return result
 
 
 def report(res: dict[str, Any]) -> str:
     lines = [
-        f"study load and faults: {res['participants']} participants at once ({res['cpus']} CPUs, shared machine)"
+        f"study load and faults: {res['participants']} participants at once ({res['cpus']} CPUs, shared machine, "
+        f"load average {res['load_average'][0]:.1f} at the start)"
     ]
     for backend, r in res["backends"].items():
         if "skipped" in r:
@@ -361,9 +384,15 @@ def report(res: dict[str, Any]) -> str:
         lines.append(
             f"{backend}: {a['answers_given']} answers given, {a['answers_recorded_by_the_server']} recorded, "
             f"{a['rows_in_database']} rows; {a['resubmissions']} resubmissions, {a['resubmissions_recorded']} recorded; "
-            f"{a['duplicate_rows']} duplicate rows; time to record p50 {a['record_ms_p50']:.1f} ms, "
+            f"{a['duplicate_rows']} duplicate rows; burst (no pause): time to record p50 {a['record_ms_p50']:.1f} ms, "
             f"p95 {a['record_ms_p95']:.1f} ms, p99 {a['record_ms_p99']:.1f} ms (goal p95 <= 50 ms); "
             f"{a['answers_per_s']:.0f} answers/s"
+        )
+        b = r["paced"]
+        lines.append(
+            f"{backend} paced ({b['pause_s']:g} s between a participant's answers): {b['answers_given']} given, "
+            f"{b['rows_in_database']} rows, {b['duplicate_rows']} duplicates; time to record p50 "
+            f"{b['record_ms_p50']:.1f} ms, p95 {b['record_ms_p95']:.1f} ms, p99 {b['record_ms_p99']:.1f} ms"
         )
         lines.append(
             f"{backend} SIGKILL at {f['rows_when_killed']}/{f['expected_rows']} rows: {f['acknowledged_before_kill']} "
@@ -382,15 +411,22 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--backends", default="sqlite,postgresql", help="comma list of sqlite, postgresql")
     ap.add_argument("--smoke", action="store_true", help="a few seconds: 8 participants and a short study")
     ap.add_argument("--think", type=float, default=None, help="seconds between answers in the fault phase")
+    ap.add_argument(
+        "--pause",
+        type=float,
+        default=None,
+        help="seconds between a participant's answers in the paced load phase (default 2; 0.05 with --smoke)",
+    )
     ap.add_argument("--out", default=None, help="write the figures as JSON here")
     args = ap.parse_args(argv)
     n = args.participants or (8 if args.smoke else 50)
     think = args.think if args.think is not None else (0.01 if args.smoke else 0.02)
+    pause = args.pause if args.pause is not None else (0.05 if args.smoke else 2.0)
     backends = [b.strip() for b in args.backends.split(",") if b.strip()]
     bad = [b for b in backends if b not in ("sqlite", "postgresql")]
     if bad:
         ap.error(f"unknown backend {bad[0]!r}; use sqlite and/or postgresql")
-    res = run(backends, n, args.smoke, think)
+    res = run(backends, n, args.smoke, think, pause)
     text = report(res)
     print(text)
     if args.out:

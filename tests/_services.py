@@ -73,6 +73,8 @@ class PostgresServer:
     datadir: Path
     port: int
     as_user: str | None
+    #: fsync and synchronous commits on (PostgreSQL's defaults, what a deployment runs); off for tests
+    durable: bool = False
 
     @property
     def url(self) -> str:
@@ -103,10 +105,9 @@ class PostgresServer:
         )
         if init.returncode != 0:
             raise RuntimeError(f"initdb failed: {init.stderr.strip()[-400:]}")
-        opts = (
-            f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.datadir} -c max_connections=200 "
-            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
-        )
+        opts = f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.datadir} -c max_connections=200"
+        if not self.durable:
+            opts += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
         started = self._run(
             [
                 str(self.bindir / "pg_ctl"),
@@ -152,8 +153,10 @@ def _quote(arg: str) -> str:
 
 
 @contextlib.contextmanager
-def postgres_server() -> Iterator[PostgresServer]:
-    """Start a throwaway cluster (as the ``postgres`` system user when running as root) and stop it."""
+def postgres_server(durable: bool = False) -> Iterator[PostgresServer]:
+    """Start a throwaway cluster (as the ``postgres`` system user when running as root) and stop it;
+    ``durable``: with PostgreSQL's own fsync and commit settings (benchmarks) instead of the fast,
+    unsafe ones tests use."""
     bindir = postgres_bindir()
     if bindir is None:
         raise FileNotFoundError("no PostgreSQL server binary (initdb) found")
@@ -167,7 +170,9 @@ def postgres_server() -> Iterator[PostgresServer]:
     datadir = Path(tempfile.mkdtemp(prefix="ni-pg-"))
     if as_user:
         shutil.chown(datadir, user=as_user)
-    server = PostgresServer(bindir=bindir, datadir=datadir, port=free_port(), as_user=as_user)
+    server = PostgresServer(
+        bindir=bindir, datadir=datadir, port=free_port(), as_user=as_user, durable=durable
+    )
     try:
         server.start()
         yield server

@@ -29,6 +29,9 @@ def test_study_load_smoke(tmp_path: Path) -> None:
         ), name
         assert a["resubmissions"] == n * per and a["resubmissions_recorded"] == 0 and a["duplicate_rows"] == 0
         assert a["complete"] == n and a["record_ms_p95"] > 0
+        b = r["paced"]
+        assert b["pause_s"] > 0 and b["answers_given"] == b["rows_in_database"] == n * per
+        assert b["duplicate_rows"] == 0 and b["complete"] == n
         assert 0 < f["rows_when_killed"] < f["expected_rows"]
         assert f["acknowledged_but_lost"] == 0 and f["acknowledged_before_kill"] <= f["rows_when_killed"]
         assert f["resumed"] == f["participants_with_token_before_kill"] > 0

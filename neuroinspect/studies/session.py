@@ -34,7 +34,7 @@ import re
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import sqlalchemy as sa
@@ -152,6 +152,14 @@ def trial_sequence(spec: StudySpec, bundle: Bundle, index: int) -> tuple[list[st
 
 
 # -- what the app and the simulator see --------------------------------------------------------------------
+class _Answer(NamedTuple):
+    """The stored answer to a trial (what a resubmission gets back)."""
+
+    response: str
+    correct: int | None
+    rt_s: float
+
+
 @dataclass
 class Participant:
     pk: int
@@ -585,20 +593,31 @@ class StudyRuntime:
     ) -> AnswerResult:
         """Record an answer (committed before this returns); a second answer to the same trial writes nothing.
 
-        One read (the assignment row, with its first-shown time), then one write transaction holding a
-        single ``INSERT ... ON CONFLICT DO NOTHING``: the unique (participant, trial) key decides between
-        a new answer and a duplicate, even when both arrive at the same moment.
+        One read (the assignment row, with its first-shown time, and any answer it has: one query),
+        then one write transaction holding a single ``INSERT ... ON CONFLICT DO NOTHING``: the unique
+        (participant, trial) key decides between a new answer and a duplicate, even when both arrive at
+        the same moment.
         """
         a, r = db.assignment, db.response
         with self.store.read() as conn:
             row = conn.execute(
-                sa.select(a).where(a.c.participant_pk == participant.pk, a.c.trial_id == trial_id)
+                sa.select(
+                    a,
+                    r.c.pk.label("answer_pk"),
+                    r.c.response.label("answer_response"),
+                    r.c.correct.label("answer_correct"),
+                    r.c.rt_s.label("answer_rt_s"),
+                )
+                .select_from(
+                    a.outerjoin(
+                        r, sa.and_(r.c.participant_pk == a.c.participant_pk, r.c.trial_id == a.c.trial_id)
+                    )
+                )
+                .where(a.c.participant_pk == participant.pk, a.c.trial_id == trial_id)
             ).first()
-            old = None
-            if row is not None:
-                old = conn.execute(
-                    sa.select(r).where(r.c.participant_pk == participant.pk, r.c.trial_id == trial_id)
-                ).first()
+        old = None
+        if row is not None and row.answer_pk is not None:
+            old = _Answer(row.answer_response, row.answer_correct, row.answer_rt_s)
         if row is None:
             raise AccessDenied(f"trial {trial_id!r} is not part of this participant's session.")
         now = now or self.clock()
@@ -639,10 +658,12 @@ class StudyRuntime:
                 self._event(conn, "trial_timeout", participant.pk, {"trial_id": trial_id, "rt_s": rt}, now)
         if not recorded:  # the same answer arrived twice at once; the other one was stored
             with self.store.read() as conn:
-                old = conn.execute(
-                    sa.select(r).where(r.c.participant_pk == participant.pk, r.c.trial_id == trial_id)
-                ).first()
-            return self._duplicate(participant, row, old, response, now)
+                first = conn.execute(
+                    sa.select(r.c.response, r.c.correct, r.c.rt_s).where(
+                        r.c.participant_pk == participant.pk, r.c.trial_id == trial_id
+                    )
+                ).one()
+            return self._duplicate(participant, row, _Answer(*first), response, now)
         return AnswerResult(
             recorded=True,
             duplicate=False,
@@ -656,7 +677,7 @@ class StudyRuntime:
         )
 
     def _duplicate(
-        self, participant: Participant, row: Any, old: Any, response: str, now: dt.datetime
+        self, participant: Participant, row: Any, old: _Answer, response: str, now: dt.datetime
     ) -> AnswerResult:
         """A second answer to an answered trial: nothing is written but an event; the first answer stands."""
         self.log_event(
