@@ -238,6 +238,8 @@ class Store:
                 f"database_url {url!r} is not a database URL; use sqlite:///FILE or postgresql+psycopg://USER@HOST/DB."
             ) from None
         self.dialect = parsed.get_backend_name()
+        # reentrant: a nested write in one thread meets SQLite's busy timeout (an error), never a hang
+        self._write_lock = threading.RLock() if self.dialect == "sqlite" else None
         try:
             if self.dialect == "sqlite":
                 db = parsed.database
@@ -299,8 +301,18 @@ class Store:
 
     @contextmanager
     def write(self) -> Iterator[Connection]:
-        """A connection in a write transaction (committed on exit, rolled back on an exception)."""
-        with self.write_engine.begin() as conn:
+        """A connection in a write transaction (committed on exit, rolled back on an exception).
+
+        SQLite: this process's writers queue on a lock first. SQLite lets one writer in at a time and
+        makes the others poll with growing sleeps (its busy handler), so under a burst of answers from
+        the app's many sessions (threads of one process) some waited seconds; a queue keeps the wait to
+        the writes ahead. Writers in other processes (a `study simulate` beside `study serve`) still
+        meet the busy timeout."""
+        if self._write_lock is None:
+            with self.write_engine.begin() as conn:
+                yield conn
+            return
+        with self._write_lock, self.write_engine.begin() as conn:
             yield conn
 
     @contextmanager
