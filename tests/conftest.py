@@ -106,3 +106,27 @@ def browser():  # noqa: ANN201
         b = pw.chromium.launch(executable_path=path, headless=True, args=CHROMIUM_ARGS)
         yield b
         b.close()
+
+
+# -- under mutmut (benchmarks/mutation_score.py): no services --------------------------------------------
+
+#: fixtures that start a server or a browser; a test that needs one (directly or through another
+#: fixture) is left out of a mutation run, as are tests with ``ray`` as a word of their name
+_SERVICE_FIXTURES = {"browser", "pg_server", "postgres_url"}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # mutmut runs the tests once per mutant; a browser, a database cluster or a Ray instance per mutant
+    # would make a run take days, and those tests check wiring, not the numbers being mutated.
+    if "MUTANT_UNDER_TEST" not in os.environ:
+        return
+    import re
+
+    def service(item: pytest.Item) -> bool:
+        names = set(getattr(item, "fixturenames", ()))
+        return bool(names & _SERVICE_FIXTURES) or re.search(r"(^|_)ray(_|$|\[)", item.name) is not None
+
+    dropped = [item for item in items if service(item)]
+    if dropped:
+        items[:] = [item for item in items if not service(item)]
+        config.hook.pytest_deselected(items=dropped)

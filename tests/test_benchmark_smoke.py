@@ -36,6 +36,7 @@ def load(name: str) -> ModuleType:
 ELSEWHERE = {
     "faithfulness_table": "test_faithfulness_table.py",
     "study_coverage": "test_study_coverage_benchmark.py",
+    "mutation_score": "test_mutation_score.py",
     "startup": "test_startup.py",
     "study_load": "test_study_load.py",
 }
@@ -58,6 +59,7 @@ SCRIPTS = {
     "calibrate_shapes": r"calibration: avg=[0-9.]+ worst_group=[0-9.]+ gap=-?[0-9.]+ pass=(True|False)",
     "clip_illusion_batching": r"ratio: [0-9.]+",
     "clip_illusion_vs_lucent": r"ratio: [0-9.]+",
+    "neuron_choice_table": r"verdicts: [1-9][0-9]*",
 }
 
 
@@ -65,7 +67,7 @@ SCRIPTS = {
 def test_smoke_mode_runs(name: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     script = load(name)
     argv = ["--smoke"]
-    if name in ("counterfactual", "editing"):
+    if name in ("counterfactual", "editing", "neuron_choice_table"):
         argv += ["--work", str(tmp_path / "work")]
     threads = torch.get_num_threads()
     try:
@@ -80,3 +82,21 @@ def test_smoke_mode_runs(name: str, tmp_path: Path, capsys: pytest.CaptureFixtur
         assert "same flipped samples" in out and "-> PASS" in out
     if name == "editing":
         assert "accuracy difference" in out and "-> PASS" in out
+    if name == "neuron_choice_table":
+        # the controls and the pipeline under every neuron editor, the fc/dfr references, a verdict per editor
+        assert (
+            "| oracle-neurons |" in out and "| random-neurons |" in out and "| margin-deficit + top |" in out
+        )
+        assert "| neuron set | surgical | neuroinspect λ3=0.01 |" in out
+        assert "| fc |" in out and "| dfr † |" in out and "Verdict, k = 3:" in out
+
+
+def test_the_readme_neuron_choice_table_is_what_its_committed_records_build() -> None:
+    """The README's table is the output of its one command on ``leaderboards/measured/neuron-choice/``."""
+    script = load("neuron_choice_table")
+    root = BENCHMARKS.parent
+    paths = sorted((root / "leaderboards" / "measured" / "neuron-choice").glob("*.jsonl"))
+    assert paths, "the neuron-choice records are committed"
+    readme = (root / "README.md").read_text(encoding="utf-8")
+    assert "python benchmarks/neuron_choice_table.py leaderboards/measured/neuron-choice/*.jsonl" in readme
+    assert script.build(paths) in readme, "README table differs from its records: re-run the command"

@@ -96,3 +96,23 @@ def test_method_settings_are_checked_before_training(
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], lines
     assert not (tmp_path / "out").exists()
+
+
+def test_an_editor_variant_is_checked_as_its_editor() -> None:
+    """``neuroinspect:l1`` (the neuroinspect editor at λ3 = 1, as the neuron-choice configs name it)."""
+    ok = ExperimentConfig.from_dict(
+        {
+            "editors": ["neuroinspect", "neuroinspect:l1"],
+            "editor_settings": {"neuroinspect:l1": {"lambda3": 1.0}},
+        }
+    )
+    ok.check_methods()
+    bad = ExperimentConfig.from_dict(
+        {"editors": ["neuroinspect:l1"], "editor_settings": {"neuroinspect:l1": {"lambda_3": 1.0}}}
+    )
+    with pytest.raises(
+        UserError, match=r"editor_settings.neuroinspect:l1 has no setting 'lambda_3' \(did you mean 'lambda3'"
+    ):
+        bad.check_methods()
+    with pytest.raises(UserError, match="unknown editor 'neuroinspec'"):
+        ExperimentConfig.from_dict({"editors": ["neuroinspec:l1"]}).check_methods()

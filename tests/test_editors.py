@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -373,6 +374,19 @@ def test_random_neurons_excludes_given_and_is_seeded(data) -> None:  # noqa: ANN
     ).neurons == random_neurons(D, given, 9)
     with pytest.raises(UserError, match="cannot draw"):
         random_neurons(4, [0, 1, 2], seed=0)
+
+
+def test_random_neurons_of_a_given_size_cover_the_layer_uniformly() -> None:
+    # size apart from the excluded list: 4 of the 8 neurons outside {0, 1}, sorted and distinct
+    draws = [random_neurons(10, [0, 1], seed=s, size=4) for s in range(400)]
+    assert all(len(d) == 4 and d == sorted(set(d)) and min(d) >= 2 for d in draws)
+    assert random_neurons(10, [], seed=0, size=10) == list(range(10))  # the whole layer
+    assert random_neurons(10, [0, 1], seed=0, size=0) == []
+    # uniform: each of the 8 neurons is drawn with probability 1/2 (1600 draws in all)
+    counts = np.bincount(np.concatenate(draws), minlength=10)
+    assert counts[:2].sum() == 0 and all(150 < c < 250 for c in counts[2:]), counts
+    with pytest.raises(UserError, match="cannot draw 9 random neurons outside the 2 given ones"):
+        random_neurons(10, [0, 1], seed=0, size=9)
 
 
 def test_layer_accuracy_worst_class() -> None:

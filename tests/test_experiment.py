@@ -40,8 +40,18 @@ def test_demo_with_config_writes_report_records_and_leaderboard(
     out = tmp_path / "run"
     assert main(["demo", "--config", str(write_config(tmp_path)), "--out", str(out), "--no-progress"]) == 0
     records = read_records(out / "results.jsonl")
-    tasks = [r["task"] for r in records]
-    assert tasks.count("neuron_recovery") == 2  # one per finder
+    recovery = [r for r in records if r["task"] == "neuron_recovery"]
+    # one record per finder and list, and one per edited set (2 finders x top, the two controls)
+    lists = sorted((r["method"].get("finder"), r["config"]["list"]) for r in recovery)
+    assert lists == sorted(
+        [(f, w) for f in ("counterfactual", "random") for w in ("insufficient", "excessive")]
+        + [
+            ("counterfactual", "edited"),
+            ("random", "edited"),
+            ("oracle-neurons", "edited"),
+            ("random-neurons", "edited"),
+        ]
+    )
     # every record names the data it measured on and how the class was chosen (no class_idx: the worst)
     assert all(r["dataset_fingerprint"]["splits"] == {"train": 160, "val": 64, "test": 64} for r in records)
     assert {r["config"]["class_rule"] for r in records} == {"worst_val"}
@@ -50,13 +60,41 @@ def test_demo_with_config_writes_report_records_and_leaderboard(
     summary = json.loads((out / "summary.json").read_text())
     neurons = summary["neurons"]
     assert len(neurons) == 3 and len(set(neurons)) == 3
+    assert summary["main_set"] == "counterfactual+top"
+    # the neuroinspect editor runs on every neuron set; fc, dfr and the legacy random-neurons editor once
+    ni = [r for r in records if r["task"] == "mitigation" and r["method"]["editor"] == "neuroinspect"]
+    assert sorted(r["config"]["source"] for r in ni) == sorted(
+        ["counterfactual+top", "random+top", "oracle-neurons", "random-neurons"]
+    )
+    oracle = next(r for r in recovery if r["method"]["finder"] == "oracle-neurons")
+    main_edit = next(r for r in ni if r["config"]["source"] == "counterfactual+top")
+    assert main_edit["method"] == {"editor": "neuroinspect", "finder": "counterfactual", "selector": "top"}
+    assert main_edit["config"]["neurons"] == neurons
+    edited = next(
+        r for r in recovery if r["config"]["list"] == "edited" and r["method"]["finder"] == "counterfactual"
+    )
+    assert edited["config"]["neurons"] == neurons and "core_let_through" in edited["metrics"]
+    # the oracle's set carries at least as much of the causal margin as any other set of the same size
+    shares = [r["metrics"]["margin_share_at_k"]["3"] for r in recovery if r["config"]["list"] == "edited"]
+    assert oracle["metrics"]["margin_share_at_k"]["3"] == max(shares)
     for r in records:
         if r["task"] != "mitigation":
             continue
         # every editor starts from the same original model, so the "before" block is identical
         assert r["metrics"]["before"]["test_acc"] == summary["before"]["test_acc"]
-        if r["method"]["editor"] == "neuroinspect":
-            assert r["config"]["neurons"] == neurons
+        if r["method"]["editor"] == "neuroinspect":  # each neuron set's own neurons
+            src = r["config"]["source"]
+            expect = (
+                neurons
+                if src == "counterfactual+top"
+                else next(x["config"]["neurons"] for x in recovery if x["config"].get("source") == src)
+            )
+            assert r["config"]["neurons"] == expect
+        # every edit is also reported against plain retraining (fc)
+        fc_after = next(x for x in records if x["method"].get("editor") == "fc")["metrics"]["after"]
+        assert r["metrics"]["after_minus_fc"]["test_acc"] == pytest.approx(
+            r["metrics"]["after"]["test_acc"] - fc_after["test_acc"]
+        )
         if r["method"]["editor"] == "random-neurons":
             assert not set(r["config"]["neurons"]) & set(neurons)
         if r["method"]["editor"] == "dfr":
@@ -75,11 +113,14 @@ def test_demo_with_config_writes_report_records_and_leaderboard(
     for needle in (
         "## The model before editing",
         "## Editing the decision layer",
-        "precision@5",
+        "insufficient P@5",
+        "### The edited neurons of class",
+        "figures/edited_neurons.png",
+        "Every editor on every neuron set",
         "figures/group_accuracy.png",
     ):
         assert needle in report
-    for fig in ("group_accuracy.png", "mistakes.png", "neuron_truth.png"):
+    for fig in ("group_accuracy.png", "mistakes.png", "neuron_truth.png", "edited_neurons.png"):
         assert (out / "figures" / fig).stat().st_size > 1000
     assert (out / "edited" / "neuroinspect.pt").is_file()
     assert "neuroinspect" in (out / "leaderboard.md").read_text()
@@ -136,7 +177,26 @@ def test_bundled_demo_configs_parse() -> None:
 
     for name in ("spurious-shapes", "colored-digits"):
         cfg = demo_config(name, "cpu")
-        assert cfg.dataset == name and "dfr" in cfg.editors and cfg.finder == "counterfactual"
+        # the best pipeline of the neuron-choice table (README), with fc, dfr and the controls beside it
+        assert cfg.dataset == name and "dfr" in cfg.editors and "fc" in cfg.editors
+        assert (cfg.finder, cfg.selector, cfg.neuron_list, cfg.num_neurons) == (
+            "margin-deficit",
+            "top",
+            "both",
+            50,
+        )
+        assert cfg.editors[0] == "surgical" and set(cfg.controls) == {"oracle-neurons", "random-neurons"}
+        cfg.check_methods()
+        # --ref: the paper's pipeline
+        ref = demo_config(name, "cpu", ref=True)
+        assert (ref.finder, ref.selector, ref.neuron_list, ref.num_neurons) == (
+            "counterfactual",
+            "top",
+            "insufficient",
+            5,
+        )
+        assert ref.editors[0] == "neuroinspect" and ref.dataset == name and ref.name.endswith("-ref")
+        ref.check_methods()
 
 
 def _experiment_configs() -> list[Path]:
@@ -158,10 +218,36 @@ def test_shipped_configs_are_valid(path: Path) -> None:
 
     load_editors()
     load_finders()
+    from neuroinspect.harness.choice import make_selectors, resolve_pipelines, split_variant
+
     cfg = ExperimentConfig.from_toml(path)
     get_dataset(cfg.dataset)
     for name in cfg.finders:
-        FINDERS.get(name)(**cfg.finder_settings.get(name, {}))
+        FINDERS.get(split_variant(name)[0])(**cfg.finder_settings.get(name, {}))
     for name in cfg.editors:
-        EDITORS.get(name)(**cfg.editor_settings.get(name, {}))
+        EDITORS.get(split_variant(name)[0])(**cfg.editor_settings.get(name, {}))
     assert set(cfg.editor_settings) <= set(cfg.editors)
+    assert set(cfg.selector_settings) <= set(cfg.selectors)
+    make_selectors(cfg, interactive=False)
+    resolve_pipelines(cfg)
+
+
+def test_demo_ref_with_a_config_is_refused_before_any_work(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "o"
+    assert main(["demo", "--ref", "--config", str(write_config(tmp_path)), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--ref and --config" in err[0] and "Drop --ref" in err[0]
+    assert not out.exists()
+
+
+def test_demo_refuses_dataset_beside_config(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--dataset was silently ignored under --config; now it is one clear refusal, before any output."""
+    cfg = write_config(tmp_path)
+    out = tmp_path / "o"
+    args = ["demo", "--config", str(cfg), "--dataset", "colored-digits", "--out", str(out), "--no-progress"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "--dataset colored-digits and --config" in err and "Drop --dataset" in err
+    assert "Traceback" not in err and not out.exists()

@@ -280,7 +280,7 @@ def test_gamma_heuristic_reproduces_the_food101_value() -> None:
 
 
 # -- baselines -----------------------------------------------------------------------------------------
-@pytest.mark.parametrize("name", ["counterfactual", "contribution", "gradient", "random"])
+@pytest.mark.parametrize("name", ["counterfactual", "contribution", "gradient", "random", "margin-deficit"])
 def test_every_finder_returns_the_same_shapes(name: str) -> None:
     dec, fs = _random_problem(seed=4)
     r = FINDERS.get(name)(top=5).find(dec, fs, 1, seed=0, show_progress=False)

@@ -94,11 +94,19 @@ def assert_same_metrics(recorded: dict[str, Any], measured: dict[str, Any]) -> N
         assert recorded[key] == pytest.approx(measured[key]), key
 
 
+#: the neuron set the pipeline edits by default (finder + selector); the controls are other sets
+MAIN_SET = "counterfactual+top"
+
+
 def mitigation(records: list[dict], editor: str, seed: int) -> dict:
+    """The editor's record on the main neuron set (an editor without neurons has no set)."""
     (rec,) = [
         r
         for r in records
-        if r["task"] == "mitigation" and r["method"]["editor"] == editor and r["seed"] == seed
+        if r["task"] == "mitigation"
+        and r["method"]["editor"] == editor
+        and r["seed"] == seed
+        and r["config"].get("source") in (None, MAIN_SET)
     ]
     return rec
 
@@ -229,7 +237,7 @@ def test_neuron_list_excessive_edits_the_excessive_neurons(tiny_shapes_ckpt: Pat
     result = run_experiment(cfg, 0, tmp_path / "run", show_progress=False, log=lambda _: None)
     debug = json.loads((tmp_path / "run" / "debug.json").read_text())
     assert result.neurons == _first(debug, "excessive", 3)
-    (rec,) = [r for r in result.records if r["task"] == "mitigation"]
+    (rec,) = [r for r in result.records if r["task"] == "mitigation" and r["config"]["source"] == MAIN_SET]
     assert rec["config"]["neurons"] == result.neurons
 
 
@@ -304,10 +312,16 @@ def test_bench_leaderboard_rows_are_mean_and_spread_of_the_seed_records(bench: P
     tables = build_tables(load_records([bench / "results.jsonl"]))
     (mit,) = [t for t in tables if t.task == "mitigation"]
     t975 = float(student_t.ppf(0.975, 1))
-    # the random control draws other neurons on each seed: still one row per editor
-    assert sorted(r.method["editor"] for r in mit.rows) == ["neuroinspect", "random-neurons"]
+    # the random control draws other neurons on each seed: still one row per editor and neuron set
+    # (neuroinspect also on the oracle-neurons and random-neurons control sets)
+    assert sorted((r.method["editor"], r.method["finder"]) for r in mit.rows) == [
+        ("neuroinspect", "counterfactual"),
+        ("neuroinspect", "oracle-neurons"),
+        ("neuroinspect", "random-neurons"),
+        ("random-neurons", "counterfactual"),
+    ]
     checked = 0
-    for row in mit.rows:
+    for row in [r for r in mit.rows if r.method["finder"] == "counterfactual"]:
         runs = [mitigation(records, row.method["editor"], s) for s in (0, 1)]
         assert sorted(row.seeds) == [0, 1] and row.n_seeds == 2
         for key in ("test_acc", "worst_class_acc", "worst_group_acc", "class_acc"):
@@ -324,18 +338,31 @@ def test_bench_leaderboard_rows_are_mean_and_spread_of_the_seed_records(bench: P
                 checked += sd > 0
     assert checked > 0  # the seeds' edits differ, so a wrong spread would show
     checked = 0
-    # the ground truth is measured with the seed: precision differs between the seeds
+    # one row per finder and list (insufficient, excessive) and per edited set; the random-neurons
+    # control draws other neurons on each seed, so its scores differ and a wrong spread would show
+    # (the causal truth itself is the same on both seeds: same checkpoint, same mistakes)
     (rec_table,) = [t for t in tables if t.task == "neuron_recovery"]
-    (row,) = rec_table.rows
-    assert sorted(row.seeds) == [0, 1]
-    for k in ("5", "10", "20"):
-        vals = [r["metrics"]["precision_at_k"][k] for r in records if r["task"] == "neuron_recovery"]
-        stat, sd = row.metrics[f"precision_at_k.{k}"], statistics.stdev(vals)
-        assert stat.mean == pytest.approx(statistics.mean(vals), abs=1e-12) and stat.n == 2
-        assert stat.std == pytest.approx(sd, abs=1e-12)
-        assert stat.ci95 == pytest.approx(t975 * sd / math.sqrt(2), abs=1e-12)
-        checked += sd > 0
-    assert checked > 1
+    for finder, which, ks in (
+        ("counterfactual", "insufficient", ("5", "10", "20")),
+        ("random-neurons", "edited", ("3",)),
+    ):
+        (row,) = [r for r in rec_table.rows if r.method["finder"] == finder and r.config.get("list") == which]
+        assert sorted(row.seeds) == [0, 1]
+        for family in ("precision_at_k", "margin_share_at_k"):
+            for k in ks:
+                vals = [
+                    r["metrics"][family][k]
+                    for r in records
+                    if r["task"] == "neuron_recovery"
+                    and r["method"]["finder"] == finder
+                    and r["config"]["list"] == which
+                ]
+                stat, sd = row.metrics[f"{family}.{k}"], statistics.stdev(vals)
+                assert stat.mean == pytest.approx(statistics.mean(vals), abs=1e-12) and stat.n == 2
+                assert stat.std == pytest.approx(sd, abs=1e-12)
+                assert stat.ci95 == pytest.approx(t975 * sd / math.sqrt(2), abs=1e-12)
+                checked += sd > 0
+    assert checked > 0
 
 
 def test_demo_seed_reproduces_that_seed_of_the_bench(

@@ -288,7 +288,14 @@ def test_demo_runs_on_colored_digits(tmp_path: Path, capsys: pytest.CaptureFixtu
     records = read_records(out / "results.jsonl")
     assert {r["dataset"] for r in records} == {"colored-digits"}
     assert {r["task"] for r in records} == {"mitigation", "neuron_recovery"}
-    (mit,) = [r for r in records if r["task"] == "mitigation"]
+    # the counterfactual's pick and the two control sets, each edited by neuroinspect
+    mits = [r for r in records if r["task"] == "mitigation"]
+    assert sorted(r["config"]["source"] for r in mits) == [
+        "counterfactual+top",
+        "oracle-neurons",
+        "random-neurons",
+    ]
+    (mit,) = [r for r in mits if r["config"]["source"] == "counterfactual+top"]
     # colour groups of the digits: worst-group accuracy exists on this benchmark
     assert mit["metrics"]["before"]["worst_group_acc"] is not None
     assert len(mit["metrics"]["before"]["group_acc"]) == 4

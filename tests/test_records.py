@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import json
 
+import numpy as np
 import pytest
 
 from neuroinspect.errors import RecordError
@@ -129,3 +130,52 @@ def test_invalid_line_names_line_and_field(tmp_path, mitigation):
 def test_missing_result_file(tmp_path):
     with pytest.raises(RecordError, match="does not exist"):
         read_records(tmp_path / "none.jsonl")
+
+
+def test_run_key_is_the_identity_of_a_run(mitigation):
+    """Two records are the same run (a duplicate for --resume and the leaderboard) exactly when task,
+    dataset, its fingerprint, model, method, class, seed, neuron, source and the non-volatile config
+    agree; ids, timings, paths and metrics do not count."""
+    from neuroinspect.harness.records import run_key
+
+    base = run_key(mitigation)
+    differs = {
+        "task": "evaluation",
+        "dataset": "waterbirds",
+        "dataset_fingerprint": {"sha256": "ab" * 32},
+        "model": "resnet50",
+        "method": {"finder": "random", "editor": "neuroinspect"},
+        "class_idx": 2,
+        "seed": 1,
+        "neuron": 7,
+        "source": "reported",
+        "config": {**mitigation["config"], "lr": 1e-2},
+    }
+    for field, value in differs.items():
+        assert run_key({**mitigation, field: value}) != base, field
+    same = {
+        "run_id": "another-id",
+        "metrics": {"before": dict(BLOCK), "after": dict(BLOCK)},
+        "provenance": {},
+        "config": {
+            **mitigation["config"],
+            "checkpoint": "elsewhere.pt",
+            "device": "cuda",
+            "started_at": "2030-01-01",
+            "features_path": "/tmp/f.pt",
+            "work_dir": "/tmp/w",
+        },
+    }
+    for field, value in same.items():
+        assert run_key({**mitigation, field: value}) == base, field
+    # a record without a config is the run with an empty one; the order of config keys is irrelevant
+    assert run_key({**mitigation, "config": None}) == run_key({**mitigation, "config": {}})
+    assert run_key({**mitigation, "config": {"neurons": [1, 2], "lr": 1e-3}}) == base
+    assert json.loads(base)["config"] == {"lr": 1e-3, "neurons": [1, 2]}
+    # records read back from files written by other code: the order of an object's keys and numpy
+    # scalars or tuples in place of plain numbers and lists do not make another run
+    method = dict(reversed(list(mitigation["method"].items())))
+    assert list(method) != list(mitigation["method"])
+    assert run_key({**mitigation, "method": method}) == base
+    numpy_config = {"lr": np.float64(1e-3), "neurons": (np.int64(1), 2)}
+    assert run_key({**mitigation, "seed": np.int64(0), "config": numpy_config}) == base

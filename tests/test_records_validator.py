@@ -438,3 +438,277 @@ def test_a_protocol_is_a_table_of_its_own(tmp_path: Path) -> None:
     path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
     tables = build_tables(load_records([path]))
     assert len(tables) == 2 and sorted(t.dataset_params["protocol"] for t in tables) == ["catdog", "cce"]
+
+
+# -- the whole message, with where it came from -----------------------------------------------------------
+# A user fixes a record from the message alone: each must name the place (file and line, passed as
+# ``where`` by the reader), the field and what is expected, word for word.
+
+TASK_LIST = "mitigation, neuron_recovery, visualization, study, evaluation"
+KEYS = "test_acc, class_acc, worst_class_acc, worst_group_acc, mean_acc_train_weighted"
+
+
+def _set(path: str, value: Any) -> Callable[[dict], None]:
+    def mutate(rec: dict) -> None:
+        *parents, leaf = path.split(".")
+        node = rec
+        for part in parents:
+            node = node[part]
+        if value is _DELETE:
+            del node[leaf]
+        else:
+            node[leaf] = value
+
+    return mutate
+
+
+_DELETE = object()
+
+MESSAGES: list[tuple[str, str, Callable[[dict], None], str]] = [
+    ("mitigation", "seed", _set("seed", _DELETE), "required field 'seed' is missing"),
+    (
+        "mitigation",
+        "schema",
+        _set("schema_version", 2),
+        "field 'schema_version' is 2; this neuroinspect reads version 1",
+    ),
+    ("mitigation", "run_id", _set("run_id", ""), "field 'run_id' must be a non-empty string"),
+    ("mitigation", "task", _set("task", "x"), f"field 'task' is 'x'; expected one of {TASK_LIST}"),
+    ("mitigation", "dataset", _set("dataset", ""), "field 'dataset' must be a non-empty string"),
+    ("mitigation", "model", _set("model", 3), "field 'model' must be a non-empty string"),
+    (
+        "mitigation",
+        "class_idx",
+        _set("class_idx", -1),
+        "field 'class_idx' must be a non-negative integer or null, got -1",
+    ),
+    (
+        "mitigation",
+        "method",
+        _set("method", {}),
+        'field \'method\' must be a non-empty object of role -> name strings, e.g. {"editor": "neuroinspect"}',
+    ),
+    ("mitigation", "seed type", _set("seed", 0.5), "field 'seed' must be an integer, got 0.5"),
+    ("mitigation", "config", _set("config", []), "field 'config' must be an object"),
+    ("mitigation", "provenance", _set("provenance.device", _DELETE), "field 'provenance.device' is missing"),
+    (
+        "mitigation",
+        "versions",
+        _set("provenance.versions", "1.0"),
+        "field 'provenance.versions' must be an object of package -> version",
+    ),
+    (
+        "mitigation",
+        "version",
+        _set("provenance.versions.captum", _DELETE),
+        "field 'provenance.versions.captum' is missing (use null when the package is absent)",
+    ),
+    (
+        "mitigation",
+        "wall",
+        _set("provenance.wall_seconds", math.inf),
+        "field 'provenance.wall_seconds' must be a non-negative number, got inf",
+    ),
+    (
+        "mitigation",
+        "citation",
+        _set("source", "reported"),
+        "field 'citation' is missing: a reported record must say where its numbers were published",
+    ),
+    (
+        "mitigation",
+        "after",
+        _set("metrics.after", _DELETE),
+        "field 'metrics.after' is missing (mitigation records need before and after)",
+    ),
+    (
+        "mitigation",
+        "block",
+        _set("metrics.before", [0.9]),
+        f"field 'metrics.before' must be an object with {KEYS}",
+    ),
+    (
+        "mitigation",
+        "key",
+        _set("metrics.after.class_acc", _DELETE),
+        "field 'metrics.after.class_acc' is missing",
+    ),
+    (
+        "mitigation",
+        "null",
+        _set("metrics.after.test_acc", None),
+        "field 'metrics.after.test_acc' is null but must be a number in [0, 1]",
+    ),
+    (
+        "mitigation",
+        "worst class",
+        _set("metrics.before.worst_class_acc", "0.6"),
+        "field 'metrics.before.worst_class_acc' must be a number in [0, 1] (or null where it does not apply), got '0.6'",
+    ),
+    (
+        "evaluation",
+        "range",
+        _set("metrics.worst_group_acc", 1.5),
+        "field 'metrics.worst_group_acc' must be a number in [0, 1] (or null where it does not apply), got 1.5",
+    ),
+    (
+        "neuron_recovery",
+        "precision",
+        _set("metrics.precision_at_k", [0.4]),
+        "field 'metrics.precision_at_k' must be an object of k -> precision",
+    ),
+    (
+        "neuron_recovery",
+        "precision value",
+        _set("metrics.precision_at_k.5", -0.1),
+        "field 'metrics.precision_at_k.5' must be a number in [0, 1] (or null where it does not apply), got -0.1",
+    ),
+    (
+        "study",
+        "study",
+        _set("class_idx", 0),
+        "field 'class_idx' must be null for a study record (a study is not about one class)",
+    ),
+    (
+        "mitigation",
+        "fingerprint",
+        _set("dataset_fingerprint", {"classes": 2, "splits": {"test": 10}}),
+        "field 'dataset_fingerprint' needs 'sha256', the hash of the split contents",
+    ),
+]
+
+
+@pytest.mark.parametrize(("task", "case", "mutate", "message"), MESSAGES, ids=[m[1] for m in MESSAGES])
+def test_each_rejection_is_one_exact_message(
+    task: str, case: str, mutate: Callable[[dict], None], message: str
+) -> None:
+    rec = base(task)
+    mutate(rec)
+    with pytest.raises(RecordError) as err:
+        validate_record(rec, where=" (results.jsonl:3)")
+    assert str(err.value) == f"invalid result record (results.jsonl:3): {message}"
+
+
+def test_a_non_object_is_named_with_its_place() -> None:
+    with pytest.raises(RecordError) as err:
+        validate_record([1], where=" (r.jsonl:9)")
+    assert str(err.value) == "invalid result record (r.jsonl:9): a record must be a JSON object"
+    with pytest.raises(RecordError) as err:
+        validate_record([1])  # no place given: none printed
+    assert str(err.value) == "invalid result record: a record must be a JSON object"
+
+
+def test_a_reported_record_without_before_still_has_its_after_checked() -> None:
+    rec = base(source="reported", citation="Paper 2024")
+    rec["metrics"]["before"] = None
+    assert validate_record(rec) == rec
+    rec["metrics"]["after"]["test_acc"] = 1.2
+    rejects(rec, "field 'metrics.after.test_acc' must be a number in [0, 1]")
+
+
+def test_precision_lists_are_checked_one_by_one() -> None:
+    lists = {"a": {"precision_at_k": {"5": 0.4}}, "b": {"precision_at_k": {"5": 2.0}}}
+    rec = base("neuron_recovery", metrics={"lists": lists})
+    rejects(rec, "field 'metrics.lists.b.precision_at_k.5' must be a number in [0, 1]")
+    lists["b"] = {"precision": 0.4}
+    rejects(rec, "field 'metrics.lists.b.precision_at_k' must be an object of k -> precision")
+    lists["b"] = 0.4  # not even an object
+    rejects(rec, "field 'metrics.lists.b.precision_at_k' must be an object of k -> precision")
+    lists["b"] = {"precision_at_k": {"5": 0.3}}
+    assert validate_record(rec) == rec
+    # a flat block beside the lists is checked too
+    rec["metrics"]["precision_at_k"] = {"10": 1.2}
+    rejects(rec, "field 'metrics.precision_at_k.10' must be a number in [0, 1]")
+
+
+def test_group_records_splits_by_source_and_keeps_each_published_number_apart() -> None:
+    """group_records' contract beside build_tables (which hands it measured records only): an absent
+    source is "measured"; a reported record is a row of its own, even beside another one that
+    differs only in its id; a study's participants split its rows."""
+    from neuroinspect.leaderboards.aggregate import LocatedRecord, group_records
+
+    cfg = {"lr": 0.001}
+    measured = [_record("evaluation", 0, 0.5, cfg), _record("evaluation", 1, 0.6, cfg, source="measured")]
+    reported = [
+        _record("evaluation", s, 0.7, cfg, source="reported", citation="paper", run_id=f"pub-{s}")
+        for s in (0, 1)
+    ]
+    located = [LocatedRecord(r, "r.jsonl", i + 1) for i, r in enumerate(measured + reported)]
+    groups = sorted(([m.line for m in g], split) for g, split in group_records(located))
+    assert groups == [([1, 2], False), ([3], False), ([4], False)]
+
+    people = [_record("study", s, 0.7, cfg) for s in (0, 1)]
+    people[1]["metrics"]["participants"] = "human"
+    located = [LocatedRecord(r, "r.jsonl", i + 1) for i, r in enumerate(people)]
+    assert sorted([m.line for m in g] for g, _ in group_records(located)) == [[1], [2]]
+
+
+def test_published_spreads_are_read_from_metrics_std(tmp_path: Path) -> None:
+    from neuroinspect.leaderboards.aggregate import _reported_spread
+
+    rec = base("mitigation", source="reported", citation="paper")
+    rec["metrics"]["std"] = {"after": {"worst_group_acc": 0.002, "test_acc": 1}, "note": "sd over 5 seeds"}
+    assert _reported_spread(rec) == {"after.worst_group_acc": 0.002, "after.test_acc": 1.0}
+    assert isinstance(_reported_spread(rec)["after.test_acc"], float)
+    rec["metrics"]["std"] = [0.1]
+    assert _reported_spread(rec) == {}
+
+
+def test_record_values_give_every_column_of_each_task() -> None:
+    from neuroinspect.leaderboards.aggregate import MAX_NESTED_ENTRIES, record_values
+
+    # mitigation: before, after and gain per metric, in the schema's order; a metric only "after"
+    # (a published record without its before block) still has its column, with no gain
+    rec = base("mitigation")
+    rec["metrics"]["before"] = block(worst_group_acc=None, mean_acc_train_weighted=None)
+    rec["metrics"]["after"]["mean_acc_reported"] = 0.75
+    values = record_values(rec)
+    assert list(values)[:6] == [
+        "before.test_acc",
+        "after.test_acc",
+        "gain.test_acc",
+        "before.class_acc",
+        "after.class_acc",
+        "gain.class_acc",
+    ]
+    assert list(values)[-3:] == [
+        "before.mean_acc_reported",
+        "after.mean_acc_reported",
+        "gain.mean_acc_reported",
+    ]
+    assert values["gain.test_acc"] == pytest.approx(0.02)
+    assert values["before.mean_acc_reported"] is None and values["gain.mean_acc_reported"] is None
+    assert values["gain.worst_group_acc"] is None and values["after.worst_group_acc"] == 0.5
+    reported = base("mitigation", source="reported", citation="paper")
+    reported["metrics"]["before"] = None
+    values = record_values(reported)
+    assert values["after.test_acc"] == 0.92 and values["before.test_acc"] is None
+    assert values["gain.test_acc"] is None
+
+    # evaluation: every accuracy key is a column, null where it does not apply, then other numbers
+    ev = base("evaluation", metrics={**block(worst_group_acc=None), "ece": 0.04, "n": 120})
+    values = record_values(ev)
+    assert list(values)[:5] == list(ACCURACY_KEYS)
+    assert values["worst_group_acc"] is None and values["ece"] == 0.04 and values["n"] == 120
+
+    # neuron recovery: every k of a precision curve, however many (beyond the nesting limit of
+    # other objects), as floats
+    curve = {str(k): 1 for k in range(1, MAX_NESTED_ENTRIES + 3)}
+    values = record_values(base("neuron_recovery", metrics={"precision_at_k": curve}))
+    assert values == {f"precision_at_k.{k}": 1.0 for k in curve}
+    assert all(isinstance(v, float) for v in values.values())
+
+
+def test_summarize_counts_what_it_averaged() -> None:
+    from neuroinspect.leaderboards.aggregate import Stat, summarize
+
+    assert summarize([]) == Stat(None, None, None, 0)
+    assert summarize([None, float("nan")]) == Stat(None, None, None, 0)  # nothing to average: n is 0
+    assert summarize([0.5, None]) == Stat(0.5, None, None, 1)
+
+
+def test_visualization_pairs_on_one_seed_are_pooled_not_split(tmp_path: Path) -> None:
+    # a visualization run per (neuron, class) pair shares the seed by design: one row over the pairs
+    records = [_record("visualization", 0, x, {"neurons": [n]}) for x, n in ((0.5, 1), (0.7, 2))]
+    (row,) = _rows(tmp_path, records)
+    assert row.metrics["score"].n == 2 and row.metrics["score"].mean == pytest.approx(0.6)

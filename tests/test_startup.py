@@ -31,7 +31,13 @@ def test_startup_benchmark_smoke_and_quick_commands_do_not_import_torch(tmp_path
     from neuroinspect.commands.methods import _collect_live
 
     files = sorted((tmp_path / "catalog").glob("*.json"))
-    assert {f.name.split("-")[0] for f in files} == {"finders", "visualizers", "editors", "datasets"}
+    assert {f.name.split("-")[0] for f in files} == {
+        "finders",
+        "selectors",
+        "visualizers",
+        "editors",
+        "datasets",
+    }
     for f in files:  # (tests register extra entries in this process: the catalog is a subset)
         live = _collect_live(f.name.split("-")[0])
         cached = json.loads(f.read_text())

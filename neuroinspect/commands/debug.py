@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import inspect
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,11 @@ Examples:
   neuroinspect debug --dataset spurious-shapes --ckpt runs/shapes/best.pt --class-idx 1 --out runs/debug
   neuroinspect debug --dataset food101 --root data --ckpt best.pt --class-idx 93 --split val --ref
 """
+
+TWO_CLASS_NOTICE = (
+    "notice: on a two-class task every mistake's counterfactual shift is parallel to W[c] - W[k], so these "
+    "lists rank decision weights, not the mistakes (activation-aware: --finder margin-deficit)."
+)
 
 # CLI option → finder constructor argument, for options that only some finders take
 _FINDER_OPTIONS = {"max_steps": "--max-steps", "cut_ratio": "--cut-ratio"}
@@ -164,6 +170,8 @@ def run(args: argparse.Namespace) -> int:
         )
         result = finder.find(surface.decision, features, args.class_idx, seed=args.seed, show_progress=show)
     print(result.format_table(top=args.top, class_names=ckpt.classes))
+    if surface.num_classes == 2 and args.finder == "counterfactual":
+        print(TWO_CLASS_NOTICE, file=sys.stderr)
     if args.out:
         out = Path(args.out) / "debug.json"
         payload = {

@@ -1,4 +1,4 @@
-"""``neuroinspect methods list``: every registered finder, visualizer, editor and dataset, with its summary."""
+"""``neuroinspect methods list``: every registered finder, selector, visualizer, editor and dataset, with its summary."""
 
 from __future__ import annotations
 
@@ -26,6 +26,7 @@ Examples:
 FAMILIES: dict[str, tuple[str, str]] = {
     "finders": ("neuroinspect.methods.finders", "FINDERS"),
     "visualizers": ("neuroinspect.methods.visualizers", "VISUALIZERS"),
+    "selectors": ("neuroinspect.methods.selectors", "SELECTORS"),
     "editors": ("neuroinspect.methods.editors", "EDITORS"),
     "datasets": ("neuroinspect.datasets", "DATASETS"),
 }

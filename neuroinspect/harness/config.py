@@ -22,6 +22,8 @@ from neuroinspect.errors import UserError
 
 DEFAULT_FINDERS = ("counterfactual", "contribution", "gradient", "random")
 DEFAULT_EDITORS = ("neuroinspect", "cw", "focal", "fc", "dfr", "random-neurons")
+#: neuron sets edited beside every (finder, selector) choice, under every editor that uses neurons
+CONTROLS = ("oracle-neurons", "random-neurons")
 
 
 @dataclass
@@ -40,6 +42,15 @@ class ExperimentConfig:
     - ``pretrained``: ``false`` (random initialisation), ``true`` (timm's default weights), a timm tag
       or a weight file; unset means the preset's choice.
     - ``finder_settings`` / ``editor_settings``: per-method constructor arguments.
+    - ``selector`` / ``selectors`` / ``selector_settings``: which of the finder's first
+      ``candidate_pool`` × ``num_neurons`` neurons to edit (``top`` = the first ``num_neurons``).
+    - ``pipelines``: the ``"finder+selector"`` pairs whose neurons are edited (``None``: every finder
+      × every selector); ``controls``: neuron sets edited beside them (``oracle-neurons``: the top
+      ``num_neurons`` by causal effect, bundled benchmarks only; ``random-neurons``).
+    - ``editors`` may name a variant, ``"neuroinspect:l1"``, with its own ``editor_settings`` entry.
+    - ``causal_threshold``: E_n ≥ this × max E makes a neuron causal (``methods.causal_truth``).
+    - ``clip``: the CLIP spec for visualizations and the ``clip`` selector (bundled benchmarks:
+      ``synthetic-clip:<dataset>``, trained on first use).
     """
 
     name: str = "experiment"
@@ -64,6 +75,15 @@ class ExperimentConfig:
     editor_settings: dict[str, dict[str, Any]] = field(default_factory=dict)
     gamma: float | str = "auto"
     recovery_k: list[int] = field(default_factory=lambda: [5, 10, 20])
+    # -- the selection step and the edit grid (finder -> selector -> editor); see harness/experiment.py
+    selector: str = "top"
+    selectors: list[str] = field(default_factory=lambda: ["top"])
+    selector_settings: dict[str, dict[str, Any]] = field(default_factory=dict)
+    candidate_pool: int = 3
+    pipelines: list[str] | None = None
+    controls: list[str] = field(default_factory=lambda: ["oracle-neurons", "random-neurons"])
+    causal_threshold: float = 0.1
+    clip: str | None = None
     truth_samples: int = 200
     n_boot: int = 1000
     batch_size: int = 256
@@ -78,6 +98,15 @@ class ExperimentConfig:
             raise UserError(f'gamma = {self.gamma!r}; use a number or "auto" (the §2.5 heuristic).')
         if self.finder not in self.finders:
             self.finders = [self.finder, *self.finders]
+        if self.selector not in self.selectors:
+            self.selectors = [self.selector, *self.selectors]
+        if self.candidate_pool < 1:
+            raise UserError(
+                "candidate_pool must be at least 1 (a selector sees candidate_pool × num_neurons neurons)."
+            )
+        bad = [c for c in self.controls if c not in CONTROLS]
+        if bad:
+            raise UserError(f"controls = {bad}; choose among {', '.join(CONTROLS)}.")
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "config") -> ExperimentConfig:
@@ -141,7 +170,7 @@ class ExperimentConfig:
             ("editor_settings", EDITORS, self.editors),
         ):
             for name in names:
-                cls = registry.get(name)
+                cls = registry.get(name.split(":", 1)[0])  # "neuroinspect:l1": a variant of neuroinspect
                 settings = getattr(self, table).get(name, {})
                 accepted = set(inspect.signature(cls).parameters) - {"self", "kwargs"}
                 if hasattr(cls, "hyperparameters"):

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +33,7 @@ from neuroinspect.datasets.fingerprint import fingerprint_splits, stamp
 from neuroinspect.errors import UserError
 from neuroinspect.fileio import atomic_write_json
 from neuroinspect.harness.checkpoint import Checkpoint, load_checkpoint
+from neuroinspect.harness.choice import make_selectors, resolve_pipelines, select_sets, split_variant
 from neuroinspect.harness.config import ExperimentConfig
 from neuroinspect.harness.evaluation import checkpoint_eval_transform
 from neuroinspect.harness.features import FeatureCache, FeatureSet
@@ -68,6 +69,12 @@ class ExperimentResult:
     mistakes: list[dict[str, Any]] = field(default_factory=list)
     datasets: dict[str, ImageDataset] = field(default_factory=dict)
     surface: Any = None
+    effects: Any = None  # causal effects on the mistakes (methods.causal_truth.MistakeEffects)
+    causal: Any = None  # direction-matched causal truth (methods.causal_truth.CausalTruth)
+    sets: dict[str, Any] = field(default_factory=dict)  # neuron sets by key (harness.choice.NeuronSet)
+    main_set: str = ""
+    grid: list[dict[str, Any]] = field(default_factory=list)  # every (editor, neuron set) edit
+    edited_visuals: dict[int, Any] = field(default_factory=dict)  # one visualization per edited neuron
 
 
 def _metrics(
@@ -98,9 +105,21 @@ def _metrics(
 def _train_or_load(
     cfg: ExperimentConfig, seed: int, out_dir: Path, device: Any, show_progress: bool, log: Log
 ) -> tuple[Checkpoint, dict[str, Any]]:
+    model_dir = out_dir / "model"
     if cfg.checkpoint:
-        ckpt = load_checkpoint(cfg.checkpoint, expect_dataset=cfg.dataset)
-        return ckpt, {"checkpoint": str(cfg.checkpoint), "trained": False}
+        # "{seed}" in the path makes it a per-seed model cache: loaded when present, trained into it when not
+        path = Path(str(cfg.checkpoint).replace("{seed}", str(seed)))
+        if path.is_file() or "{seed}" not in str(cfg.checkpoint):
+            ckpt = load_checkpoint(path, expect_dataset=cfg.dataset)
+            return ckpt, {"checkpoint": str(path), "trained": False}
+        from neuroinspect.harness.training import BEST_NAME
+
+        if path.name != BEST_NAME:
+            raise UserError(
+                f"checkpoint = {cfg.checkpoint!r}: a per-seed model cache must name the training's "
+                f"output file, e.g. runs/models/seed-{{seed}}/{BEST_NAME}."
+            )
+        model_dir = path.parent
     from neuroinspect.harness.models import create_model
     from neuroinspect.harness.presets import get_preset
     from neuroinspect.harness.training import build_datasets, train_classifier
@@ -128,7 +147,7 @@ def _train_or_load(
         preset,
         device=device,
         seed=seed,
-        out_dir=out_dir / "model",
+        out_dir=model_dir,
         show_progress=show_progress,
         class_names=train_ds.classes,
         dataset_name=cfg.dataset,
@@ -188,9 +207,11 @@ def run_experiment(
     load_finders()
     load_editors()
     for name in cfg.finders:
-        FINDERS.get(name)
+        FINDERS.get(split_variant(name)[0])
     for name in cfg.editors:
-        EDITORS.get(name)
+        EDITORS.get(split_variant(name)[0])
+    resolve_pipelines(cfg)
+    selectors = make_selectors(cfg) if not cfg.neurons else {}
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     device = resolve_device(cfg.device)
@@ -273,7 +294,7 @@ def run_experiment(
     # -- finders ----------------------------------------------------------------------------------
     with Provenance(str(device)) as prov_find:
         for name in cfg.finders:
-            finder = FINDERS.get(name)(**cfg.finder_settings.get(name, {}))
+            finder = FINDERS.get(split_variant(name)[0])(**cfg.finder_settings.get(name, {}))
             result.finder_results[name] = finder.find(
                 decision, val_fs, class_idx, seed=seed, show_progress=show_progress
             )
@@ -288,20 +309,17 @@ def run_experiment(
         for j, i in enumerate(val_fs.indices.tolist())
         if bool(mistakes_mask[j])
     ]
-
-    neurons = list(cfg.neurons) if cfg.neurons else select_neurons(main, cfg.neuron_list, cfg.num_neurons)
-    bad = [n for n in neurons if not 0 <= n < decision.in_features]
+    bad = [n for n in (cfg.neurons or []) if not 0 <= n < decision.in_features]
     if bad:
         raise UserError(
             f"neuron {bad[0]} is out of range: the decision layer has {decision.in_features} inputs."
         )
-    gamma = main.gamma_for(neurons) if cfg.gamma == "auto" else float(cfg.gamma)
-    result.neurons, result.gamma = neurons, gamma
-    log(f"neurons to edit ({cfg.finder}, {cfg.neuron_list}): {neurons}; gamma = {gamma:.4f}")
 
-    # -- ground truth (bundled benchmarks) ----------------------------------------------------------
+    # -- ground truth (bundled benchmarks): attribute labels (descriptive) and causal effects on the mistakes
+    attribute_labels: list[str] | None = None
     if spec.kind == "benchmark":
-        from neuroinspect.methods.groundtruth_scoring import neuron_attribute_scores, neuron_recovery_record
+        from neuroinspect.methods.causal_truth import causal_truth, mistake_effects
+        from neuroinspect.methods.groundtruth_scoring import neuron_attribute_scores
 
         with Provenance(str(device)) as prov_truth:
             truth = neuron_attribute_scores(
@@ -314,80 +332,236 @@ def run_experiment(
                 device=device,
                 show_progress=show_progress,
             )
+            mistakes = [m for m in result.mistakes]
+            effects = mistake_effects(
+                surface,
+                splits[cfg.finder_split],
+                transform,
+                decision,
+                class_idx,
+                [m["index"] for m in mistakes],
+                [m["pred"] for m in mistakes],
+                batch_size=cfg.batch_size,
+                device=device,
+                show_progress=show_progress,
+            )
         timings["ground_truth"] = prov_truth.wall_seconds or 0.0
         result.truth = truth
-        atomic_write_json(out_dir / "neuron_truth.json", truth.to_json())
-        for name, fres in result.finder_results.items():
-            rec = neuron_recovery_record(
-                fres,
-                truth,
-                decision,
-                dataset=cfg.dataset,
-                model=model_name,
-                seed=seed,
-                provenance=prov_truth.as_dict(),
-                ks=tuple(cfg.recovery_k),
-                config={
-                    "experiment": cfg.name,
-                    "finder_split": cfg.finder_split,
-                    **fres.settings,
-                    "dataset_params": cfg.dataset_params,
-                },
-            )
-            records.append(rec)
-            result.recovery[name] = rec["metrics"]
+        result.effects = effects
+        result.causal = causal_truth(effects, cfg.causal_threshold)
+        attribute_labels = list(truth.labels)
+        atomic_write_json(out_dir / "neuron_truth.json", {**truth.to_json(), "causal": effects.to_json()})
+        log(
+            f"causal truth on {effects.num_mistakes} mistakes: the other background flips {100 * effects.flip_rate:.0f}% of them; "
+            f"causal neurons (E_n >= {cfg.causal_threshold} x max): {result.causal.counts()}"
+        )
 
-    # -- editors ------------------------------------------------------------------------------------
-    edited_dir = out_dir / "edited"
-    for name in cfg.editors:
-        editor_cls = EDITORS.get(name)
-        if editor_cls.uses_group_labels and train_fs.groups is None:
-            result.skipped[name] = "needs group labels; the dataset has none"
-            continue
-        settings = dict(cfg.editor_settings.get(name, {}))
-        if "gamma" in editor_cls.hyperparameters() and "gamma" not in settings:
-            settings["gamma"] = gamma
-        editor = editor_cls(**settings)
-        with Provenance(str(device)) as prov_edit:
-            edit = editor.edit(
-                decision, train_fs, val_fs, class_idx, neurons, seed=seed, show_progress=show_progress
-            )
-            after = measure(
-                edit.decision,
-                test_fs,
-                class_idx,
-                train_group_counts=train_counts,
-                n_boot=cfg.n_boot,
+    # -- the selection step: finder -> selector (and the controls) --------------------------------------
+    with Provenance(str(device)) as prov_sel:
+        ctx = None
+        if not cfg.neurons:
+            from neuroinspect.harness.choice import class_means, needs_clip, resolve_clip
+            from neuroinspect.methods.selectors import NeuronVisuals, SelectionContext
+
+            finder_ds = splits[cfg.finder_split]
+            clip = resolve_clip(cfg, device, log, show_progress) if needs_clip(selectors) else None
+            visual = any(getattr(sel, "uses_visualizations", False) for sel in selectors.values())
+            attrs = None
+            if spec.kind == "benchmark":
+                from neuroinspect.datasets import groundtruth
+
+                attrs = groundtruth.spurious_names(finder_ds)
+            prompts = list(getattr(finder_ds, "prompts", ckpt.classes))
+            ctx = SelectionContext(
+                surface=surface,
+                decision=decision,
+                class_idx=class_idx,
+                class_names=list(ckpt.classes),
+                prompts=prompts,
+                class_means=class_means(val_fs.features, val_fs.labels, decision.out_features),
+                dataset=finder_ds,
+                attributes=attrs,
+                visuals=NeuronVisuals(
+                    surface,
+                    class_idx,
+                    dataset=finder_ds,
+                    class_names=prompts,
+                    clip=clip,
+                    seed=seed,
+                    device=device,
+                    show_progress=show_progress,
+                )
+                if visual
+                else None,
+                clip=clip,
+                benchmark_train=splits["train"] if spec.kind == "benchmark" else None,
                 seed=seed,
+                device=device,
+                show_progress=show_progress,
+                log=log,
             )
-        rec = mitigation_record(
-            edit,
-            before,
-            after,
+        sets = select_sets(
+            cfg,
+            result.finder_results,
+            selectors,
+            ctx,
+            num_features=decision.in_features,
+            seed=seed,
+            effects=result.effects,
+            log=log,
+        )
+        surface.decision.to(device)
+    timings["selectors"] = prov_sel.wall_seconds or 0.0
+    main_key = "manual" if cfg.neurons else f"{cfg.finder}+{cfg.selector}"
+    result.sets = sets
+    result.main_set = main_key
+    neurons = list(sets[main_key].neurons)
+    gamma = (main.gamma_for(neurons) if neurons else 1.0) if cfg.gamma == "auto" else float(cfg.gamma)
+    result.neurons, result.gamma = neurons, gamma
+    which = "both lists" if cfg.neuron_list == "both" else f"{cfg.neuron_list} list"
+    log(f"neurons to edit ({main_key}, {which}): {neurons}; gamma = {gamma:.4f}")
+    if neurons:
+        # one picture per edited neuron for the report: the selectors' images, else natural exemplars
+        from neuroinspect.methods.selectors import NeuronVisuals
+
+        visuals = ctx.visuals if ctx is not None and ctx.visuals is not None else None
+        args = _visual_args(selectors) if visuals is not None else {}
+        if visuals is None:
+            visuals = NeuronVisuals(
+                surface,
+                class_idx,
+                dataset=splits[cfg.finder_split],
+                seed=seed,
+                device=device,
+                show_progress=False,
+            )
+            args = {
+                "method": "exemplars",
+                "settings": {
+                    "k": 4,
+                    "bottom_k": 0,
+                    "checkpoint_sha": ckpt.sha256,
+                    "cache_dir": str(out_dir / "cache"),
+                },
+                "conditioned": False,
+            }
+        result.edited_visuals = dict(zip(neurons, visuals.get(neurons, **args), strict=True))
+        surface.decision.to(device)
+    atomic_write_json(out_dir / "selection.json", {k: _set_json(v) for k, v in sets.items()})
+
+    if result.effects is not None:
+        from neuroinspect.harness.choice import causal_records
+
+        recs, result.recovery = causal_records(
+            result.finder_results,
+            sets,
+            result.effects,
+            result.causal,
+            k=cfg.num_neurons,
+            ks=tuple(cfg.recovery_k),
+            attribute_labels=attribute_labels,
             dataset=cfg.dataset,
             model=model_name,
             seed=seed,
-            finder=cfg.finder if editor_cls.uses_neurons else "none",
-            provenance=prov_edit.as_dict(),
-            config={"experiment": cfg.name, "dataset_params": cfg.dataset_params},
-            gamma_rule="auto" if cfg.gamma == "auto" and editor_cls.uses_neurons else None,
+            provenance=prov_truth.as_dict(),
+            config={
+                "experiment": cfg.name,
+                "finder_split": cfg.finder_split,
+                "neuron_list": cfg.neuron_list,
+                "candidate_pool": cfg.candidate_pool,
+                "dataset_params": cfg.dataset_params,
+            },
         )
-        records.append(rec)
-        result.edits[name] = {"after": after, "result": edit.summary(), "record": rec}
-        if name == "neuroinspect":
-            from neuroinspect.harness.mitigation import save_edited_checkpoint
+        records.extend(recs)
 
-            save_edited_checkpoint(
-                edited_dir / f"{name}.pt",
-                ckpt,
-                edit.decision,
-                editor=name,
-                neurons=edit.neurons,
-                class_idx=class_idx,
-                settings=edit.settings,
-                metrics={"before": rec["metrics"]["before"], "after": rec["metrics"]["after"]},
+    # -- editors: every editor on every neuron set (editors without neurons run once) ------------------
+    from neuroinspect.harness.choice import gamma_for, no_edit
+
+    edited_dir = out_dir / "edited"
+    for name in cfg.editors:
+        base, variant = split_variant(name)
+        editor_cls = EDITORS.get(base)
+        if editor_cls.uses_group_labels and train_fs.groups is None:
+            result.skipped[name] = "needs group labels; the dataset has none"
+            continue
+        legacy = base == "random-neurons"  # the editor draws its own neurons around the main set
+        targets = list(sets) if editor_cls.uses_neurons and not legacy else [main_key]
+        for key in targets:
+            ns = sets[key]
+            settings = dict(cfg.editor_settings.get(name, {}))
+            g = gamma if key == main_key else (gamma_for(result.finder_results, ns, cfg.finder) or 1.0)
+            if "gamma" in editor_cls.hyperparameters() and "gamma" not in settings:
+                settings["gamma"] = g if cfg.gamma == "auto" else float(cfg.gamma)
+            editor = editor_cls(**settings)
+            uses = editor_cls.uses_neurons
+            with Provenance(str(device)) as prov_edit:
+                if uses and not ns.neurons:
+                    edit = no_edit(base, decision, class_idx, editor.settings())
+                else:
+                    edit = editor.edit(
+                        decision,
+                        train_fs,
+                        val_fs,
+                        class_idx,
+                        ns.neurons if uses else [],
+                        seed=seed,
+                        show_progress=show_progress,
+                    )
+                after = measure(
+                    edit.decision,
+                    test_fs,
+                    class_idx,
+                    train_group_counts=train_counts,
+                    n_boot=cfg.n_boot,
+                    seed=seed,
+                )
+            rec = mitigation_record(
+                edit,
+                before,
+                after,
+                dataset=cfg.dataset,
+                model=model_name,
+                seed=seed,
+                finder=split_variant(ns.finder)[0] if uses else "none",
+                selector=ns.selector if uses else None,
+                provenance=prov_edit.as_dict(),
+                config={
+                    "experiment": cfg.name,
+                    "dataset_params": cfg.dataset_params,
+                    "variant": variant,
+                    "source": key if uses else None,
+                    "k": cfg.num_neurons if uses else None,
+                    "finder_variant": split_variant(ns.finder)[1] if uses else None,
+                    "neuron_list": cfg.neuron_list if uses else None,
+                },
+                gamma_rule="auto" if cfg.gamma == "auto" and uses else None,
             )
-    timings["editors"] = sum(float(e["result"]["wall_seconds"]) for e in result.edits.values())
+            records.append(rec)
+            entry = {
+                "after": after,
+                "result": edit.summary(),
+                "record": rec,
+                "editor": name,
+                "source": key if uses else None,
+            }
+            result.grid.append(entry)
+            if key == main_key:
+                result.edits[name] = entry
+            if name == "neuroinspect" and key == main_key:
+                from neuroinspect.harness.mitigation import save_edited_checkpoint
+
+                save_edited_checkpoint(
+                    edited_dir / f"{name}.pt",
+                    ckpt,
+                    edit.decision,
+                    editor=name,
+                    neurons=edit.neurons,
+                    class_idx=class_idx,
+                    settings=edit.settings,
+                    metrics={"before": rec["metrics"]["before"], "after": rec["metrics"]["after"]},
+                )
+    timings["editors"] = sum(float(e["result"]["wall_seconds"]) for e in result.grid)
+    _relative_to_fc(records)
 
     stamp(records, fingerprint_splits(splits))  # the data they measured on (leaderboards compare it)
     for rec in records:  # how the debugged class was chosen: a per-seed worst class is a rule, not a class
@@ -402,9 +576,21 @@ def run_experiment(
             "class_idx": class_idx,
             "class_name": ckpt.classes[class_idx],
             "neurons": neurons,
+            "main_set": main_key,
             "gamma": gamma,
             "before": before,
             "after": {k: v["after"] for k, v in result.edits.items()},
+            "grid": [
+                {
+                    "editor": e["editor"],
+                    "source": e["source"],
+                    "after": {
+                        k: e["after"].get(k)
+                        for k in ("test_acc", "worst_group_acc", "worst_class_acc", "class_acc")
+                    },
+                }
+                for e in result.grid
+            ],
             "recovery": result.recovery,
             "skipped": result.skipped,
             "train": train_summary,
@@ -412,6 +598,55 @@ def run_experiment(
         },
     )
     return result
+
+
+def _relative_to_fc(records: list[dict[str, Any]]) -> None:
+    """Add ``metrics.after_minus_fc`` (after − the ``fc`` edit's after, per accuracy key) to every
+    mitigation record of this run: every edit is reported against plain retraining as well as against
+    the original model (``before``)."""
+    fc = next(
+        (
+            r
+            for r in records
+            if r["task"] == "mitigation"
+            and r["method"].get("editor") == "fc"
+            and not r["config"].get("variant")
+        ),
+        None,
+    )
+    if fc is None:
+        return
+    base = fc["metrics"]["after"]
+    for r in records:
+        if r["task"] != "mitigation":
+            continue
+        after = r["metrics"]["after"]
+        r["metrics"]["after_minus_fc"] = {
+            k: (None if after.get(k) is None or base.get(k) is None else float(after[k]) - float(base[k]))
+            for k in ("test_acc", "class_acc", "worst_class_acc", "worst_group_acc")
+        }
+
+
+def _visual_args(selectors: Mapping[str, Any]) -> dict[str, Any]:
+    """The visualizer settings of the first visual selector (so the report reuses its images)."""
+    for sel in selectors.values():
+        if getattr(sel, "uses_visualizations", False):
+            return {
+                "method": sel.visualizer,
+                "settings": dict(sel.visualizer_settings),
+                "conditioned": bool(getattr(sel, "conditioned", True)),
+            }
+    return {}
+
+
+def _set_json(ns: Any) -> dict[str, Any]:
+    return {
+        "finder": ns.finder,
+        "selector": ns.selector,
+        "neurons": list(ns.neurons),
+        "candidates": list(ns.candidates),
+        "selection": None if ns.selection is None else ns.selection.to_json(),
+    }
 
 
 def load_summary(path: str | Path) -> dict[str, Any]:

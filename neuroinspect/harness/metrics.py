@@ -263,6 +263,7 @@ def classification_metrics(
     out["per_class_ci"] = [
         wilson_interval(int(cc[0, k]), int(class_n[k]), ci) if class_n[k] > 0 else None for k in range(K)
     ]
+    out["group_ci"] = None  # like the other group keys: present, null without groups
     if out["group_n"] is not None and gc is not None:
         out["group_ci"] = [
             wilson_interval(int(gc[0, j]), int(n_j), ci) if n_j > 0 else None

@@ -150,6 +150,7 @@ def mitigation_record(
     model: str,
     provenance: Provenance | Mapping[str, Any],
     finder: str = "manual",
+    selector: str | None = None,
     seed: int = 0,
     config: Mapping[str, Any] | None = None,
     gamma_rule: str | None = None,
@@ -159,7 +160,8 @@ def mitigation_record(
     """A validated ``task="mitigation"`` record for an :class:`~neuroinspect.methods.editors.EditResult`.
 
     ``before`` / ``after``: :func:`measure` dicts of the original and the edited layer on the same
-    test features. ``finder``: the finder that chose the neurons (``"manual"`` when a person did).
+    test features. ``finder``: the finder that chose the neurons (``"manual"`` when a person did);
+    ``selector``: the selector that picked them from the finder's candidates (added to ``method``).
     ``config``: extra settings (dataset parameters, checkpoint, transform, ...). ``gamma_rule``:
     ``"auto"`` when γ came from the §2.5 heuristic: the record's ``config.gamma`` is then ``"auto"``
     (a setting, the same on every seed) and the value used goes to ``metrics.gamma_used``.
@@ -206,7 +208,7 @@ def mitigation_record(
         task="mitigation",
         dataset=dataset,
         model=model,
-        method={"editor": result.editor, "finder": finder},
+        method={"editor": result.editor, "finder": finder, **({"selector": selector} if selector else {})},
         seed=seed,
         metrics=metrics,
         config=cfg,

@@ -47,6 +47,7 @@ REQUIRED = (
 )
 PROVENANCE_REQUIRED = ("versions", "git_commit", "device", "started_at", "wall_seconds")
 VERSION_KEYS = ("torch", "timm", "open_clip_torch", "captum", "torch-lucent")
+RECOVERY_LISTS = ("insufficient", "excessive", "edited")
 ACCURACY_KEYS = ("test_acc", "class_acc", "worst_class_acc", "worst_group_acc", "mean_acc_train_weighted")
 #: metrics every ``study`` record carries (one record per condition of a study; fractions in [0, 1]):
 #: ``task_type``; ``accuracy`` (trial-level, null for ratings) with its ``ci_low``/``ci_high`` by
@@ -188,6 +189,24 @@ def validate_record(record: Any, where: str = "") -> dict[str, Any]:
                 continue
             for k, v in pk.items():
                 _check_fraction(where, f"metrics.{prefix}precision_at_k.{k}", v, nullable=False)
+        # per-list scoring against causal truth (methods.causal_truth): which list, and margin shares
+        if "list" in metrics and metrics["list"] not in RECOVERY_LISTS:
+            _fail(
+                where,
+                f"field 'metrics.list' is {metrics['list']!r}; expected one of {', '.join(RECOVERY_LISTS)}",
+            )
+        shares = metrics.get("margin_share_at_k")
+        if shares is not None:
+            if not isinstance(shares, Mapping):
+                _fail(where, "field 'metrics.margin_share_at_k' must be an object of k -> margin share")
+            for k, v in shares.items():
+                # a set can carry a negative share (its neurons oppose the gain), never more than all of it
+                if (
+                    isinstance(v, bool)
+                    or not isinstance(v, (int, float))
+                    or not -1e9 < float(v) <= 1.0 + 1e-9
+                ):
+                    _fail(where, f"field 'metrics.margin_share_at_k.{k}' must be a number <= 1, got {v!r}")
     elif record["task"] == "study":
         _check_study(where, record, reported)
     if record.get("dataset_fingerprint") is not None:

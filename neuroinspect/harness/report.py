@@ -129,9 +129,10 @@ def plot_neuron_truth(
     highlighted: Mapping[str, Sequence[int]],
     path: str | Path,
     class_name: str = "c",
+    ratio_thresholds: tuple[float, float] = (1.0 / 3.0, 2.0 / 3.0),
 ) -> Path:
     """Scatter of every neuron: ground-truth spurious ratio (x) against its decision weight for class c (y);
-    the neurons each finder picked are highlighted."""
+    the given neuron sets are highlighted; dashed lines at the core / spurious label thresholds."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6.0, 4.0))
     ax.scatter(spurious_ratio, weight, s=6, c="0.7", label="all neurons")
@@ -150,7 +151,8 @@ def plot_neuron_truth(
                 linewidths=1.4,
                 label=label,
             )
-    ax.axvline(0.5, color="0.5", lw=0.8, ls="--")
+    for x in ratio_thresholds:
+        ax.axvline(x, color="0.5", lw=0.8, ls="--")
     ax.set_xlabel("ground truth: spurious ratio (1 = background only, 0 = shape only)")
     ax.set_ylabel(f"decision weight for class {class_name}")
     ax.legend(fontsize=7)
@@ -296,39 +298,10 @@ def write_experiment_report(result: Any, out_dir: str | Path, leaderboard_md: st
         for which in ("insufficient", "excessive"):
             if not getattr(fres, which):
                 lines += [f"The {which} list of `{name}` is empty: {fres.empty_reason(which)}", ""]
-    lines.append(
-        f"Neurons edited (the first {cfg.num_neurons} of `{cfg.finder}`'s {cfg.neuron_list} list): "
-        f"**{', '.join(map(str, result.neurons))}**; γ = {result.gamma:.4f}."
-    )
-    lines.append("")
+    lines += finder_score_notes(result)
 
-    # -- ground truth --
-    if result.truth is not None and result.recovery:
-        ks = [str(k) for k in cfg.recovery_k]
-        rrows = []
-        for name, m in result.recovery.items():
-            rrows.append(
-                [name, *[pct(m["precision_at_k"].get(k)) for k in ks], pct(m.get("chance_precision"))]
-            )
-        counts = result.truth.counts()
-        lines += [
-            "## Ground truth: do the finders recover the responsible neurons?",
-            "",
-            f"Every neuron's response to the spurious attribute and to the core object was measured on counterfactual renderings "
-            f"({len(result.truth.indices)} test samples × every core value × every spurious value): "
-            f"{counts['spurious']} spurious, {counts['core']} core, {counts['mixed']} mixed, {counts['dead']} dead neurons. "
-            "Precision@k counts a finder's top-k neurons that are spurious *and* move class "
-            f"{cname}'s margin (see `neuroinspect.methods.groundtruth_scoring`).",
-            "",
-            markdown_table(["finder", *[f"precision@{k} (%)" for k in ks], "chance (%)"], rrows),
-            "",
-        ]
-        w = result.surface.decision.weight.detach().cpu().numpy()[c]
-        picks = {name: fres.ranking()[:5] for name, fres in result.finder_results.items()}
-        plot_neuron_truth(
-            np.asarray(result.truth.spurious_ratio), w, picks, fig_dir / "neuron_truth.png", class_name=cname
-        )
-        lines += ["![neuron ground truth](figures/neuron_truth.png)", ""]
+    # -- ground truth, the selection step and the edited neurons (harness.choice) --
+    lines += choice_sections(result, fig_dir)
 
     # -- editors --
     if result.edits:
@@ -357,6 +330,7 @@ def write_experiment_report(result: Any, out_dir: str | Path, leaderboard_md: st
             "",
         ]
         lines.append("† uses group labels of the validation split (an upper reference, not a peer).")
+        lines += edit_grid_section(result)
         for name, why in result.skipped.items():
             lines.append(f"- `{name}` skipped: {why}.")
         lines.append("")
@@ -390,6 +364,281 @@ def write_experiment_report(result: Any, out_dir: str | Path, leaderboard_md: st
     from neuroinspect.fileio import atomic_write_text
 
     return atomic_write_text(path, "\n".join(lines))
+
+
+# -- the neuron choice: causal truth, selection, edited neurons, edit grid ------------------------------
+
+
+def finder_score_notes(result: Any) -> list[str]:
+    """The two-class notice under the finders' lists (each finder's score is defined above its list)."""
+    if len(result.class_names) == 2 and any(
+        getattr(f, "method", "") == "counterfactual" for f in result.finder_results.values()
+    ):
+        return [
+            "**Two classes:** every mistake's counterfactual shift is parallel to W[c] − W[k], so the counterfactual's "
+            "lists rank decision weights, not what the mistakes look like (the `margin-deficit` finder is "
+            "activation-aware), and its Prec@5 is a vote count, not a precision against any ground truth.",
+            "",
+        ]
+    return []
+
+
+def plot_causal_truth(
+    spurious_ratio: np.ndarray,
+    effect: np.ndarray,
+    marked: Mapping[str, Sequence[int]],
+    path: str | Path,
+    *,
+    ratio_thresholds: tuple[float, float] = (1.0 / 3.0, 2.0 / 3.0),
+    causal_cutoff: float | None = None,
+    class_name: str = "c",
+) -> Path:
+    """Every neuron: attribute-ratio ground truth (x, with the core / spurious label thresholds the labels
+    use) against its causal margin effect E_n on the class's mistakes (y, with the causal cutoff); the
+    ``marked`` sets (e.g. the edited neurons, the oracle's) are circled."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    ax.scatter(spurious_ratio, effect, s=6, c="0.7", label="all neurons")
+    markers = ["o", "s", "^", "D", "v", "P"]
+    cmap = plt.get_cmap("tab10")
+    for i, (label, idx) in enumerate(marked.items()):
+        idx = [int(n) for n in idx]
+        if idx:
+            ax.scatter(
+                spurious_ratio[idx],
+                effect[idx],
+                s=46 if i == 0 else 30,
+                marker=markers[i % len(markers)],
+                facecolors="none",
+                edgecolors=cmap(i),
+                linewidths=1.6 if i == 0 else 1.0,
+                label=label,
+            )
+    lo, hi = ratio_thresholds
+    ax.axvline(lo, color="0.5", lw=0.8, ls="--")
+    ax.axvline(hi, color="0.5", lw=0.8, ls="--")
+    ymax = float(np.max(effect)) if len(effect) else 1.0
+    ax.text(lo, ymax, " core ≤", fontsize=7, ha="right", va="top", color="0.4")
+    ax.text(hi, ymax, " ≥ spurious", fontsize=7, ha="left", va="top", color="0.4")
+    if causal_cutoff is not None:
+        ax.axhline(
+            causal_cutoff, color="tab:red", lw=0.8, ls=":", label=f"causal cutoff ({causal_cutoff:.3g})"
+        )
+    ax.axhline(0.0, color="0.6", lw=0.6)
+    ax.set_xlabel("attribute ratio: spurious effect / (spurious + core)  (labels at the dashed lines)")
+    ax.set_ylabel(f"E_n: margin gain on {class_name}'s mistakes (logits)")
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+def _first_image(viz: Any) -> np.ndarray:
+    img = viz.images[0].detach().float().cpu().clamp(0, 1).permute(1, 2, 0).numpy()
+    return (img * 255).astype(np.uint8)
+
+
+def choice_sections(result: Any, fig_dir: Path) -> list[str]:
+    """The causal truth, the per-list scores, the neuron sets and the edited neurons (Markdown lines)."""
+    cfg = result.config
+    c = result.class_idx
+    cname = result.class_names[c]
+    lines: list[str] = []
+    main = result.sets.get(result.main_set) if result.sets else None
+    if main is not None:
+        how = (
+            "the neurons given in the config"
+            if result.main_set == "manual"
+            else f"finder `{main.finder}` ({_list_words(cfg.neuron_list)}) → selector `{main.selector}`"
+        )
+        lines.append(
+            f"Neurons edited ({how}): **{', '.join(map(str, result.neurons)) or 'none'}**; γ = {result.gamma:.4f}."
+        )
+        lines.append("")
+    eff, ct = result.effects, result.causal
+    if eff is None or ct is None:
+        return lines
+    counts = ct.counts()
+    attr = result.truth.counts() if result.truth is not None else {}
+    lines += [
+        "## Ground truth: which neurons cause the mistakes?",
+        "",
+        f"Each of the {eff.num_mistakes} mistakes of class {cname} was re-rendered with the other value(s) of the "
+        f"spurious attribute (nothing else changed): the model then gets {100 * eff.flip_rate:.0f}% of them right "
+        f"(margin {eff.margin_before.mean():+.2f} → {eff.margin_after.mean():+.2f} logits). A neuron's causal effect "
+        "E_n = (W[c] − W[k])_n · (its activation on the re-render − on the mistake), averaged over the mistakes, is "
+        "its share of that margin gain. Causal = E_n ≥ "
+        f"{ct.threshold:g} × the largest E_n: {counts['insufficient']} insufficient (the re-render raises them), "
+        f"{counts['excessive']} excessive (it lowers them). P@5 below counts a list's top 5 that are causal *in that "
+        "list's direction* (chance = their share of the neurons); margin share = Σ E of the top 5 / Σ of the positive E. "
+        f"Attribute-ratio labels (descriptive only): {attr.get('spurious', 0)} spurious, {attr.get('core', 0)} core, "
+        f"{attr.get('mixed', 0)} mixed, {attr.get('dead', 0)} dead.",
+        "",
+    ]
+    rows = []
+    for name in result.finder_results:
+        rec = result.recovery.get(name, {})
+        cells = [name]
+        for which in ("insufficient", "excessive"):
+            m = rec.get(which)
+            if m is None:
+                cells += ["–", "–"]
+                continue
+            cells.append(f"{pct(m['precision_at_k'].get('5'), 0)} (chance {pct(m['chance_precision'], 0)})")
+            cells.append(f"{pct(m['margin_share_at_k'].get('5'))}")
+        rows.append(cells)
+    lines += [
+        markdown_table(
+            ["finder", "insufficient P@5 (%)", "margin share (%)", "excessive P@5 (%)", "margin share (%)"],
+            rows,
+        ),
+        "",
+    ]
+    # -- the neuron sets actually edited --
+    srows = []
+    for key, ns in result.sets.items():
+        m = result.recovery.get(key, {}).get("edited")
+        if m is None:
+            continue
+        k = str(cfg.num_neurons)
+        sel = ns.selection
+        judged = ""
+        if sel is not None and sel.labels:
+            cnt = sel.counts()
+            judged = f"{cnt['spurious']} / {cnt['core']} / {cnt['unclear']}"
+        srows.append(
+            [
+                f"**{key}**" if key == result.main_set else key,
+                ", ".join(map(str, ns.neurons)) or "none",
+                pct(m["precision_at_k"].get(k), 0),
+                pct(m["margin_share_at_k"].get(k)),
+                m.get("core_let_through", "–"),
+                judged or "–",
+            ]
+        )
+    lines += [
+        f"Neuron sets edited (k = {cfg.num_neurons}; a selector sees the first {cfg.candidate_pool * cfg.num_neurons} "
+        "candidates of the finder's list and keeps the ones it calls spurious; chance P = "
+        f"{pct(ct.either.mean(), 0)}%):",
+        "",
+        markdown_table(
+            [
+                "set",
+                "neurons",
+                "causal (%)",
+                "margin share (%)",
+                "core let through",
+                "candidates spurious / core / unclear",
+            ],
+            srows,
+        ),
+        "",
+    ]
+    # -- the edited neurons, one by one --
+    if result.neurons:
+        fres = result.finder_results.get(main.finder) if main is not None else None
+        n_ins = int(sum(bool(ct.insufficient[n]) for n in result.neurons))
+        n_exc = int(sum(bool(ct.excessive[n]) for n in result.neurons))
+        n_causal = n_ins + n_exc
+        n_core = sum(
+            1 for n in result.neurons if result.truth is not None and result.truth.labels[n] == "core"
+        )
+        erows, imgs, caps = [], [], []
+        for n in result.neurons:
+            label = result.truth.labels[n] if result.truth is not None else "–"
+            ratio = float(result.truth.spurious_ratio[n]) if result.truth is not None else float("nan")
+            causal = (
+                "insufficient" if ct.insufficient[n] else ("excessive" if ct.excessive[n] else "not causal")
+            )
+            sel_label = (
+                main.selection.labels.get(n, "–") if main is not None and main.selection is not None else "–"
+            )
+            erows.append(
+                [
+                    n,
+                    f"{label} ({ratio:.2f})",
+                    causal,
+                    f"{eff.effect[n]:+.3f}",
+                    pct(eff.margin_share([n])),
+                    "–" if fres is None else _num(float(fres.scores[n]), 3),
+                    sel_label,
+                ]
+            )
+            viz = result.edited_visuals.get(n)
+            if viz is not None:
+                imgs.append(_first_image(viz))
+                caps.append(f"neuron {n}\n{label}, {causal}")
+        lines += [
+            f"### The edited neurons of class {cname}",
+            "",
+            markdown_table(
+                [
+                    "neuron",
+                    "attribute label (ratio)",
+                    "causal truth",
+                    "E_n (logits)",
+                    "margin share (%)",
+                    "finder score",
+                    "selector said",
+                ],
+                erows,
+            ),
+            "",
+            f"{n_causal} of the {len(result.neurons)} are causal ({n_ins} insufficient, {n_exc} excessive)"
+            + (f"; {n_core} are core neurons by the attribute labels" if result.truth is not None else "")
+            + f". Together they carry {pct(eff.margin_share(result.neurons))}% of the margin gain (the oracle's "
+            f"{cfg.num_neurons}: {pct(eff.margin_share(eff.oracle(cfg.num_neurons)))}%).",
+            "",
+        ]
+        if imgs:
+            viz0 = next(iter(result.edited_visuals.values()))
+            plot_image_grid(
+                imgs,
+                caps,
+                fig_dir / "edited_neurons.png",
+                title=f"Edited neurons of class {cname}: one picture each ({viz0.method})",
+                ncols=min(10, len(imgs)),
+            )
+            lines += ["![edited neurons](figures/edited_neurons.png)", ""]
+    if result.truth is not None:
+        th = result.truth.thresholds
+        marked = {"edited": result.neurons}
+        if "oracle-neurons" in result.sets:
+            marked["oracle (top k by E_n)"] = result.sets["oracle-neurons"].neurons
+        plot_causal_truth(
+            np.asarray(result.truth.spurious_ratio),
+            np.asarray(eff.effect),
+            marked,
+            fig_dir / "neuron_truth.png",
+            ratio_thresholds=(th.core_max, th.spurious_min),
+            causal_cutoff=ct.cutoff,
+            class_name=cname,
+        )
+        lines += ["![neuron ground truth](figures/neuron_truth.png)", ""]
+    return lines
+
+
+def edit_grid_section(result: Any) -> list[str]:
+    """Worst-group (else worst-class) test accuracy after every editor on every neuron set, Δ against ``fc``."""
+    grid = [e for e in result.grid if e.get("source")]
+    if not grid or len(result.sets) < 2:
+        return []
+    key = "worst_group_acc" if result.before.get("worst_group_acc") is not None else "worst_class_acc"
+    fc = next((e for e in result.grid if e["editor"] == "fc"), None)
+    fc_v = fc["after"].get(key) if fc is not None else None
+    editors = list(dict.fromkeys(e["editor"] for e in grid))
+    rows = []
+    for skey in result.sets:
+        cells = [f"**{skey}**" if skey == result.main_set else skey]
+        for ed in editors:
+            e = next((x for x in grid if x["editor"] == ed and x["source"] == skey), None)
+            v = None if e is None else e["after"].get(key)
+            d = "" if v is None or fc_v is None else f" ({100 * (v - fc_v):+.1f})"
+            cells.append("–" if v is None else f"{pct(v)}{d}")
+        rows.append(cells)
+    what = "worst-group" if key == "worst_group_acc" else "worst-class"
+    head = f"Every editor on every neuron set: {what} test accuracy (%) after the edit"
+    head += f", Δ against `fc` ({pct(fc_v)}) in brackets." if fc_v is not None else "."
+    return ["", head, "", markdown_table(["neuron set", *editors], rows), ""]
 
 
 def _score(fres: Any, row: dict[str, Any]) -> str:
@@ -496,6 +745,20 @@ def _factor_name(result: Any, which: str = "spurious_factor") -> str:
     return "group attribute" if which == "spurious_factor" else "object itself"
 
 
+def _list_words(which: str) -> str:
+    """``neuron_list`` in words: "its insufficient list", or "both its lists (merged)"."""
+    return "both its lists (merged)" if which == "both" else f"its {which} list"
+
+
+def _lead_editor(result: Any) -> str:
+    """The editor of the pipeline: the config's first editor that edits chosen neurons (``neuroinspect``
+    in the paper's pipeline, ``surgical`` in the demo's)."""
+    for name in result.config.editors:
+        if name.split(":", 1)[0] in ("neuroinspect", "surgical"):
+            return str(name)
+    return PAPER_EDITOR
+
+
 def _verdict(a: dict[str, Any], b: dict[str, Any], key: str) -> tuple[float, str]:
     """``a`` − ``b`` on ``key`` in points and a word for it, judged against ``a``'s bootstrap interval."""
     diff = 100 * (a[key] - b[key])
@@ -562,18 +825,34 @@ def plain_summary(result: Any) -> list[str]:
     # neurons and finders
     if result.neurons:
         lines.append(
-            f"- The edit targets {len(result.neurons)} neurons from `{result.config.finder}`'s "
-            f"{result.config.neuron_list} list ({', '.join(map(str, result.neurons))}); γ = {result.gamma:.3f}."
+            f"- The edit targets {len(result.neurons)} neurons, chosen by `{result.main_set or result.config.finder}` "
+            f"from {_list_words(result.config.neuron_list)} ({', '.join(map(str, result.neurons))}); γ = {result.gamma:.3f}."
         )
-    if result.recovery:
-        factor = _factor_name(result)
-        parts = [f"`{n}` {pct(m['precision_at_k'].get('5'), 0)}%" for n, m in result.recovery.items()]
-        chance = next(iter(result.recovery.values())).get("chance_precision")
+    finders = [n for n in result.finder_results if n in result.recovery]
+    if finders:
+        lists = [w for w in ("insufficient", "excessive") if all(w in result.recovery[n] for n in finders)]
+        parts = [
+            f"`{n}` "
+            + " / ".join(f"{pct(result.recovery[n][w]['precision_at_k'].get('5'), 0)}%" for w in lists)
+            for n in finders
+        ]
+        first = result.recovery[finders[0]]
+        chance = " / ".join(f"{pct(first[w].get('chance_precision'), 0)}%" for w in lists)
         lines.append(
-            f"- Do the finders point at the neurons that carry the {factor}? Precision@5, the share of a "
-            f"finder's first 5 neurons that respond to the {factor} (ground truth from counterfactual renderings) "
-            f"and move {cname}'s score: {', '.join(parts)} (chance {pct(chance, 0)}%)."
+            f"- Do the finders point at the neurons behind the mistakes? Precision@5 of each finder's "
+            f"{' / '.join(lists)} list against that list's causal truth (re-rendering each mistake with the "
+            f"other {_factor_name(result)} and measuring every neuron's part of the margin it gains): "
+            f"{', '.join(parts)} (chance {chance})."
         )
+    edited = (result.recovery.get(result.main_set) or {}).get("edited")
+    if edited is not None and result.neurons:
+        p_k = next(iter((edited.get("precision_at_k") or {}).values()), None)
+        share = next(iter((edited.get("margin_share_at_k") or {}).values()), None)
+        if p_k is not None:
+            lines.append(
+                f"- Of the edited neurons, {pct(p_k, 0)}% are causal; together they carry "
+                f"{pct(share, 0)}% of the margin the re-rendering gains."
+            )
     # edits
     key = "worst_group_acc" if before.get("worst_group_acc") is not None else "class_acc"
     label = "worst-group" if key == "worst_group_acc" else f"{cname}"
@@ -583,12 +862,17 @@ def plain_summary(result: Any) -> list[str]:
             f"What each edit changed on the test split ({label} accuracy, then {cname} and overall accuracy, %):",
             "",
         ]
+        lead = _lead_editor(result)
         for name, e in result.edits.items():
             a = e["after"]
             tag = (
                 " (the paper's method)"
                 if name == PAPER_EDITOR
-                else (" (uses group labels)" if e["result"].get("uses_group_labels") else "")
+                else (
+                    " (the pipeline's editor)"
+                    if name == lead
+                    else (" (uses group labels)" if e["result"].get("uses_group_labels") else "")
+                )
             )
             lines.append(
                 f"- `{name}`{tag}: {label} {pct(before.get(key))} → **{pct(a.get(key))}**, "
@@ -597,13 +881,21 @@ def plain_summary(result: Any) -> list[str]:
             )
         for name, why in result.skipped.items():
             lines.append(f"- `{name}` was not run: {why}.")
-        ours = result.edits.get(PAPER_EDITOR)
+        ours = result.edits.get(lead)
         controls = {n: result.edits[n] for n in CONTROLS if n in result.edits}
+        # the same editor on the random-neurons control set, where the run edited one
+        same = next(
+            (e for e in result.grid if e.get("editor") == lead and e.get("source") == "random-neurons"), None
+        )
+        if same is not None:
+            controls["random-neurons"] = same
         if ours is not None and controls:
+            who = "the paper's method" if lead == PAPER_EDITOR else f"the pipeline (`{lead}`)"
             parts = []
             for n, e in controls.items():
                 diff, word = _verdict(ours["after"], e["after"], key)
-                parts.append(f"{word} {CONTROLS[n]} ({diff:+.1f} points)")
+                what = CONTROLS[n] if n != "random-neurons" or same is None else f"`{lead}` on random neurons"
+                parts.append(f"{word} {what} ({diff:+.1f} points)")
             ci = (ours["after"].get("ci") or {}).get(key)
             half = f" ±{100 * (ci[1] - ci[0]) / 2:.1f} points" if ci else ""
             verdict = (
@@ -613,7 +905,7 @@ def plain_summary(result: Any) -> list[str]:
             )
             lines += [
                 "",
-                f"Did the paper's method beat its controls on this run? It was {verdict} on {label} accuracy: "
+                f"Did {who} beat its controls on this run? It was {verdict} on {label} accuracy: "
                 + "; ".join(parts)
                 + f". A difference counts when it exceeds the 95% bootstrap interval of the method's own"
                 f" accuracy ({half.strip() or 'no interval'}); this is one seed, `neuroinspect bench run` repeats it over seeds.",
@@ -657,20 +949,44 @@ def compact_leaderboard(result: Any) -> list[str]:
             ),
             "",
         ]
-    if result.recovery:
-        ranked_f = sorted(result.recovery.items(), key=lambda kv: -(kv[1]["precision_at_k"].get("5") or 0.0))
+    finders = {n: result.recovery[n] for n in result.finder_results if n in result.recovery}
+    if finders:
+        # ranked on the list that is edited (the merged choice "both" starts with the insufficient list)
+        main_list = "excessive" if result.config.neuron_list == "excessive" else "insufficient"
+        other = "excessive" if main_list == "insufficient" else "insufficient"
+
+        def _p(m: Mapping[str, Any], which: str, k: str) -> float | None:
+            return (m.get(which) or {}).get("precision_at_k", {}).get(k)
+
+        ranked_f = sorted(finders.items(), key=lambda kv: -(_p(kv[1], main_list, "5") or 0.0))
         rows = [
             [
                 i,
                 f"`{n}`",
-                pct(m["precision_at_k"].get("5")),
-                pct(m["precision_at_k"].get("10")),
-                pct(m.get("chance_precision")),
+                pct(_p(m, main_list, "5")),
+                pct(_p(m, main_list, "10")),
+                pct((m.get(main_list) or {}).get("chance_precision")),
+                pct(_p(m, other, "5")),
+                pct((m.get(other) or {}).get("chance_precision")),
             ]
             for i, (n, m) in enumerate(ranked_f, start=1)
         ]
         out += [
-            markdown_table(["rank", "finder", "precision@5 (%)", "precision@10 (%)", "chance (%)"], rows),
+            "Finders, scored per list against the causal truth of that list (precision = share of the list's first "
+            "k neurons that are causal in the list's direction):",
+            "",
+            markdown_table(
+                [
+                    "rank",
+                    "finder",
+                    f"{main_list} P@5 (%)",
+                    f"{main_list} P@10 (%)",
+                    "chance (%)",
+                    f"{other} P@5 (%)",
+                    "chance (%)",
+                ],
+                rows,
+            ),
             "",
         ]
     if out:
@@ -683,7 +999,8 @@ def _score_definition(name: str, fres: Any) -> str:
     if fres.score_name == "Prec@5":
         return (
             "**Prec@5**, the share of the corrected mistakes whose 5 largest counterfactual shifts include the "
-            "neuron (the counterfactual shift: the smallest change of a mistake's features that makes the model right)."
+            "neuron (the counterfactual shift: the smallest change of a mistake's features that makes the model right); "
+            "a vote count, not a precision against the ground truth (that is scored below)."
         )
     try:
         from neuroinspect.methods.finders import FINDERS

@@ -254,6 +254,17 @@ class FinderResult:
         rows = self.insufficient if which == "insufficient" else self.excessive
         return [int(r["neuron"]) for r in rows[:n]]
 
+    def ordered(self, which: str = "insufficient") -> list[int]:
+        """All D neurons in the order a person reads list ``which``: the printed rows first, then the rest
+        of :meth:`ranking` (the vote cut and the ``top`` limit leave the printed list short). ``"both"``:
+        the merged :meth:`ranking`. This is the order candidates are handed to a selector, and the order
+        the per-list scores are computed on."""
+        if which == "both":
+            return self.ranking("both")
+        head = self.top_neurons(which, self.num_features)
+        seen = set(head)
+        return head + [n for n in self.ranking(which) if n not in seen]
+
     def empty_reason(self, which: str) -> str:
         """Why the ``which`` list (insufficient / excessive) came out empty, in words."""
         counts, settings = self.counts, self.settings or {}

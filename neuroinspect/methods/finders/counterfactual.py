@@ -25,6 +25,15 @@ Differences from the reference, all deliberate:
   stop after ``top`` *listed* rows (the reference counts skipped ones toward its 30), and the
   denominator of Prec@5 is the number of corrected mistakes (``denominator``). ``ref=True`` restores
   the reference's exact voting, list limit, denominator and the all-class mean for ``imp``.
+
+**Two classes: the lists rank decision weights.** The gradient that moves w_i,
+∂L/∂w = −(W[c] − Σ_k p_k W[k]) + (norm terms), does not depend on the feature f_i except through the
+probabilities p. With K = 2 it is −(1 − p_c)(W[c] − W[k]) for every mistake, so every shift is
+(up to the small L1/L2 terms) parallel to W[c] − W[k] (cosine ≥ 0.99999 on the bundled benchmark),
+every mistake votes the same top 5, and both lists are a ranking of decision weights, not of what the
+mistakes look like. That is the method, faithfully; ``neuroinspect debug`` prints a one-line notice
+on a two-class task, and :mod:`neuroinspect.methods.finders.deficit` (``margin-deficit``) is an
+activation-aware alternative that leaves this finder (and ``--ref`` parity) untouched.
 """
 
 from __future__ import annotations

@@ -1,0 +1,245 @@
+"""Selectors: the registry and each selector on a tiny model (top, core-sensitivity, clip, concept, labels)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from conftest import TINY_SHAPES
+
+from neuroinspect.cli import main
+from neuroinspect.errors import UserError
+from neuroinspect.methods.selectors import LABELS, SELECTORS, NeuronVisuals, SelectionContext
+from neuroinspect.methods.selectors.labels import read_labels, write_labels
+from neuroinspect.methods.visualizers.base import Visualization
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_shapes_ckpt: Path) -> dict[str, Any]:
+    from neuroinspect.datasets import get_dataset
+    from neuroinspect.harness.checkpoint import load_checkpoint
+    from neuroinspect.harness.evaluation import checkpoint_eval_transform
+
+    ckpt = load_checkpoint(tiny_shapes_ckpt)
+    surface = ckpt.surface.eval()
+    tr = checkpoint_eval_transform(ckpt, "spurious-shapes")
+    spec = get_dataset("spurious-shapes")
+    val = spec.load(None, "val", tr, **TINY_SHAPES)
+    train = spec.load(None, "train", tr, **TINY_SHAPES)
+    x = torch.stack([val[i]["image"] for i in range(len(val))])
+    with torch.no_grad():
+        f = surface.features(x)
+    y = torch.tensor([s.label for s in val.samples])
+    means = torch.stack([f[y == k].mean(0) for k in range(2)])
+    return {"surface": surface, "val": val, "train": train, "means": means}
+
+
+def _ctx(tiny: dict[str, Any], visuals: Any = None, clip: Any = None, **kw: Any) -> SelectionContext:
+    s = tiny["surface"]
+    return SelectionContext(
+        surface=s,
+        decision=s.decision,
+        class_idx=1,
+        class_names=["triangle", "square"],
+        prompts=["triangle", "square"],
+        class_means=tiny["means"],
+        dataset=tiny["val"],
+        attributes=["water", "land"],
+        visuals=visuals,
+        clip=clip,
+        benchmark_train=tiny["train"],
+        show_progress=False,
+        **kw,
+    )
+
+
+class FixedVisuals:
+    """Visualizations given in advance (one per neuron), standing in for the shared NeuronVisuals."""
+
+    def __init__(self, by_neuron: dict[int, Visualization]) -> None:
+        self.by_neuron = by_neuron
+
+    def get(
+        self, neurons: Any, method: str = "", settings: Any = None, conditioned: bool = True
+    ) -> list[Any]:
+        return [self.by_neuron[int(n)] for n in neurons]
+
+
+def _viz(n: int, images: torch.Tensor, masks: torch.Tensor | None = None) -> Visualization:
+    return Visualization(
+        method="fixed", neuron=n, class_idx=1, images=images, activations=[1.0] * len(images), masks=masks
+    )
+
+
+def test_registry_lists_every_selector(capsys: pytest.CaptureFixture[str]) -> None:
+    assert {"top", "core-sensitivity", "clip", "concept", "labels"} <= set(SELECTORS.names())
+    assert main(["methods", "list", "--kind", "selectors"]) == 0
+    out = capsys.readouterr().out
+    assert "selectors (" in out and "core-sensitivity" in out and "labels" in out
+
+
+def test_top_keeps_the_first_k_unseen(tiny: dict[str, Any]) -> None:
+    sel = SELECTORS.get("top")().select([7, 3, 9, 1], 2, _ctx(tiny))
+    assert sel.neurons == [7, 3] and sel.labels == {} and sel.counts()["not_judged"] == 4
+
+
+def test_every_visual_selector_runs_on_clip_illusion_images_of_a_tiny_model(tiny: dict[str, Any]) -> None:
+    from neuroinspect.clip.loader import load_clip
+
+    clip = load_clip("synthetic-clip:random")
+    visuals = NeuronVisuals(
+        tiny["surface"],
+        1,
+        dataset=tiny["val"],
+        class_names=["triangle", "square"],
+        clip=clip,
+        show_progress=False,
+    )
+    settings = {"visualizer_settings": {"iters": 2, "images_per_pair": 2}}
+    ctx = _ctx(tiny, visuals=visuals, clip=clip)
+    cand = [5, 11, 40]
+    out = {}
+    for name, extra in (
+        ("core-sensitivity", {}),
+        ("clip", {}),
+        ("concept", {"classifier_settings": {"method": "logreg", "max_train": 8, "image_size": 8}}),
+    ):
+        sel = SELECTORS.get(name)(**settings, **extra).select(cand, 2, ctx)
+        assert set(sel.labels) == set(cand) and set(sel.labels.values()) <= set(LABELS)
+        assert sel.neurons == [n for n in cand if sel.labels[n] == "spurious"][:2]
+        out[name] = sel
+    # the three selectors read the same images: optimized once
+    assert len(visuals._cache) == len(cand)
+    assert all(0.0 <= v <= 1.0 for v in out["clip"].scores.values())
+
+
+class _ToyClip:
+    """A deterministic CLIP double: an image embeds as its mean colour, a text as the colour it names."""
+
+    COLORS = {"square": (1.0, 0.0, 0.0), "water": (0.0, 0.0, 1.0), "land": (0.0, 1.0, 0.0)}
+    model = torch.nn.Identity()
+    device = torch.device("cpu")
+
+    def encode_image(self, images01: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.normalize(images01.mean(dim=(2, 3)), dim=1)
+
+    def encode_text(self, texts: Any) -> torch.Tensor:
+        rows = []
+        for t in texts:
+            name = next(k for k in self.COLORS if k in t)
+            rows.append(torch.tensor(self.COLORS[name]))
+        return torch.nn.functional.normalize(torch.stack(rows), dim=1)
+
+
+def test_clip_selector_calls_background_images_spurious_and_object_images_core(tiny: dict[str, Any]) -> None:
+    def solid(rgb: tuple[float, float, float]) -> torch.Tensor:
+        return torch.tensor(rgb).view(1, 3, 1, 1).expand(2, 3, 8, 8).clone()
+
+    visuals = FixedVisuals(
+        {
+            1: _viz(1, solid((0.1, 0.1, 0.9))),
+            2: _viz(2, solid((0.9, 0.1, 0.1))),
+            3: _viz(3, solid((0.5, 0.5, 0.5))),
+        }
+    )
+    sel = SELECTORS.get("clip")(logit_scale=50.0, margin=0.1).select(
+        [2, 1, 3], 5, _ctx(tiny, visuals, clip=_ToyClip())
+    )
+    assert sel.labels == {1: "spurious", 2: "core", 3: "unclear"}
+    assert sel.neurons == [1] and sel.scores[1] > 0.9 > 0.1 > sel.scores[2]
+    no_attributes = _ctx(tiny, visuals, clip=_ToyClip())
+    no_attributes.attributes = None
+    with pytest.raises(UserError, match="attribute names"):
+        SELECTORS.get("clip")().select([1], 1, no_attributes)
+
+
+def test_core_sensitivity_of_an_unmasked_image_is_one(tiny: dict[str, Any]) -> None:
+    g = torch.Generator().manual_seed(0)
+    imgs = torch.rand(2, 3, 32, 32, generator=g)
+    half = torch.zeros(2, 32, 32)
+    half[:, :, :16] = 1
+    visuals = FixedVisuals({4: _viz(4, imgs, torch.ones(2, 32, 32)), 6: _viz(6, imgs, half)})
+    cs = SELECTORS.get("core-sensitivity")()
+    scores = cs.scores([4, 6], _ctx(tiny, visuals))
+    assert scores[4] == pytest.approx(1.0, abs=1e-5)  # X ⊙ M = X: every ratio s_k is 1
+    labels, signed = cs.label([4, 6], _ctx(tiny, visuals))
+    assert labels[4] == "core" and labels[6] == ("spurious" if scores[6] < 1 else "core")
+    assert signed == {4: -scores[4], 6: -scores[6]}  # larger = more spurious-looking
+    strict = SELECTORS.get("core-sensitivity")(threshold=1.5).label([4], _ctx(tiny, visuals))[0]
+    assert strict[4] == "spurious"
+
+
+def test_concept_selector_reads_what_the_images_agree_on(tiny: dict[str, Any]) -> None:
+    from neuroinspect.datasets.groundtruth import counterfactual_grid
+
+    val = tiny["val"]
+    grid = (
+        torch.from_numpy(counterfactual_grid(val, np.arange(4))).float() / 255.0
+    )  # (4, 2 shapes, 2 bgs, H, W, 3)
+    grid = grid.permute(0, 1, 2, 5, 3, 4)
+    same_bg = grid[:, :, 0].reshape(-1, 3, 32, 32)  # every shape on water
+    same_shape = grid[:, 1, :].reshape(-1, 3, 32, 32)  # squares on every background
+    visuals = FixedVisuals({1: _viz(1, same_bg), 2: _viz(2, same_shape)})
+    sel = SELECTORS.get("concept")(
+        classifier_settings={"method": "logreg", "max_train": 40, "image_size": 32}
+    )
+    out = sel.select([2, 1], 2, _ctx(tiny, visuals))
+    assert out.labels[1] == "spurious" and out.labels[2] == "core" and out.neurons == [1]
+
+
+def test_labels_selector_reads_the_study_file(tiny: dict[str, Any], tmp_path: Path) -> None:
+    path = write_labels(
+        tmp_path / "labels.csv",
+        [
+            {"neuron": 3, "label": "spurious", "class_idx": None, "n_votes": 5, "agreement": 0.8},
+            {"neuron": 3, "label": "core", "class_idx": 0, "n_votes": 5, "agreement": 0.9},  # another class
+            {"neuron": 4, "label": "core", "class_idx": None, "n_votes": 4, "agreement": 0.75},
+            {"neuron": 4, "label": "spurious", "class_idx": 1, "n_votes": 6, "agreement": 0.66},  # overrides
+            {
+                "neuron": 8,
+                "label": "spurious",
+                "class_idx": 1,
+                "n_votes": 1,
+                "agreement": 1.0,
+            },  # too few votes
+            {"neuron": 9, "label": "unclear", "class_idx": "", "n_votes": "", "agreement": ""},
+        ],
+    )
+    assert path.read_text().splitlines()[0] == "neuron,label,class_idx,n_votes,agreement"
+    sel = SELECTORS.get("labels")(file=str(path), min_votes=2).select([8, 4, 3, 9, 12], 5, _ctx(tiny))
+    assert sel.labels == {8: "unclear", 4: "spurious", 3: "spurious", 9: "unclear", 12: "unclear"}
+    assert sel.neurons == [4, 3] and sel.info["source"] == str(path)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("neuron,label\n1,spurious\n", "header lacks class_idx, n_votes, agreement"),
+        ("neuron,label,class_idx,n_votes,agreement\n1,weird,,,\n", ":2: label 'weird'"),
+        ("neuron,label,class_idx,n_votes,agreement\nx,core,,,\n", ":2: neuron 'x'"),
+        ("neuron,label,class_idx,n_votes,agreement\n1,core,,,1.5\n", "outside [0, 1]"),
+    ],
+)
+def test_a_bad_labels_file_is_one_clear_error(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "l.csv"
+    path.write_text(text)
+    with pytest.raises(UserError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        read_labels(path)
+    with pytest.raises(UserError):
+        SELECTORS.get("labels")(file=str(path))
+
+
+def test_labels_selector_asks_on_a_terminal_and_refuses_without_one(
+    tiny: dict[str, Any], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    answers = iter(["12 x", "99", "7, 5"])
+    monkeypatch.setattr("builtins.input", lambda prompt="": next(answers))
+    sel = SELECTORS.get("labels")().select([5, 7, 9], 3, _ctx(tiny, interactive=True))
+    assert sel.neurons == [5, 7] and sel.labels[9] == "unclear" and sel.info["source"] == "prompt"
+    out = capsys.readouterr().out
+    assert "neuron 9" in out and "not a candidate" in out
+    with pytest.raises(UserError, match="labels file"):
+        SELECTORS.get("labels")().select([5], 1, _ctx(tiny, interactive=False))
