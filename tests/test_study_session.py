@@ -404,6 +404,14 @@ def test_labels_file_from_labelling_answers(tmp_path: Path, store: db.Store) -> 
         assert got[4].label == (top.index[0] if len(top) == 1 else "unclear")
         assert got[4].agreement == pytest.approx(counts.max() / len(answers), abs=1e-4)
     assert (lab["class_idx"] == "").all()
+    # the file `study export --labels` writes is what the debugging pipeline's `labels` selector reads
+    from neuroinspect.methods.selectors.labels import read_labels
+    from neuroinspect.studies.export import write_labels_csv
+
+    path, n = write_labels_csv(rt.spec, tmp_path / "labels.csv", store=store, apply_rules=False)
+    read = {x.neuron: (x.label, x.class_idx, x.n_votes, x.agreement) for x in read_labels(path)}
+    assert n == len(read) == len(lab)
+    assert read == {int(r.neuron): (r.label, None, int(r.n_votes), r.agreement) for r in lab.itertuples()}
     only_lucent = labels_frame(rt.spec, store=store, apply_rules=False, conditions=["lucent"])
     assert only_lucent["n_votes"].sum() == int((votes["condition"] == "lucent").sum())
     with pytest.raises(UserError, match="not a condition"):
