@@ -194,3 +194,19 @@ def test_export_checks_its_output_files_before_reading_the_database(
     assert main([*out, "--out", str(tmp_path / "out" / "r.csv")]) == 2
     err = capsys.readouterr().err
     assert "127.0.0.1" in err and "Traceback" not in err and not (tmp_path / "out").exists()
+
+
+def test_study_help_stays_quick() -> None:
+    """`neuroinspect study ... --help` builds the study parsers only: no torch, pandas or SQLAlchemy."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\nfrom neuroinspect.cli import main\n"
+        "for argv in (['study', '--help'], ['study', 'export', '--help'], ['study', 'analyze', '--help']):\n"
+        "    try:\n        main(argv)\n    except SystemExit as e:\n        assert e.code == 0, argv\n"
+        "print(sorted(m for m in ('torch', 'pandas', 'sqlalchemy', 'streamlit') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "[]"
