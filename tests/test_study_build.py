@@ -118,6 +118,10 @@ def test_2afc_bundle_structure(built_2afc) -> None:  # noqa: ANN001
             queries.setdefault(t["unit"], []).append(tuple(t["choice"]["images"]))
             expected = {"none": [], "exemplars": ["max", "min"], "lucent": ["max"]}[t["condition"]]
             assert roles == expected  # a synthetic visualizer has no "min" references
+            if t["panels"]:  # generated pictures are never captioned as if they were photographs
+                assert t["panels"][0]["title"].startswith(
+                    {"exemplars": "Images that", "lucent": "Pictures generated"}[t["condition"]]
+                )
             for p in t["panels"]:
                 assert len(p["images"]) == 3
                 assert not set(p["images"]) & set(t["choice"]["images"])  # queries held out

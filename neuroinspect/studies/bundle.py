@@ -60,6 +60,13 @@ BUILD_INFO = "build.json"
 CACHE_VERSION = 1
 #: ground-truth label of a neuron -> the labelling answer that is right for it
 TRUTH_ANSWER = {"spurious": "background", "core": "object", "mixed": "both", "dead": "neither"}
+#: the caption of a unit's explanation, by what its images are (a visualizer's ``kind``): participants
+#: must not take generated pictures or heatmaps for photographs
+MAX_TITLES = {
+    "natural": "Images that make the neuron fire most",
+    "synthetic": "Pictures generated to make the neuron fire most",
+    "attribution": "Images that make the neuron fire most, coloured where it responds (heatmap)",
+}
 #: constructor arguments that set how many images a visualizer makes per (neuron, class) pair
 _COUNT_ARGS = ("images_per_pair", "n_images", "k", "top_k", "n_inputs")
 
@@ -790,7 +797,7 @@ class Builder:
         panels.append(
             {
                 "role": "max",
-                "title": "Images that make the neuron fire most",
+                "title": MAX_TITLES.get(self._kind(cond), MAX_TITLES["natural"]),
                 "images": max_rels,
                 "montage": self.writer.montage(max_rels, cell),
             }
@@ -811,6 +818,16 @@ class Builder:
                 )
         self._panel_cache[ck] = panels
         return [dict(p) for p in panels]
+
+    @staticmethod
+    def _kind(cond: Condition) -> str:
+        """``natural``, ``synthetic`` or ``attribution``: what the condition's images are."""
+        from neuroinspect.methods.visualizers import VISUALIZERS
+
+        try:
+            return str(getattr(VISUALIZERS.get(cond.visualizer or "exemplars"), "kind", "synthetic"))
+        except UserError:
+            return "natural"
 
     def natural_panels(self, unit: dict[str, Any]) -> list[dict[str, Any]]:
         cond = Condition(name="_natural", visualizer="exemplars")
