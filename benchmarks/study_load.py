@@ -318,7 +318,10 @@ def fault_phase(spec_path: Path, url: str, n: int, work: Path, think: float) -> 
 
 
 # -- main ------------------------------------------------------------------------------------------------------
-def run(backends: list[str], n: int, smoke: bool, think: float, pause: float) -> dict[str, Any]:
+def run(
+    backends: list[str], n: int, smoke: bool, think: float, pause: float, pg: Any = None
+) -> dict[str, Any]:
+    """``pg``: a running server of ``tests/_services.py`` to use (the tests' own) instead of starting one."""
     services = _load("_services")
     study = _load("_study")
     out: dict[str, Any] = {
@@ -337,6 +340,11 @@ def run(backends: list[str], n: int, smoke: bool, think: float, pause: float) ->
                 urls = [f"sqlite:///{work / f'{phase}.db'}" for phase in ("load", "paced", "fault")]
                 out["backends"][backend] = _both(study, work, urls, n, smoke, think, pause)
             else:
+                if pg is not None:
+                    tag = os.urandom(3).hex()
+                    urls = [pg.create_database(f"{phase}_{tag}") for phase in ("load", "paced", "fault")]
+                    out["backends"][backend] = _both(study, work, urls, n, smoke, think, pause)
+                    continue
                 if services.postgres_bindir() is None:
                     if services.services_required():
                         raise RuntimeError(
@@ -344,7 +352,8 @@ def run(backends: list[str], n: int, smoke: bool, think: float, pause: float) ->
                         )
                     out["backends"][backend] = {"skipped": "no PostgreSQL server binary on this machine"}
                     continue
-                with services.postgres_server(durable=True) as server:  # fsync on, as deployed
+                # fsync on as deployed (the smoke run only counts, so it takes the fast test settings)
+                with services.postgres_server(durable=not smoke) as server:
                     urls = [server.create_database(phase) for phase in ("load", "paced", "fault")]
                     out["backends"][backend] = _both(study, work, urls, n, smoke, think, pause)
     finally:
@@ -403,7 +412,7 @@ def report(res: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, pg: Any = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument(
         "--participants", type=int, default=None, help="participants at once (default 50; 8 with --smoke)"
@@ -426,7 +435,7 @@ def main(argv: list[str] | None = None) -> int:
     bad = [b for b in backends if b not in ("sqlite", "postgresql")]
     if bad:
         ap.error(f"unknown backend {bad[0]!r}; use sqlite and/or postgresql")
-    res = run(backends, n, args.smoke, think, pause)
+    res = run(backends, n, args.smoke, think, pause, pg)
     text = report(res)
     print(text)
     if args.out:

@@ -6,19 +6,24 @@ import importlib.util
 import json
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def test_study_load_smoke(tmp_path: Path) -> None:
+def test_study_load_smoke(tmp_path: Path, request: pytest.FixtureRequest) -> None:
     spec = importlib.util.spec_from_file_location("study_load", ROOT / "benchmarks" / "study_load.py")
     assert spec and spec.loader
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     from _services import postgres_bindir, services_required
 
-    backends = "sqlite,postgresql" if (postgres_bindir() or services_required()) else "sqlite"
+    pg = None
+    if postgres_bindir() or services_required():
+        pg = request.getfixturevalue("pg_server")  # this process's cluster (fails when required and absent)
+    backends = "sqlite,postgresql" if pg is not None else "sqlite"
     out = tmp_path / "load.json"
-    assert mod.main(["--smoke", "--backends", backends, "--out", str(out)]) == 0
+    assert mod.main(["--smoke", "--backends", backends, "--out", str(out)], pg=pg) == 0
     res = json.loads(out.read_text())
     assert set(res["backends"]) == set(backends.split(","))
     for name, r in res["backends"].items():
