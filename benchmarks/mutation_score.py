@@ -130,6 +130,10 @@ TARGETS: dict[str, Target] = {
         ("neuroinspect/harness/experiment.py",),
         ("tests/test_experiment.py", "tests/test_pipeline_invariants.py"),
     ),
+    "causal_truth": Target(
+        ("neuroinspect/methods/causal_truth.py",),
+        ("tests/test_causal_truth.py",),
+    ),
 }
 
 
@@ -203,6 +207,54 @@ FOCUSED: dict[str, Target] = {
         )
         + _only("neuroinspect.methods.editors.baselines", "random_neurons")
         + _only("neuroinspect.methods.editors.neuroinspect_editor", "NeuroInspectEditor.selection_rule"),
+    ),
+    "selectors": Target(
+        ("neuroinspect/methods/selectors/*.py", "neuroinspect/harness/choice.py"),
+        ("tests/test_selectors.py", "tests/test_causal_truth.py", "tests/test_choice.py"),
+        # 20 s: three visual selectors end to end on optimized images (a run-through, no numbers
+        # checked); the caching it covers (NeuronVisuals.get) is outside the measured functions
+        deselect=(
+            "tests/test_selectors.py::test_every_visual_selector_runs_on_clip_illusion_images_of_a_tiny_model",
+        ),
+        only=_only(
+            "neuroinspect.methods.selectors.base",
+            "Selection.counts",
+            "Selector.select",
+            "Selector.settings",
+        )
+        + _only(
+            "neuroinspect.methods.selectors.rules",
+            "TopSelector.select",
+            "CoreSensitivitySelector.__init__",
+            "CoreSensitivitySelector.scores",
+            "CoreSensitivitySelector._scores",
+            "CoreSensitivitySelector.label",
+        )
+        + _only(
+            "neuroinspect.methods.selectors.labels",
+            "read_labels",
+            "labels_for_class",
+            "LabelsSelector.__init__",
+            "LabelsSelector.label",
+            "LabelsSelector.select",
+            "LabelsSelector._ask",
+        )
+        + _only(
+            "neuroinspect.methods.selectors.visual",
+            "ClipSelector.__init__",
+            "ClipSelector.label",
+            "ConceptSelector.label",
+        )
+        + _only(
+            "neuroinspect.harness.choice",
+            "split_variant",
+            "resolve_pipelines",
+            "class_means",
+            "select_sets",
+            "causal_records",
+            "gamma_for",
+            "attribute_mask",
+        ),
     ),
     "statistics": Target(
         (

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from neuroinspect.errors import UserError
 from neuroinspect.harness.choice import NeuronSet, causal_records
 from neuroinspect.methods.causal_truth import (
     causal_truth,
@@ -201,3 +202,198 @@ def test_record_validator_checks_the_list_and_margin_shares() -> None:
         rec(list="both")
     with pytest.raises(RecordError, match="margin_share_at_k.5"):
         rec(list="insufficient", margin_share_at_k={"5": 1.5})
+
+
+def test_truth_masks_by_name_and_the_oracle_keeps_small_positive_effects() -> None:
+    ct = causal_truth(_effects())
+    for name in ("both", "edited", "either"):
+        assert np.flatnonzero(ct.mask(name)).tolist() == [1, 3]
+    assert np.flatnonzero(ct.mask("insufficient")).tolist() == [3]
+    assert np.flatnonzero(ct.mask("excessive")).tolist() == [1]
+    with pytest.raises(ValueError, match="unknown list 'top'"):
+        ct.mask("top")
+    # effects below one logit still count as helping class c
+    W2 = np.array([[0.0, 0.0, 0.0], [1.0, 1.0, 1.0]])
+    small = effects_from_activations(np.zeros((1, 3)), np.array([[[0.25, 0.0, 0.5]]]), W2, None, 1, [0])
+    assert small.oracle(3) == [2, 0]
+
+
+def _list_record(which: str = "insufficient", **kw: object) -> dict:
+    from neuroinspect.methods.causal_truth import list_recovery_record
+
+    eff = _effects()
+    eff.split = "val"
+    return list_recovery_record(
+        [3, 0, 1, 2],
+        which,
+        eff,
+        causal_truth(eff, threshold=0.2),
+        method={"finder": "fake"},
+        dataset="spurious-shapes",
+        model="m",
+        seed=3,
+        provenance=PROV,
+        ks=(1, 2),
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+def test_a_list_record_says_what_truth_it_was_scored_against() -> None:
+    rec = _list_record(attribute_labels=["core", "spurious", "mixed", "spurious"], config={"experiment": "t"})
+    assert rec["class_idx"] == 1 and rec["seed"] == 3 and rec["method"] == {"finder": "fake"}
+    assert rec["config"] == {
+        "list": "insufficient",
+        "truth": {"kind": "causal_mistakes", "threshold": 0.2, "split": "val", "ks": [1, 2]},
+        "experiment": "t",
+    }
+    m = rec["metrics"]
+    assert (m["flip_rate"], m["n_mistakes"], m["num_features"]) == (1.0, 2, 4)
+    # the first two of [3, 0]: one spurious and one core neuron
+    assert m["attribute_labels_at_k"] == {"1": {"spurious": 1}, "2": {"spurious": 1, "core": 1}}
+    assert "attribute_labels_at_k" not in _list_record()["metrics"]
+    assert _list_record(attribute_labels=["core", "spurious", "spurious", "spurious"])["metrics"][
+        "attribute_labels_at_k"
+    ]["1"] == {"spurious": 1}
+    twice = _list_record(attribute_labels=["spurious"] * 4)["metrics"]["attribute_labels_at_k"]
+    assert twice["2"] == {"spurious": 2}
+    with pytest.raises(ValueError, match="which must be one of .*'both'"):
+        _list_record("both")
+
+
+def test_mistake_effects_to_json_reports_the_means() -> None:
+    eff = _effects()
+    eff.split = "test"
+    out = eff.to_json()
+    assert out["class_idx"] == 1 and out["split"] == "test" and out["n_mistakes"] == 2
+    assert out["flip_rate"] == 1.0
+    assert out["mean_margin_before"] == pytest.approx(-2.0) and out["mean_margin_after"] == pytest.approx(
+        1.25
+    )
+    assert out["effect"] == [0.0, 1.5, -0.5, 2.25] and out["delta"] == [0.0, -1.5, 0.25, 0.75]
+    assert out["indices"] == [0, 1] and out["preds"] == [0, 0]
+    empty = effects_from_activations(np.zeros((0, 4)), np.zeros((0, 1, 4)), W, B, 1, [])
+    assert empty.flip_rate == 0.0 and empty.to_json()["mean_margin_before"] is None
+    assert empty.to_json()["mean_margin_after"] is None and empty.effect.tolist() == [0.0] * 4
+
+
+def _one_mistake(effect_rows: list[float], delta: list[float]):  # noqa: ANN202
+    """Effects of one mistake (class 1 predicted as 0) whose margin weights are d = E / Δa (1 where Δa = 0)."""
+    e, da = np.asarray(effect_rows, dtype=float), np.asarray(delta, dtype=float)
+    d = np.where(da != 0, e / np.where(da != 0, da, 1.0), 1.0)
+    W = np.stack([np.zeros_like(d), d])
+    return effects_from_activations(np.zeros((1, d.size)), da[None, None, :], W, None, 1, [0])
+
+
+def test_threshold_bounds_and_the_cutoff_itself_are_causal() -> None:
+    eff = _effects()
+    assert np.flatnonzero(causal_truth(eff, 0.0).either).tolist() == [1, 3]  # every E > 0
+    assert causal_truth(eff, 0.0).cutoff == 0.0 and causal_truth(eff, 0.0).threshold == 0.0
+    assert np.flatnonzero(causal_truth(eff, 1.0).either).tolist() == [3]  # only the largest
+    for bad in (-0.01, 1.01):
+        with pytest.raises(UserError, match=rf"threshold must be in \[0, 1\], got {bad}"):
+            causal_truth(eff, bad)
+    # E = [2, 1, 0.5] at threshold 0.5: the cutoff is 1, and E = 1 is at least the cutoff
+    at = causal_truth(_one_mistake([2.0, 1.0, 0.5], [1.0, 1.0, 1.0]), 0.5)
+    assert at.cutoff == 1.0 and np.flatnonzero(at.insufficient).tolist() == [0, 1]
+    # effects below one logit are causal too
+    small = causal_truth(_one_mistake([0.5, 0.25, 0.01], [1.0, -1.0, 1.0]), 0.1)
+    assert np.flatnonzero(small.insufficient).tolist() == [0]
+    assert np.flatnonzero(small.excessive).tolist() == [1]
+    assert small.threshold == 0.1 and isinstance(small.threshold, float)
+
+
+def test_no_positive_effect_means_no_truth_and_zero_shares() -> None:
+    eff = _one_mistake([0.0, -1.0, 0.0], [1.0, -1.0, 0.0])  # E = 0 with Δa = 1: no help to class c
+    assert eff.effect.tolist() == [0.0, -1.0, 0.0]
+    ct = causal_truth(eff)
+    assert ct.counts() == {"insufficient": 0, "excessive": 0, "either": 0} and ct.cutoff == 0.0
+    assert eff.oracle(3) == [] and margin_share(eff.effect, [0, 1]) == 0.0
+    sc = list_scores([0, 1, 2], ct.either, eff.effect, (2,))
+    assert sc["chance_margin_share_at_k"] == {"2": 0.0} and sc["margin_share_at_k"] == {"2": 0.0}
+    # a positive total below one logit is still a total
+    small = np.array([0.2, 0.3, -0.1])
+    assert margin_share(small, [1]) == pytest.approx(0.6)
+    assert list_scores([1], small > 0, small, (1,))["chance_margin_share_at_k"]["1"] == pytest.approx(
+        0.4 / 0.5 / 3
+    )
+    # a layer without inputs: zero rates, no division by zero
+    empty = effects_from_activations(np.zeros((1, 0)), np.zeros((1, 1, 0)), np.zeros((2, 0)), None, 1, [0])
+    ct0 = causal_truth(empty)
+    assert ct0.cutoff == 0.0 and ct0.counts()["either"] == 0
+    assert list_scores([], ct0.either, empty.effect, (1,))["chance_precision"] == 0.0
+
+
+def test_a_neuron_whose_mean_change_is_zero_is_in_neither_direction() -> None:
+    # three classes; mistake 1 predicted as 0 (d = 1), mistake 2 as 2 (d = -1); Δa = +1 and -1:
+    # both raise the margin (E = 1) but the mean activation change is 0
+    W3 = np.array([[0.0], [1.0], [2.0]])
+    eff = effects_from_activations(np.zeros((2, 1)), np.array([[[1.0]], [[-1.0]]]), W3, None, 1, [0, 2])
+    assert eff.effect.tolist() == [1.0] and eff.delta.tolist() == [0.0]
+    ct = causal_truth(eff)
+    assert not ct.insufficient.any() and not ct.excessive.any()
+
+
+def test_float32_activations_and_weights_are_computed_in_float64() -> None:
+    # a mean of 1e8 + 8 and 1e8 is 1e8 + 4, which float32 cannot hold; 1e8 + 8 - 1 neither
+    a = np.array([[1e8]], dtype=np.float32)
+    cf = np.array([[[1e8 + 8], [1e8]]], dtype=np.float32)
+    W32 = np.array([[1.0], [1e8 + 8]], dtype=np.float32)
+    eff = effects_from_activations(a, cf, W32, None, 1, [0])
+    assert eff.delta.tolist() == [4.0]
+    assert eff.effect.tolist() == [4.0 * (1e8 + 7)]
+    # 2^24 + 1 + 1 in float32 is 2^24: the share's total is summed in float64
+    e32 = np.array([2.0**24, 1.0, 1.0], dtype=np.float32)
+    assert margin_share(e32, [1, 2]) == pytest.approx(2.0 / (2.0**24 + 2.0), rel=1e-12)
+
+
+def test_the_edited_record_scores_the_set_against_either_direction() -> None:
+    from neuroinspect.methods.causal_truth import edited_recovery_record
+    from neuroinspect.methods.selectors.base import Selection
+
+    eff = _effects()  # E = [0, 1.5, -0.5, 2.25]; causal in either direction: 1 and 3
+    eff.split = "val"
+    ct = causal_truth(eff)
+    sel = Selection("labels", [3, 2], [3, 2, 0, 1], labels={3: "spurious", 2: "spurious", 0: "core"})
+    selection = {"counts": sel.counts(), "candidates": 4}
+
+    def edited(neurons: list[int], **kw: object) -> dict:
+        return edited_recovery_record(
+            neurons,
+            2,
+            eff,
+            ct,
+            method={"finder": "fake", "selector": "labels"},
+            dataset="d",
+            model="m",
+            seed=1,
+            provenance=PROV,
+            **kw,  # type: ignore[arg-type]
+        )
+
+    rec = edited(
+        [3, 2], attribute_labels=["core", "spurious", "mixed", "core"], selection=selection, config={"x": 1}
+    )
+    m = rec["metrics"]
+    assert rec["class_idx"] == 1 and rec["task"] == "neuron_recovery"
+    assert m["list"] == "edited" and m["precision_at_k"] == {"2": 0.5}  # 3 is causal, 2 is not
+    assert m["margin_share_at_k"] == {"2": pytest.approx((2.25 - 0.5) / 3.75)}
+    assert m["chance_precision"] == 0.5 and m["n_relevant"] == 2
+    # k random neurons: k / D of the total effect (3.25) over the positive effect (3.75)
+    assert m["chance_margin_share_at_k"] == {"2": pytest.approx(2 / 4 * 3.25 / 3.75)}
+    assert (m["n_selected"], m["causal_selected"], m["flip_rate"], m["n_mistakes"]) == (2, 1, 1.0, 2)
+    assert m["core_let_through"] == 1 and m["attribute_labels"] == {"core": 1, "mixed": 1}
+    assert m["selection"] == {
+        "counts": {"spurious": 2, "core": 1, "unclear": 0, "not_judged": 1},
+        "candidates": 4,
+    }
+    assert rec["config"] == {
+        "list": "edited",
+        "k": 2,
+        "neurons": [3, 2],
+        "truth": {"kind": "causal_mistakes", "threshold": 0.1, "split": "val"},
+        "x": 1,
+    }
+    none = edited([])["metrics"]
+    assert none["precision_at_k"] == {"2": 0.0} and none["margin_share_at_k"] == {"2": 0.0}
+    assert none["n_selected"] == 0 and none["causal_selected"] == 0
+    assert "core_let_through" not in none and "selection" not in none and "attribute_labels" not in none
