@@ -397,3 +397,52 @@ def test_the_edited_record_scores_the_set_against_either_direction() -> None:
     assert none["precision_at_k"] == {"2": 0.0} and none["margin_share_at_k"] == {"2": 0.0}
     assert none["n_selected"] == 0 and none["causal_selected"] == 0
     assert "core_let_through" not in none and "selection" not in none and "attribute_labels" not in none
+
+
+def test_effects_keep_every_per_mistake_field() -> None:
+    # three other backgrounds (V = 3) for two classes (K = 2): the margin after is their mean
+    cf = np.stack([CF[:, 0], CF[:, 0], ORIG], axis=1)  # the third render changes nothing
+    eff = effects_from_activations(ORIG, cf, W, B, 1, np.array([[0], [0]]), indices=[7, 2])
+    np.testing.assert_allclose(eff.margin_after, [(2.0 + 2.0 - 2.0) / 3, (0.5 + 0.5 - 2.0) / 3])
+    np.testing.assert_allclose(eff.flipped, [2 / 3, 2 / 3])  # two of three renders flip each mistake
+    assert eff.flip_rate == pytest.approx(2 / 3)
+    np.testing.assert_allclose(eff.margin_weight, [1.0, -1.0, -2.0, 3.0])  # W[1] - W[0]
+    assert eff.indices == [7, 2] and eff.preds == [0, 0]
+    # mistakes predicted as different classes: one flips, the other does not
+    W3 = np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 5.0]])
+    eff3 = effects_from_activations(
+        np.array([[0.0, 1.0], [0.0, 0.0]]), np.array([[[2.0, 0.0]], [[1.0, 0.0]]]), W3, None, 1, [2, 0]
+    )
+    np.testing.assert_allclose(eff3.margin_before, [-5.0, 0.0])  # no bias: z = W f
+    np.testing.assert_allclose(eff3.margin_after, [2.0, 1.0])
+    np.testing.assert_allclose(eff3.flipped, [1.0, 1.0])
+    np.testing.assert_allclose(eff3.margin_weight, [1.0, -2.5])  # mean of [1, -5] and [1, 0]
+    assert eff3.indices == [0, 1] and eff3.preds == [2, 0]
+    empty = effects_from_activations(np.zeros((0, 3)), np.zeros((0, 2, 3)), np.zeros((2, 3)), None, 1, [])
+    assert empty.delta.tolist() == [0.0] * 3 and empty.margin_weight.tolist() == [0.0] * 3
+
+
+@pytest.mark.parametrize(
+    ("original", "counterfactual", "preds"),
+    [
+        (np.zeros(4), np.zeros((1, 1, 4)), [0]),  # original not (M, D)
+        (np.zeros((1, 4)), np.zeros((1, 4)), [0]),  # counterfactual not (M, V, D)
+        (np.zeros((1, 4)), np.zeros((2, 1, 4)), [0]),  # another number of mistakes
+        (np.zeros((1, 4)), np.zeros((1, 1, 3)), [0]),  # another width
+        (np.zeros((1, 4)), np.zeros((1, 1, 4)), [0, 0]),  # a prediction too many
+    ],
+)
+def test_effects_reject_shapes_that_do_not_match(
+    original: np.ndarray, counterfactual: np.ndarray, preds: list
+) -> None:
+    with pytest.raises(
+        ValueError, match=r"expected original \(M, D\), counterfactual \(M, V, D\), preds \(M,\)"
+    ):
+        effects_from_activations(original, counterfactual, W, B, 1, preds)
+
+
+def test_effects_need_another_value_and_a_wrong_prediction() -> None:
+    with pytest.raises(UserError, match="at least one other value of the spurious attribute"):
+        effects_from_activations(ORIG, np.zeros((2, 0, 4)), W, B, 1, [0, 0])
+    with pytest.raises(ValueError, match="predicted class must differ from class_idx"):
+        effects_from_activations(ORIG, CF, W, B, 1, [0, 1])
