@@ -13,6 +13,7 @@ from conftest import TINY_SHAPES
 from neuroinspect.cli import main
 from neuroinspect.errors import UserError
 from neuroinspect.methods.selectors import LABELS, SELECTORS, NeuronVisuals, SelectionContext
+from neuroinspect.methods.selectors.base import Selector
 from neuroinspect.methods.selectors.labels import read_labels, write_labels
 from neuroinspect.methods.visualizers.base import Visualization
 
@@ -243,3 +244,132 @@ def test_labels_selector_asks_on_a_terminal_and_refuses_without_one(
     assert "neuron 9" in out and "not a candidate" in out
     with pytest.raises(UserError, match="labels file"):
         SELECTORS.get("labels")().select([5], 1, _ctx(tiny, interactive=False))
+
+
+def _bare_ctx(**kw: Any) -> SelectionContext:
+    """A context for selectors that read no model (labels, top)."""
+    return SelectionContext(
+        surface=None,
+        decision=torch.nn.Linear(4, 2),
+        class_idx=1,
+        class_names=["triangle", "square"],
+        prompts=["triangle", "square"],
+        **kw,
+    )
+
+
+@pytest.mark.parametrize(
+    ("row", "message"),
+    [
+        ("-1,core,,,", ":2: neuron -1 is negative"),
+        ("1,core,x,,", ":2: class_idx 'x' is not an integer"),
+        ("1,core,,2.5,", ":2: n_votes '2.5' is not an integer"),
+        ("1,core,,-1,", ":2: n_votes is negative"),
+        ("1,core,,,high", ":2: agreement 'high' is not a number"),
+        ("1,core,,,-0.1", "agreement -0.1 is outside"),
+    ],
+)
+def test_each_bad_field_of_a_labels_row_is_named(tmp_path: Path, row: str, message: str) -> None:
+    path = tmp_path / "l.csv"
+    path.write_text("neuron,label,class_idx,n_votes,agreement\n" + row + "\n")
+    with pytest.raises(UserError, match=message.replace("[", r"\[")):
+        read_labels(path)
+
+
+def test_labels_rows_are_read_with_their_types_and_bounds(tmp_path: Path) -> None:
+    from neuroinspect.methods.selectors.labels import NeuronLabel, labels_for_class
+
+    path = tmp_path / "l.csv"
+    # spaces around the header and the values, a label in capitals, the bounds 0 and 1 of agreement
+    path.write_text(
+        " neuron , label ,class_idx,n_votes,agreement\n0, Spurious ,2,0,0\n3,core,,7,1\n3,unclear,1,,\n"
+    )
+    rows = read_labels(path)
+    assert rows == [
+        NeuronLabel(0, "spurious", 2, 0, 0.0),
+        NeuronLabel(3, "core", None, 7, 1.0),
+        NeuronLabel(3, "unclear", 1, None, None),
+    ]
+    # the class's own row wins over the row for every class, whatever their order
+    assert labels_for_class(rows, 1)[3].label == "unclear"
+    assert labels_for_class(list(reversed(rows)), 1)[3].label == "unclear"
+    assert labels_for_class(rows, 0) == {3: rows[1]}  # neuron 0's row is for class 2 only
+    # two rows for every class: the first one counts
+    first = [NeuronLabel(5, "core", None, 1, None), NeuronLabel(5, "spurious", None, 1, None)]
+    assert labels_for_class(first, 0)[5].label == "core"
+    with pytest.raises(UserError, match="does not exist"):
+        read_labels(tmp_path / "missing.csv")
+
+
+def test_labels_selector_weak_rows_scores_and_k(tmp_path: Path) -> None:
+    path = write_labels(
+        tmp_path / "labels.csv",
+        [
+            {"neuron": 1, "label": "spurious", "class_idx": None, "n_votes": 3, "agreement": 0.6},
+            {"neuron": 2, "label": "spurious", "class_idx": None, "n_votes": 3, "agreement": 0.5},  # weak
+            {"neuron": 3, "label": "core", "class_idx": None, "n_votes": 2, "agreement": 0.9},
+            {"neuron": 4, "label": "spurious", "class_idx": None, "n_votes": 2, "agreement": None},
+            {"neuron": 5, "label": "spurious", "class_idx": None, "n_votes": None, "agreement": 0.7},
+        ],
+    )
+    sel = SELECTORS.get("labels")(file=str(path), min_votes=2, min_agreement=0.6)
+    out = sel.select([5, 2, 3, 1, 4], 2, _bare_ctx())
+    assert out.labels == {5: "spurious", 2: "unclear", 3: "core", 1: "spurious", 4: "spurious"}
+    assert out.neurons == [5, 1]  # the spurious ones in the finder's order, at most k
+    # the score is the agreement, signed: for the spurious label +, against it −
+    assert out.scores == {5: 0.7, 2: 0.5, 3: -0.9, 1: 0.6}
+    assert out.settings == {"file": str(path), "min_votes": 2, "min_agreement": 0.6}
+    assert out.counts() == {"spurious": 3, "core": 1, "unclear": 1, "not_judged": 0}
+    assert SELECTORS.get("labels")(file="").file is None
+    with pytest.raises(UserError, match="k >= 1"):
+        sel.select([1], 0, _bare_ctx())
+
+
+def test_top_selector_needs_k_and_keeps_no_more_than_it_has() -> None:
+    top = SELECTORS.get("top")()
+    assert top.select([4, 2], 5, _bare_ctx()).neurons == [4, 2]
+    assert top.select([4, 2, 7], 1, _bare_ctx()).neurons == [4]
+    assert top.select([4, 2], 2, _bare_ctx()).candidates == [4, 2]
+    with pytest.raises(UserError, match="k >= 1 neurons to choose, got 0"):
+        top.select([4, 2], 0, _bare_ctx())
+
+
+def test_selector_settings_are_its_plain_hyperparameters() -> None:
+    cs = SELECTORS.get("core-sensitivity")(threshold=0.8, top_classes=3, reduce="mean")
+    assert cs.settings() == {
+        "threshold": 0.8,
+        "top_classes": 3,
+        "reduce": "mean",
+        "visualizer": "clip_illusion",
+        "visualizer_settings": {"iters": 96, "images_per_pair": 2},
+        "conditioned": True,
+    }
+    assert SELECTORS.get("core-sensitivity")(visualizer_settings={"iters": 4}).visualizer_settings == {
+        "iters": 4,
+        "images_per_pair": 2,
+    }
+    for kw, message in (
+        ({"reduce": "sum"}, "reduce must be 'max' or 'mean'"),
+        ({"top_classes": 0}, "top_classes"),
+    ):
+        with pytest.raises(UserError, match=message):
+            SELECTORS.get("core-sensitivity")(**kw)
+    assert SELECTORS.get("core-sensitivity")(top_classes=1).top_classes == 1
+    clip = SELECTORS.get("clip")(margin=0.0, logit_scale=20, attributes=("sea",))
+    assert (clip.margin, clip.logit_scale, clip.attributes) == (0.0, 20.0, ["sea"])
+    for bad in (-0.1, 0.5):
+        with pytest.raises(UserError, match=r"margin must be in \[0, 0.5\)"):
+            SELECTORS.get("clip")(margin=bad)
+    assert SELECTORS.get("clip")(margin=0.49).margin == 0.49
+
+
+class _BadLabels(Selector):
+    name = "bad"
+
+    def label(self, candidates: Any, ctx: Any) -> tuple[dict[int, str], dict[int, float]]:
+        return {int(n): ("spurious" if n % 2 else "maybe") for n in candidates}, {}
+
+
+def test_a_selector_returning_an_unknown_label_is_an_error() -> None:
+    with pytest.raises(ValueError, match=r"selector 'bad' returned unknown labels \['maybe'\]"):
+        _BadLabels().select([1, 2], 1, _bare_ctx())
