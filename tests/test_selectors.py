@@ -373,3 +373,95 @@ class _BadLabels(Selector):
 def test_a_selector_returning_an_unknown_label_is_an_error() -> None:
     with pytest.raises(ValueError, match=r"selector 'bad' returned unknown labels \['maybe'\]"):
         _BadLabels().select([1, 2], 1, _bare_ctx())
+
+
+class _HalvesSurface:
+    """A model whose two features are the mean of the left and of the right half of the red channel."""
+
+    model = torch.nn.Linear(1, 1)
+
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.stack([x[:, 0, :, :2].mean(dim=(1, 2)), x[:, 0, :, 2:].mean(dim=(1, 2))], dim=1)
+
+
+def _halves(*pairs: tuple[float, float]) -> torch.Tensor:
+    """One 3×4×4 image per (left, right) value pair."""
+    out = torch.zeros(len(pairs), 3, 4, 4)
+    for i, (a, b) in enumerate(pairs):
+        out[i, :, :, :2], out[i, :, :, 2:] = a, b
+    return out
+
+
+def _halves_ctx(visuals: Any) -> SelectionContext:
+    # prototypes (normalized by the selector): class 0 = left only, class 1 = right only, class 2 = both
+    means = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    return SelectionContext(
+        surface=_HalvesSurface(),
+        decision=torch.nn.Linear(2, 3),
+        class_idx=2,
+        class_names=["l", "r", "both"],
+        prompts=["l", "r", "both"],
+        class_means=means,
+        visuals=visuals,
+    )
+
+
+def test_core_sensitivity_on_a_model_whose_features_are_known() -> None:
+    # the mask keeps the left half: g' = [1, 0], so ρ'_k = μ_k[0] = (1, 0, 1/√2)
+    left = torch.zeros(2, 4, 4)
+    left[:, :, :2] = 1
+    r5, r10 = 5**0.5, 10**0.5
+    # image (1, 2): ρ = (1/√5, 2/√5, 3/√10); s = ρ'/ρ = (√5, 0, √5/3)
+    # image (3, 1): ρ = (3/√10, 1/√10, 4/√20); s = (√10/3, 0, √10/4)
+    both = Visualization(
+        method="fixed",
+        neuron=1,
+        class_idx=2,
+        images=_halves((1, 2), (3, 1)),
+        activations=[1.0, 5.0],
+        masks=left,
+    )
+    ctx = _halves_ctx(FixedVisuals({1: both, 2: both}))
+    # "max" reads image 2 (activation 5): the 2 classes most like it are 0 and 2
+    cs = SELECTORS.get("core-sensitivity")(top_classes=2).scores([1], ctx)[1]
+    assert cs == pytest.approx((r10 / 4) / ((r10 / 3 + r10 / 4) / 2), rel=1e-5)
+    # every class (top_classes above K is K)
+    cs3 = SELECTORS.get("core-sensitivity")(top_classes=20).scores([1], ctx)[1]
+    assert cs3 == pytest.approx((r10 / 4) / ((r10 / 3 + r10 / 4) / 3), rel=1e-5)
+    # "mean" averages ρ and s over the two images: ρ̄ ranks classes 2 and 0 first
+    s0, s2 = (r5 + r10 / 3) / 2, (r5 / 3 + r10 / 4) / 2
+    csm = SELECTORS.get("core-sensitivity")(top_classes=2, reduce="mean").scores([1], ctx)[1]
+    assert csm == pytest.approx(s2 / ((s0 + s2) / 2), rel=1e-5)
+    # image 1 alone at top_classes=2: classes 2 and 1 (s = 0), so s_c over their mean is 2
+    first = Visualization(
+        method="fixed",
+        neuron=3,
+        class_idx=2,
+        images=_halves((1, 2), (3, 1)),
+        activations=[5.0, 1.0],
+        masks=left,
+    )
+    ctx1 = _halves_ctx(FixedVisuals({3: first}))
+    assert SELECTORS.get("core-sensitivity")(top_classes=2).scores([3], ctx1)[3] == pytest.approx(
+        2.0, rel=1e-5
+    )
+    labels, signed = SELECTORS.get("core-sensitivity")(top_classes=2, threshold=2.5).label([3], ctx1)
+    assert labels == {3: "spurious"} and signed[3] == pytest.approx(-2.0, rel=1e-5)
+    assert SELECTORS.get("core-sensitivity")(top_classes=2, threshold=2.0).label([3], ctx1)[0] == {3: "core"}
+    # the most similar class has s = 0: no denominator, the neuron is core
+    flat = Visualization(
+        method="fixed", neuron=4, class_idx=2, images=_halves((1, 10)), activations=[1.0], masks=left[:1]
+    )
+    ctx4 = _halves_ctx(FixedVisuals({4: flat}))
+    assert SELECTORS.get("core-sensitivity")(top_classes=1).scores([4], ctx4)[4] == float("inf")
+    no_masks = Visualization(method="fixed", neuron=5, class_idx=2, images=_halves((1, 2)), activations=[1.0])
+    with pytest.raises(UserError, match="gives no activation masks"):
+        SELECTORS.get("core-sensitivity")().scores([5], _halves_ctx(FixedVisuals({5: no_masks})))
+    for missing in ("visuals", "class_means"):
+        bare = _halves_ctx(FixedVisuals({1: both}))
+        setattr(bare, missing, None)
+        with pytest.raises(UserError, match="needs visualizations and class prototypes"):
+            SELECTORS.get("core-sensitivity")().scores([1], bare)
