@@ -465,3 +465,32 @@ def test_core_sensitivity_on_a_model_whose_features_are_known() -> None:
         setattr(bare, missing, None)
         with pytest.raises(UserError, match="needs visualizations and class prototypes"):
             SELECTORS.get("core-sensitivity")().scores([1], bare)
+
+
+class _ScaledToyClip(_ToyClip):
+    """The toy CLIP with a learned logit scale of 10 (stored as its log, as open_clip does)."""
+
+    def __init__(self) -> None:
+        self.model = torch.nn.Module()
+        self.model.logit_scale = torch.nn.Parameter(torch.tensor(float(np.log(10.0))))
+
+
+def test_clip_selector_reads_the_learned_scale_and_its_margin(tiny: dict[str, Any]) -> None:
+    def solid(rgb: tuple[float, float, float]) -> torch.Tensor:
+        return torch.tensor(rgb).view(1, 3, 1, 1).expand(2, 3, 4, 4).clone()
+
+    # unit colours: s_class = red part, s_attr = blue part; p_attr = sigmoid(scale · (s_attr − s_class))
+    visuals = FixedVisuals({1: _viz(1, solid((0.6, 0.0, 0.8))), 2: _viz(2, solid((0.8, 0.0, 0.6)))})
+    ctx = _ctx(tiny, visuals, clip=_ScaledToyClip())
+    hi, lo = 1 / (1 + np.exp(-2.0)), 1 / (1 + np.exp(2.0))  # scale 10 × ±0.2
+    sel = SELECTORS.get("clip")(margin=0.3).select([1, 2], 2, ctx)
+    assert sel.scores == {1: pytest.approx(hi, rel=1e-5), 2: pytest.approx(lo, rel=1e-5)}
+    assert sel.labels == {1: "spurious", 2: "core"}
+    wide = SELECTORS.get("clip")(margin=0.4).select([1, 2], 2, ctx)  # 0.88 < 0.9 and 0.12 > 0.1
+    assert wide.labels == {1: "unclear", 2: "unclear"} and wide.neurons == []
+    fixed = SELECTORS.get("clip")(logit_scale=5.0).select([1], 1, ctx)  # the setting wins
+    assert fixed.scores[1] == pytest.approx(1 / (1 + np.exp(-1.0)), rel=1e-5)
+    own = SELECTORS.get("clip")(attributes=["land"]).select([1], 1, ctx)  # green: s_attr = 0
+    assert own.scores[1] == pytest.approx(1 / (1 + np.exp(6.0)), rel=1e-5)
+    with pytest.raises(UserError, match="needs a CLIP model"):
+        SELECTORS.get("clip")().select([1], 1, _ctx(tiny, visuals))
