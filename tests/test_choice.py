@@ -210,3 +210,71 @@ def test_split_variant_class_means_and_attribute_mask() -> None:
     assert attribute_mask(None, "core") is None
     mask = attribute_mask(["core", "spurious", "core"], "core")
     assert mask is not None and mask.dtype == bool and mask.tolist() == [True, False, True]
+
+
+def test_causal_records_name_the_variant_the_source_and_the_selection(tmp_path: Path) -> None:
+    from neuroinspect.harness.choice import causal_records
+    from neuroinspect.methods.causal_truth import causal_truth
+
+    prov = {
+        "versions": {
+            "torch": None,
+            "timm": None,
+            "open_clip_torch": None,
+            "captum": None,
+            "torch-lucent": None,
+        },
+        "git_commit": None,
+        "device": "cpu",
+        "started_at": None,
+        "wall_seconds": 0.0,
+    }
+    effect = np.array([0.0, 1.0, 0.0, 3.0, -1.0, 2.0, 0.0, 0.0])
+    W = np.zeros((2, D))
+    W[1] = 1.0
+    effects = effects_from_activations(np.zeros((1, D)), effect[None, None, :], W, None, 1, [0])
+    fres = _result([3, 1, 0], [4])
+    fres.settings = {"top": 30}
+    file = _labels_file(tmp_path, [1])
+    labels_sel = SELECTORS.get("labels")(file=file).select([3, 1, 0], 2, _ctx())
+    sets = {
+        "f1:v2+labels": NeuronSet(
+            "f1:v2+labels", "f1:v2", "labels", [1], imp_finder="f1:v2", selection=labels_sel
+        ),
+        "random-neurons": NeuronSet("random-neurons", "random-neurons", None, [0, 6], imp_finder="f1:v2"),
+    }
+    recs, summary = causal_records(
+        {"f1:v2": fres},
+        sets,
+        effects,
+        causal_truth(effects),
+        k=2,
+        ks=(1,),
+        attribute_labels=None,
+        dataset="spurious-shapes",
+        model="m",
+        seed=5,
+        provenance=prov,
+        config={"experiment": "e"},
+    )
+    assert [r["config"]["list"] for r in recs] == ["insufficient", "excessive", "edited", "edited"]
+    ins = recs[0]
+    assert ins["method"] == {"finder": "f1"}  # the registry name; the variant goes in config
+    assert ins["config"]["variant"] == "v2" and ins["config"]["finder"] == {"top": 30}
+    assert ins["config"]["experiment"] == "e" and ins["seed"] == 5
+    assert summary["f1:v2"]["insufficient"]["precision_at_k"] == {"1": 1.0}  # neuron 3: E = 3
+    assert summary["f1:v2"]["excessive"]["precision_at_k"] == {"1": 0.0}  # neuron 4: E < 0
+    edited = recs[2]
+    assert edited["method"] == {"finder": "f1", "selector": "labels"}
+    assert edited["config"]["source"] == "f1:v2+labels" and edited["config"]["variant"] == "v2"
+    assert edited["config"]["selector_settings"] == {"file": file, "min_votes": 1, "min_agreement": 0.0}
+    assert edited["config"]["neurons"] == [1] and edited["config"]["experiment"] == "e"
+    assert edited["metrics"]["selection"] == {
+        "counts": {"spurious": 1, "core": 0, "unclear": 2, "not_judged": 0},
+        "candidates": 3,
+    }
+    assert summary["f1:v2+labels"]["edited"]["precision_at_k"] == {"2": 1.0}
+    control = recs[3]
+    assert control["method"] == {"finder": "random-neurons"} and control["config"]["variant"] is None
+    assert control["config"]["selector_settings"] is None and "selection" not in control["metrics"]
+    assert summary["random-neurons"]["edited"]["precision_at_k"] == {"2": 0.0}
