@@ -82,8 +82,8 @@ def test_registry_lists_every_selector(capsys: pytest.CaptureFixture[str]) -> No
     assert "selectors (" in out and "core-sensitivity" in out and "labels" in out
 
 
-def test_top_keeps_the_first_k_unseen(tiny: dict[str, Any]) -> None:
-    sel = SELECTORS.get("top")().select([7, 3, 9, 1], 2, _ctx(tiny))
+def test_top_keeps_the_first_k_unseen() -> None:
+    sel = SELECTORS.get("top")().select([7, 3, 9, 1], 2, _bare_ctx())
     assert sel.neurons == [7, 3] and sel.labels == {} and sel.counts()["not_judged"] == 4
 
 
@@ -135,7 +135,7 @@ class _ToyClip:
         return torch.nn.functional.normalize(torch.stack(rows), dim=1)
 
 
-def test_clip_selector_calls_background_images_spurious_and_object_images_core(tiny: dict[str, Any]) -> None:
+def test_clip_selector_calls_background_images_spurious_and_object_images_core() -> None:
     def solid(rgb: tuple[float, float, float]) -> torch.Tensor:
         return torch.tensor(rgb).view(1, 3, 1, 1).expand(2, 3, 8, 8).clone()
 
@@ -147,11 +147,11 @@ def test_clip_selector_calls_background_images_spurious_and_object_images_core(t
         }
     )
     sel = SELECTORS.get("clip")(logit_scale=50.0, margin=0.1).select(
-        [2, 1, 3], 5, _ctx(tiny, visuals, clip=_ToyClip())
+        [2, 1, 3], 5, _bare_ctx(visuals=visuals, clip=_ToyClip(), attributes=["water", "land"])
     )
     assert sel.labels == {1: "spurious", 2: "core", 3: "unclear"}
     assert sel.neurons == [1] and sel.scores[1] > 0.9 > 0.1 > sel.scores[2]
-    no_attributes = _ctx(tiny, visuals, clip=_ToyClip())
+    no_attributes = _bare_ctx(visuals=visuals, clip=_ToyClip())
     no_attributes.attributes = None
     with pytest.raises(UserError, match="attribute names"):
         SELECTORS.get("clip")().select([1], 1, no_attributes)
@@ -191,7 +191,7 @@ def test_concept_selector_reads_what_the_images_agree_on(tiny: dict[str, Any]) -
     assert out.labels[1] == "spurious" and out.labels[2] == "core" and out.neurons == [1]
 
 
-def test_labels_selector_reads_the_study_file(tiny: dict[str, Any], tmp_path: Path) -> None:
+def test_labels_selector_reads_the_study_file(tmp_path: Path) -> None:
     path = write_labels(
         tmp_path / "labels.csv",
         [
@@ -210,7 +210,7 @@ def test_labels_selector_reads_the_study_file(tiny: dict[str, Any], tmp_path: Pa
         ],
     )
     assert path.read_text().splitlines()[0] == "neuron,label,class_idx,n_votes,agreement"
-    sel = SELECTORS.get("labels")(file=str(path), min_votes=2).select([8, 4, 3, 9, 12], 5, _ctx(tiny))
+    sel = SELECTORS.get("labels")(file=str(path), min_votes=2).select([8, 4, 3, 9, 12], 5, _bare_ctx())
     assert sel.labels == {8: "unclear", 4: "spurious", 3: "spurious", 9: "unclear", 12: "unclear"}
     assert sel.neurons == [4, 3] and sel.info["source"] == str(path)
 
@@ -234,16 +234,16 @@ def test_a_bad_labels_file_is_one_clear_error(tmp_path: Path, text: str, message
 
 
 def test_labels_selector_asks_on_a_terminal_and_refuses_without_one(
-    tiny: dict[str, Any], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     answers = iter(["12 x", "99", "7, 5"])
     monkeypatch.setattr("builtins.input", lambda prompt="": next(answers))
-    sel = SELECTORS.get("labels")().select([5, 7, 9], 3, _ctx(tiny, interactive=True))
+    sel = SELECTORS.get("labels")().select([5, 7, 9], 3, _bare_ctx(interactive=True))
     assert sel.neurons == [5, 7] and sel.labels[9] == "unclear" and sel.info["source"] == "prompt"
     out = capsys.readouterr().out
     assert "neuron 9" in out and "not a candidate" in out
     with pytest.raises(UserError, match="labels file"):
-        SELECTORS.get("labels")().select([5], 1, _ctx(tiny, interactive=False))
+        SELECTORS.get("labels")().select([5], 1, _bare_ctx(interactive=False))
 
 
 def _bare_ctx(**kw: Any) -> SelectionContext:
@@ -475,13 +475,13 @@ class _ScaledToyClip(_ToyClip):
         self.model.logit_scale = torch.nn.Parameter(torch.tensor(float(np.log(10.0))))
 
 
-def test_clip_selector_reads_the_learned_scale_and_its_margin(tiny: dict[str, Any]) -> None:
+def test_clip_selector_reads_the_learned_scale_and_its_margin() -> None:
     def solid(rgb: tuple[float, float, float]) -> torch.Tensor:
         return torch.tensor(rgb).view(1, 3, 1, 1).expand(2, 3, 4, 4).clone()
 
     # unit colours: s_class = red part, s_attr = blue part; p_attr = sigmoid(scale · (s_attr − s_class))
     visuals = FixedVisuals({1: _viz(1, solid((0.6, 0.0, 0.8))), 2: _viz(2, solid((0.8, 0.0, 0.6)))})
-    ctx = _ctx(tiny, visuals, clip=_ScaledToyClip())
+    ctx = _bare_ctx(visuals=visuals, clip=_ScaledToyClip(), attributes=["water", "land"])
     hi, lo = 1 / (1 + np.exp(-2.0)), 1 / (1 + np.exp(2.0))  # scale 10 × ±0.2
     sel = SELECTORS.get("clip")(margin=0.3).select([1, 2], 2, ctx)
     assert sel.scores == {1: pytest.approx(hi, rel=1e-5), 2: pytest.approx(lo, rel=1e-5)}
@@ -493,4 +493,4 @@ def test_clip_selector_reads_the_learned_scale_and_its_margin(tiny: dict[str, An
     own = SELECTORS.get("clip")(attributes=["land"]).select([1], 1, ctx)  # green: s_attr = 0
     assert own.scores[1] == pytest.approx(1 / (1 + np.exp(6.0)), rel=1e-5)
     with pytest.raises(UserError, match="needs a CLIP model"):
-        SELECTORS.get("clip")().select([1], 1, _ctx(tiny, visuals))
+        SELECTORS.get("clip")().select([1], 1, _bare_ctx(visuals=visuals, attributes=["water"]))
