@@ -397,3 +397,69 @@ def test_layer_accuracy_worst_class() -> None:
     f = torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0], [1.0, 0.0]])  # preds 0, 0, 1, 0
     out = layer_accuracy(lay, f, torch.tensor([0, 0, 1, 1]))
     assert out == {"acc": 0.75, "worst_class_acc": 0.5}
+
+
+def test_selection_rule_boundaries_on_hand_made_epochs() -> None:
+    v = {"acc": 0.8, "worst_class_acc": 0.6}
+    assert SelectionRule().key(v) == (0.8, 0.6)
+    # eligibility: from first_epoch on (0-based), and strictly above min_val_acc
+    two = SelectionRule(first_epoch=2)
+    assert not two.eligible(1, v) and two.eligible(2, v) and two.eligible(3, v)
+    floor = SelectionRule(min_val_acc=0.8)
+    assert not floor.eligible(5, v) and floor.eligible(5, {**v, "acc": 0.81})
+    assert SelectionRule().eligible(0, {"acc": 0.0, "worst_class_acc": 0.0})  # no floor by default
+    # improvement: the first eligible epoch always; "secondary" needs a strictly larger pair
+    sane = SelectionRule()
+    assert sane.improves(v, None)
+    assert not sane.improves({"acc": 0.79, "worst_class_acc": 1.0}, (0.8, 0.6))
+    assert sane.improves({"acc": 0.81, "worst_class_acc": 0.0}, (0.8, 0.6))
+    # "latest" compares the metric only: a tie is kept, a lower value is not
+    latest = SelectionRule(ties="latest")
+    assert latest.improves({"acc": 0.8, "worst_class_acc": 0.0}, (0.8, 0.6))
+    assert not latest.improves({"acc": 0.79, "worst_class_acc": 1.0}, (0.8, 0.6))
+    worst = SelectionRule(metric="worst_class", ties="latest")
+    assert worst.improves({"acc": 0.1, "worst_class_acc": 0.6}, (0.6, 0.9))
+    assert not worst.improves({"acc": 0.99, "worst_class_acc": 0.59}, (0.6, 0.9))
+
+
+def test_each_editor_states_its_selection_rule() -> None:
+    def fields(rule: SelectionRule) -> tuple:
+        return (rule.metric, rule.first_epoch, rule.min_val_acc, rule.ties, rule.patience)
+
+    assert fields(EDITORS.get("cw")().selection_rule()) == ("acc", 0, None, "secondary", 5)
+    assert fields(EDITORS.get("cw")(ref=True, patience=3).selection_rule()) == ("acc", 1, None, "latest", 3)
+    assert fields(EDITORS.get("focal")(select="worst_class", patience=0).selection_rule()) == (
+        "worst_class",
+        0,
+        None,
+        "secondary",
+        None,
+    )
+    assert fields(NeuroInspectEditor(variant="metashift").selection_rule()) == (
+        "acc",
+        0,
+        None,
+        "secondary",
+        5,
+    )
+    assert fields(NeuroInspectEditor(variant="waterbirds", ref=True).selection_rule())[1:4] == (
+        1,
+        None,
+        "latest",
+    )
+    assert fields(
+        NeuroInspectEditor(variant="metashift", ref=True, select="worst_class").selection_rule()
+    ) == (
+        "worst_class",
+        2,
+        0.7,
+        "latest",
+        None,
+    )
+
+
+def test_neuron_mask_zeroes_exactly_the_given_neurons() -> None:
+    m = neuron_mask(5, [3, 1])
+    assert m.dtype == torch.float32 and m.tolist() == [1.0, 0.0, 1.0, 0.0, 1.0]
+    assert neuron_mask(3, []).tolist() == [1.0, 1.0, 1.0]
+    assert neuron_mask(3, np.array([2])).tolist() == [1.0, 1.0, 0.0]
