@@ -304,6 +304,7 @@ FOCUSED: dict[str, Target] = {
             "neuroinspect/studies/analysis/agreement.py",
             "neuroinspect/studies/analysis/compare.py",
             "neuroinspect/studies/analysis/confidence.py",
+            "neuroinspect/studies/analysis/power.py",
         ),
         ("tests/test_study_analysis.py",),
         only=_only(
@@ -315,7 +316,8 @@ FOCUSED: dict[str, Target] = {
         )
         + _only("neuroinspect.studies.analysis.agreement", "kappa_binary", "cohen_kappa")
         + _only("neuroinspect.studies.analysis.compare", "holm", "paired_test")
-        + _only("neuroinspect.studies.analysis.confidence", "confidence_auc"),
+        + _only("neuroinspect.studies.analysis.confidence", "confidence_auc")
+        + _only("neuroinspect.studies.analysis.power", "paired_t_detections", "normal_approx_n"),
     ),
 }
 
