@@ -494,3 +494,38 @@ def test_clip_selector_reads_the_learned_scale_and_its_margin() -> None:
     assert own.scores[1] == pytest.approx(1 / (1 + np.exp(6.0)), rel=1e-5)
     with pytest.raises(UserError, match="needs a CLIP model"):
         SELECTORS.get("clip")().select([1], 1, _bare_ctx(visuals=visuals, attributes=["water"]))
+
+
+def test_labels_prompt_shows_the_candidates_and_reads_the_answer(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    prompts: list[str] = []
+
+    def answer_with(*answers: str) -> None:
+        it = iter(answers)
+
+        def fake_input(prompt: str = "") -> str:
+            prompts.append(prompt)
+            return next(it)
+
+        monkeypatch.setattr("builtins.input", fake_input)
+
+    answer_with("oops", "8", "  NONE ")
+    ctx = _bare_ctx(interactive=True, finder_scores={5: 0.123456, 9: 2.0})
+    sel = SELECTORS.get("labels")().select([5, 7, 9], 3, ctx)
+    assert sel.neurons == [] and sel.labels == {5: "unclear", 7: "unclear", 9: "unclear"}
+    out = capsys.readouterr().out.splitlines()
+    assert "Candidate neurons for class 1 (square), in the finder's order:" in out
+    assert "    1. neuron 5  (score 0.1235)" in out and "    2. neuron 7" in out
+    assert "    3. neuron 9  (score 2)" in out
+    assert "  please type neuron ids, e.g. 12 40 7" in out
+    assert "  8 is not a candidate; choose among 5, 7, 9" in out
+    assert prompts[0] == "Neurons that look spurious (ids separated by spaces or commas; 'none'): "
+    answer_with("")  # an empty answer: none
+    assert SELECTORS.get("labels")().select([5], 1, _bare_ctx(interactive=True)).neurons == []
+    # a class without a name is shown by its index
+    answer_with("4")
+    nameless = _bare_ctx(interactive=True)
+    nameless.class_idx, nameless.class_names = 2, ["a", "b"]
+    assert SELECTORS.get("labels")().select([4], 1, nameless).neurons == [4]
+    assert "Candidate neurons for class 2 (2), in the finder's order:" in capsys.readouterr().out
