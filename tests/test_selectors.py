@@ -463,8 +463,25 @@ def test_core_sensitivity_on_a_model_whose_features_are_known() -> None:
     for missing in ("visuals", "class_means"):
         bare = _halves_ctx(FixedVisuals({1: both}))
         setattr(bare, missing, None)
-        with pytest.raises(UserError, match="needs visualizations and class prototypes"):
+        with pytest.raises(
+            UserError,
+            match=r"^core-sensitivity needs visualizations and class prototypes \(run it through the experiment\)\.$",
+        ):
             SELECTORS.get("core-sensitivity")().scores([1], bare)
+    # the selector asks for its own visualizer, settings and conditioning
+    calls: list[tuple] = []
+
+    class Recording(FixedVisuals):
+        def get(
+            self, neurons: Any, method: str = "", settings: Any = None, conditioned: bool = True
+        ) -> list[Any]:
+            calls.append((list(neurons), method, settings, conditioned))
+            return super().get(neurons)
+
+    SELECTORS.get("core-sensitivity")(
+        visualizer="exemplars", visualizer_settings={"iters": 3}, conditioned=False
+    ).scores([1], _halves_ctx(Recording({1: both})))
+    assert calls == [([1], "exemplars", {"iters": 3, "images_per_pair": 2}, False)]
 
 
 class _ScaledToyClip(_ToyClip):
