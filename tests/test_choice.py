@@ -145,6 +145,7 @@ def test_manual_neurons_and_the_controls() -> None:
     sets = select_sets(cfg, results, {}, None, num_features=D, seed=4, effects=effects, log=lambda s: None)
     assert list(sets) == ["manual", "oracle-neurons", "random-neurons"]
     assert sets["manual"].neurons == [6, 2] and sets["manual"].imp_finder == "f1"
+    assert sets["manual"].key == "manual" and sets["oracle-neurons"].key == "oracle-neurons"
     assert sets["manual"].method() == {"finder": "manual"}
     assert sets["oracle-neurons"].neurons == [3, 5, 1]  # the 3 largest E, largest first
     rnd = sets["random-neurons"].neurons
@@ -193,6 +194,7 @@ def test_pipelines_put_the_main_pair_first_once_and_reject_bad_entries() -> None
         ("f1+", "must be"),
         ("f3+top", "names finder 'f3'"),
         ("f1+labels", "names selector 'labels'"),
+        ("f1+top+clip", "names selector 'top\\+clip'"),  # the first "+" splits
     ):
         with pytest.raises(UserError, match=message):
             resolve_pipelines(_cfg(pipelines=[bad]))
