@@ -25,6 +25,7 @@ from neuroinspect.harness.config import ExperimentConfig
 from neuroinspect.methods.causal_truth import effects_from_activations
 from neuroinspect.methods.finders.base import FinderResult
 from neuroinspect.methods.selectors import SELECTORS, SelectionContext
+from neuroinspect.methods.selectors.base import Selector
 from neuroinspect.methods.selectors.labels import write_labels
 
 D = 8
@@ -85,7 +86,8 @@ def _labels_file(tmp_path: Path, spurious: list[int]) -> str:
 
 
 def test_each_pipeline_hands_its_selector_the_first_pool_of_its_finders_list(tmp_path: Path) -> None:
-    results = {"f1": _result([5, 1, 7, 3, 0], [2, 6]), "f2": _result([4, 0, 2, 5, 6], [3])}
+    # neuron 0 is also on f2's excessive list: the selector sees its insufficient score only
+    results = {"f1": _result([5, 1, 7, 3, 0], [2, 6]), "f2": _result([4, 0, 2, 5, 6], [3, 0])}
     # the labels call 7 and 0 spurious (in the pool of 4 of f1 and of f2) and 6 (5th of f2: outside it)
     file = _labels_file(tmp_path, [7, 0, 6, 3])
     selectors = {"top": SELECTORS.get("top")(), "labels": SELECTORS.get("labels")(file=file)}
@@ -101,6 +103,7 @@ def test_each_pipeline_hands_its_selector_the_first_pool_of_its_finders_list(tmp
     assert sets["f2+labels"].neurons == [0]  # 6 and 3 are outside f2's pool: not topped up
     assert sets["f2+labels"].candidates == [4, 0, 2, 5]
     assert sets["f1+labels"].selection.labels[5] == "unclear"
+    assert [ns.key for ns in sets.values()] == list(sets)
     ns = sets["f2+labels"]
     assert (ns.finder, ns.selector, ns.imp_finder) == ("f2", "labels", "f2")
     assert ns.method() == {"finder": "f2", "selector": "labels"}
@@ -146,6 +149,8 @@ def test_manual_neurons_and_the_controls() -> None:
     assert list(sets) == ["manual", "oracle-neurons", "random-neurons"]
     assert sets["manual"].neurons == [6, 2] and sets["manual"].imp_finder == "f1"
     assert sets["manual"].key == "manual" and sets["oracle-neurons"].key == "oracle-neurons"
+    assert sets["random-neurons"].key == sets["random-neurons"].finder == "random-neurons"
+    assert sets["oracle-neurons"].method() == {"finder": "oracle-neurons"}
     assert sets["manual"].method() == {"finder": "manual"}
     assert sets["oracle-neurons"].neurons == [3, 5, 1]  # the 3 largest E, largest first
     rnd = sets["random-neurons"].neurons
@@ -280,3 +285,65 @@ def test_causal_records_name_the_variant_the_source_and_the_selection(tmp_path: 
     assert control["method"] == {"finder": "random-neurons"} and control["config"]["variant"] is None
     assert control["config"]["selector_settings"] is None and "selection" not in control["metrics"]
     assert summary["random-neurons"]["edited"]["precision_at_k"] == {"2": 0.0}
+
+
+class _LooksAtPictures(Selector):
+    """A selector double that reads visualizations (settings given) and calls every candidate spurious."""
+
+    name = "pictures"
+    uses_visualizations = True
+
+    def __init__(self, settings: dict[str, Any], conditioned: bool | None = None) -> None:
+        self.visualizer = "clip_illusion"
+        self.visualizer_settings = settings
+        if conditioned is not None:
+            self.conditioned = conditioned
+
+    def label(self, candidates: Any, ctx: Any) -> tuple[dict[int, str], dict[int, float]]:
+        return {int(n): "spurious" for n in candidates}, {}
+
+
+class _Recording:
+    def __init__(self) -> None:
+        self.calls: list[tuple] = []
+
+    def get(self, neurons: Any, method: str = "", settings: Any = None, conditioned: bool = True) -> list:
+        self.calls.append((list(neurons), method, settings, conditioned))
+        return []
+
+
+def test_candidates_of_every_visual_selector_are_visualized_once_per_setting() -> None:
+    results = {"f1": _result([5, 1, 7], [2]), "f2": _result([1, 4, 6], [3])}
+    selectors = {
+        "top": SELECTORS.get("top")(),
+        "a": _LooksAtPictures({"iters": 4}),
+        "a2": _LooksAtPictures({"iters": 4}, conditioned=True),  # the same images as "a"
+        "b": _LooksAtPictures({"iters": 8}, conditioned=False),
+    }
+    cfg = _cfg(
+        selectors=["top", "a", "a2", "b"], pipelines=["f1+top", "f1+a", "f2+a2", "f1+b"], candidate_pool=1
+    )  # pools of 2
+    ctx = _ctx()
+    ctx.visuals = _Recording()  # type: ignore[assignment]
+    logged: list[str] = []
+    sets = select_sets(cfg, results, selectors, ctx, num_features=D, seed=0, log=logged.append)
+    # one batch per (visualizer, settings, conditioning), over the union of its pipelines' pools
+    assert ctx.visuals.calls == [  # type: ignore[attr-defined]
+        ([5, 1, 4], "clip_illusion", {"iters": 4}, True),
+        ([5, 1], "clip_illusion", {"iters": 8}, False),
+    ]
+    assert logged[:2] == [
+        "visualizing 3 candidate neurons for the selectors (clip_illusion)",
+        "visualizing 2 candidate neurons for the selectors (clip_illusion)",
+    ]
+    assert sets["f2+a2"].neurons == [1, 4] and sets["f1+b"].neurons == [5, 1]
+    # without shared visualizations nothing is optimized in advance
+    plain = _ctx()
+    select_sets(cfg, results, selectors, plain, num_features=D, seed=0, log=lambda s: None)
+    assert plain.visuals is None
+
+
+def test_top_selection_records_its_name_settings_and_time() -> None:
+    sel = SELECTORS.get("top")().select([3, 1], 1, _ctx())
+    assert sel.selector == "top" and sel.settings == {} and sel.labels == {} and sel.scores == {}
+    assert 0.0 <= sel.wall_seconds < 3600.0  # an elapsed time, not a clock reading
