@@ -267,6 +267,7 @@ def _bare_ctx(**kw: Any) -> SelectionContext:
         ("1,core,,-1,", ":2: n_votes is negative"),
         ("1,core,,,high", ":2: agreement 'high' is not a number"),
         ("1,core,,,-0.1", "agreement -0.1 is outside"),
+        ("1,weird,,,", ":2: label 'weird' is not one of spurious, core, unclear."),
     ],
 )
 def test_each_bad_field_of_a_labels_row_is_named(tmp_path: Path, row: str, message: str) -> None:
@@ -299,6 +300,13 @@ def test_labels_rows_are_read_with_their_types_and_bounds(tmp_path: Path) -> Non
     assert labels_for_class(first, 0)[5].label == "core"
     with pytest.raises(UserError, match="does not exist"):
         read_labels(tmp_path / "missing.csv")
+    (tmp_path / "short.csv").write_text("neuron,label,n_votes\n")
+    with pytest.raises(
+        UserError,
+        match="the header lacks class_idx, agreement; a labels file has the columns "
+        "neuron,label,class_idx,n_votes,agreement.",
+    ):
+        read_labels(tmp_path / "short.csv")
 
 
 def test_labels_selector_weak_rows_scores_and_k(tmp_path: Path) -> None:
