@@ -327,6 +327,7 @@ def test_labels_selector_weak_rows_scores_and_k(tmp_path: Path) -> None:
     # the score is the agreement, signed: for the spurious label +, against it −
     assert out.scores == {5: 0.7, 2: 0.5, 3: -0.9, 1: 0.6}
     assert out.settings == {"file": str(path), "min_votes": 2, "min_agreement": 0.6}
+    assert out.selector == "labels" and 0.0 <= out.wall_seconds < 3600.0  # an elapsed time
     assert out.counts() == {"spurious": 3, "core": 1, "unclear": 1, "not_judged": 0}
     assert SELECTORS.get("labels")(file="").file is None
     with pytest.raises(UserError, match="k >= 1"):
@@ -376,6 +377,16 @@ class _BadLabels(Selector):
 
     def label(self, candidates: Any, ctx: Any) -> tuple[dict[int, str], dict[int, float]]:
         return {int(n): ("spurious" if n % 2 else "maybe") for n in candidates}, {}
+
+
+def test_settings_leave_out_private_and_non_plain_attributes() -> None:
+    sel = _BadLabels()
+    sel.k = 3  # type: ignore[attr-defined]
+    sel.names = ["a"]  # type: ignore[attr-defined]
+    sel._cache = {1: 2}  # type: ignore[attr-defined]
+    sel.model = torch.nn.Linear(1, 1)  # type: ignore[attr-defined]
+    sel.scale = torch.tensor(2.0)  # type: ignore[attr-defined]
+    assert sel.settings() == {"k": 3, "names": ["a"]}
 
 
 def test_a_selector_returning_an_unknown_label_is_an_error() -> None:
