@@ -357,9 +357,11 @@ def test_selector_settings_are_its_plain_hyperparameters() -> None:
         "iters": 4,
         "images_per_pair": 2,
     }
+    defaults = SELECTORS.get("core-sensitivity")()
+    assert (defaults.threshold, defaults.top_classes, defaults.reduce) == (1.0, 20, "max")
     for kw, message in (
-        ({"reduce": "sum"}, "reduce must be 'max' or 'mean'"),
-        ({"top_classes": 0}, "top_classes"),
+        ({"reduce": "sum"}, "^core-sensitivity: reduce must be 'max' or 'mean', got 'sum'.$"),
+        ({"top_classes": 0}, "^core-sensitivity: top_classes must be >= 1.$"),
     ):
         with pytest.raises(UserError, match=message):
             SELECTORS.get("core-sensitivity")(**kw)
@@ -476,6 +478,27 @@ def test_core_sensitivity_on_a_model_whose_features_are_known() -> None:
     )
     ctx4 = _halves_ctx(FixedVisuals({4: flat}))
     assert SELECTORS.get("core-sensitivity")(top_classes=1).scores([4], ctx4)[4] == float("inf")
+    # the most similar class is class c itself with s = 0: 0 over 0 is reported as inf, not NaN
+    ctx_r = _halves_ctx(FixedVisuals({4: flat}))
+    ctx_r.class_idx = 1
+    assert SELECTORS.get("core-sensitivity")(top_classes=1).scores([4], ctx_r)[4] == float("inf")
+    # a prototype orthogonal to the image (ρ = 0) but not to its masked part: s is ρ' / 1e-8, huge
+    ortho = _halves_ctx(
+        FixedVisuals(
+            {
+                1: Visualization(
+                    method="fixed",
+                    neuron=1,
+                    class_idx=2,
+                    images=_halves((1, 1)),
+                    activations=[1.0],
+                    masks=left[:1],
+                )
+            }
+        )
+    )
+    ortho.class_means = torch.tensor([[1.0, -1.0], [0.0, 1.0], [1.0, 1.0]])
+    assert SELECTORS.get("core-sensitivity")(top_classes=3).scores([1], ortho)[1] < 1e-3
     no_masks = Visualization(method="fixed", neuron=5, class_idx=2, images=_halves((1, 2)), activations=[1.0])
     with pytest.raises(UserError, match="gives no activation masks"):
         SELECTORS.get("core-sensitivity")().scores([5], _halves_ctx(FixedVisuals({5: no_masks})))
