@@ -302,6 +302,24 @@ def test_threshold_bounds_and_the_cutoff_itself_are_causal() -> None:
     assert small.threshold == 0.1 and isinstance(small.threshold, float)
 
 
+def _edited_chance(effects, neurons: list[int]) -> dict:  # noqa: ANN001
+    """The chance margin share at k = 2 of an edited-set record."""
+    from neuroinspect.methods.causal_truth import edited_recovery_record
+
+    rec = edited_recovery_record(
+        neurons,
+        2,
+        effects,
+        causal_truth(effects),
+        method={"finder": "f"},
+        dataset="d",
+        model="m",
+        seed=0,
+        provenance=PROV,
+    )
+    return rec["metrics"]["chance_margin_share_at_k"]
+
+
 def test_no_positive_effect_means_no_truth_and_zero_shares() -> None:
     eff = _one_mistake([0.0, -1.0, 0.0], [1.0, -1.0, 0.0])  # E = 0 with Δa = 1: no help to class c
     assert eff.effect.tolist() == [0.0, -1.0, 0.0]
@@ -310,11 +328,17 @@ def test_no_positive_effect_means_no_truth_and_zero_shares() -> None:
     assert eff.oracle(3) == [] and margin_share(eff.effect, [0, 1]) == 0.0
     sc = list_scores([0, 1, 2], ct.either, eff.effect, (2,))
     assert sc["chance_margin_share_at_k"] == {"2": 0.0} and sc["margin_share_at_k"] == {"2": 0.0}
+    assert sc["n_relevant"] == 0
+    assert list_scores([0], np.array([True, True, False]), eff.effect, (1,))["n_relevant"] == 2
+    assert _edited_chance(eff, [0, 1]) == {"2": 0.0}  # no positive effect: no share to take by chance
     # a positive total below one logit is still a total
     small = np.array([0.2, 0.3, -0.1])
     assert margin_share(small, [1]) == pytest.approx(0.6)
     assert list_scores([1], small > 0, small, (1,))["chance_margin_share_at_k"]["1"] == pytest.approx(
         0.4 / 0.5 / 3
+    )
+    assert _edited_chance(_one_mistake(small.tolist(), [1.0, 1.0, 1.0]), [1])["2"] == pytest.approx(
+        0.4 / 0.5 / 3 * 2
     )
     # a layer without inputs: zero rates, no division by zero
     empty = effects_from_activations(np.zeros((1, 0)), np.zeros((1, 1, 0)), np.zeros((2, 0)), None, 1, [0])
@@ -343,7 +367,7 @@ def test_float32_activations_and_weights_are_computed_in_float64() -> None:
     assert eff.effect.tolist() == [4.0 * (1e8 + 7)]
     # 2^24 + 1 + 1 in float32 is 2^24: the share's total is summed in float64
     e32 = np.array([2.0**24, 1.0, 1.0], dtype=np.float32)
-    assert margin_share(e32, [1, 2]) == pytest.approx(2.0 / (2.0**24 + 2.0), rel=1e-12)
+    assert margin_share(e32, [1, 2]) == 2.0 / (2.0**24 + 2.0)  # exact: the same float64 division
 
 
 def test_the_edited_record_scores_the_set_against_either_direction() -> None:
@@ -442,7 +466,9 @@ def test_effects_reject_shapes_that_do_not_match(
 
 
 def test_effects_need_another_value_and_a_wrong_prediction() -> None:
-    with pytest.raises(UserError, match="at least one other value of the spurious attribute"):
+    with pytest.raises(
+        UserError, match="^the counterfactual needs at least one other value of the spurious attribute.$"
+    ):
         effects_from_activations(ORIG, np.zeros((2, 0, 4)), W, B, 1, [0, 0])
-    with pytest.raises(ValueError, match="predicted class must differ from class_idx"):
+    with pytest.raises(ValueError, match="^a mistake's predicted class must differ from class_idx$"):
         effects_from_activations(ORIG, CF, W, B, 1, [0, 1])
