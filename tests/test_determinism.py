@@ -334,3 +334,25 @@ def test_deletion_removes_the_most_attributed_pixels_first() -> None:
         p_mean = surface(surface.normalize(mean.expand(1, 3, 32, 32))).softmax(1)[0, 1]
     assert ordered[-1] == pytest.approx(float(p_mean), rel=1e-4)  # everything deleted: the mean image
     assert m["deletion_auc"] == pytest.approx(float(np.trapezoid(ordered, dx=0.25)))
+
+
+def test_a_selector_reads_the_printed_list_first_then_the_rest_of_its_ranking() -> None:
+    ins = torch.tensor([0.0, 3.0, 0.0, 1.0, 2.0], dtype=torch.float64)
+    exc = torch.tensor([4.0, 0.0, 0.5, 0.0, 0.0], dtype=torch.float64)
+    result = FinderResult(
+        method="hand",
+        class_idx=0,
+        # the printed rows (after the vote cut and the other list's removal) are shorter than D, and
+        # their order is the list's, which need not be the score order
+        insufficient=[{"neuron": 4, "prec5": 0.5, "imp": 1.0}, {"neuron": 1, "prec5": 0.5, "imp": 1.0}],
+        excessive=[{"neuron": 2, "prec5": 0.1, "imp": 1.0}],
+        scores=ins + exc,
+        insufficient_scores=ins,
+        excessive_scores=exc,
+        imp=torch.ones(5, dtype=torch.float64),
+        counts={},
+    )
+    assert result.ordered() == [4, 1, 3, 0, 2]  # default: insufficient; then by its scores, then index
+    assert result.ordered("insufficient") == [4, 1, 3, 0, 2]
+    assert result.ordered("excessive") == [2, 0, 1, 3, 4]
+    assert result.ordered("both") == result.ranking("both") == [0, 1, 4, 3, 2]

@@ -71,3 +71,24 @@ def test_debug_prints_the_two_class_notice_for_the_counterfactual_only(
     assert main([*base, "--finder", "margin-deficit"]) == 0
     captured = capsys.readouterr()
     assert TWO_CLASS_NOTICE not in captured.err and "margin deficit" in captured.out
+
+
+def test_margin_deficit_compares_with_the_stored_prediction_in_range() -> None:
+    # three classes over two neurons; class 1's only sample is a mistake (no correct prototype: 0)
+    dec = nn.Linear(2, 3, bias=False)
+    with torch.no_grad():
+        dec.weight.copy_(torch.tensor([[1.0, 0.0], [0.0, 0.0], [0.0, 3.0]]))
+    feats, labels = [[1.0, 1.0], [5.0, 0.0]], [1, 0]
+    # deficit_n = d_n · (0 − f_n) with d = W[1] − W[k]
+    stored_2 = torch.tensor([[0.0, 0.0, 1.0], [1.0, 0.0, 0.0]])  # predicted as class 2: d = [0, −3]
+    r = FINDERS.get("margin-deficit")().find(dec, _fs(feats, labels, stored_2), 1, show_progress=False)
+    torch.testing.assert_close(r.scores, torch.tensor([0.0, 3.0], dtype=torch.float64))
+    assert r.settings["prototype"] == "zero" and r.counts["correct"] == 0
+    # logits cached without a prediction (-1) compare with class 0; wider stale logits with the last class
+    none = FINDERS.get("margin-deficit")().find(
+        dec, _fs(feats, labels, torch.zeros(0, 3)), 1, show_progress=False
+    )
+    torch.testing.assert_close(none.scores, torch.tensor([1.0, 0.0], dtype=torch.float64))  # d = [−1, 0]
+    wide = torch.tensor([[0.0, 0.0, 0.0, 1.0], [1.0, 0.0, 0.0, 0.0]])  # "class 3" of another head
+    stale = FINDERS.get("margin-deficit")().find(dec, _fs(feats, labels, wide), 1, show_progress=False)
+    torch.testing.assert_close(stale.scores, torch.tensor([0.0, 3.0], dtype=torch.float64))
