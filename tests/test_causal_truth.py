@@ -330,15 +330,11 @@ def test_no_positive_effect_means_no_truth_and_zero_shares() -> None:
     assert sc["chance_margin_share_at_k"] == {"2": 0.0} and sc["margin_share_at_k"] == {"2": 0.0}
     assert sc["n_relevant"] == 0
     assert list_scores([0], np.array([True, True, False]), eff.effect, (1,))["n_relevant"] == 2
-    assert _edited_chance(eff, [0, 1]) == {"2": 0.0}  # no positive effect: no share to take by chance
     # a positive total below one logit is still a total
     small = np.array([0.2, 0.3, -0.1])
     assert margin_share(small, [1]) == pytest.approx(0.6)
     assert list_scores([1], small > 0, small, (1,))["chance_margin_share_at_k"]["1"] == pytest.approx(
         0.4 / 0.5 / 3
-    )
-    assert _edited_chance(_one_mistake(small.tolist(), [1.0, 1.0, 1.0]), [1])["2"] == pytest.approx(
-        0.4 / 0.5 / 3 * 2
     )
     # a layer without inputs: zero rates, no division by zero
     empty = effects_from_activations(np.zeros((1, 0)), np.zeros((1, 1, 0)), np.zeros((2, 0)), None, 1, [0])
@@ -472,3 +468,11 @@ def test_effects_need_another_value_and_a_wrong_prediction() -> None:
         effects_from_activations(ORIG, np.zeros((2, 0, 4)), W, B, 1, [0, 0])
     with pytest.raises(ValueError, match="^a mistake's predicted class must differ from class_idx$"):
         effects_from_activations(ORIG, CF, W, B, 1, [0, 1])
+
+
+def test_the_edited_records_chance_share_needs_a_positive_effect() -> None:
+    # E = [0, -1, 0]: no positive effect, so no share to take by chance
+    assert _edited_chance(_one_mistake([0.0, -1.0, 0.0], [1.0, -1.0, 0.0]), [0, 1]) == {"2": 0.0}
+    # E = [0.2, 0.3, -0.1]: a positive total below one logit is still a total; k / D of Σ E / Σ max(E, 0)
+    small = _one_mistake([0.2, 0.3, -0.1], [1.0, 1.0, 1.0])
+    assert _edited_chance(small, [1])["2"] == pytest.approx(2 / 3 * 0.4 / 0.5)
