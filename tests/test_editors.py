@@ -463,3 +463,10 @@ def test_neuron_mask_zeroes_exactly_the_given_neurons() -> None:
     assert m.dtype == torch.float32 and m.tolist() == [1.0, 0.0, 1.0, 0.0, 1.0]
     assert neuron_mask(3, []).tolist() == [1.0, 1.0, 1.0]
     assert neuron_mask(3, np.array([2])).tolist() == [1.0, 1.0, 0.0]
+
+
+def test_the_reference_rule_keeps_the_chosen_metric_and_an_explicit_patience() -> None:
+    rule = EDITORS.get("cw")(ref=True, select="worst_class").selection_rule()
+    assert (rule.metric, rule.first_epoch, rule.ties) == ("worst_class", 1, "latest")
+    ms = NeuroInspectEditor(variant="metashift", ref=True, patience=3).selection_rule()
+    assert (ms.first_epoch, ms.min_val_acc, ms.patience) == (2, 0.7, 3)  # explicit values win
