@@ -76,13 +76,14 @@ Log = Callable[[str], None]
 STAGE_VERSIONS: dict[str, int] = {
     "train": 1,
     "features": 1,
-    "evaluate": 1,
-    "find": 1,
+    "evaluate": 2,
+    "find": 2,
     "truth": 1,
+    "causal": 1,
     "attributes": 1,
-    "select": 1,
-    "recovery": 1,
-    "edit": 1,
+    "select": 2,
+    "recovery": 2,
+    "edit": 2,
     "visualize": 1,
 }
 
@@ -483,61 +484,34 @@ def stage_features(params: dict[str, Any], deps: dict[str, NodeOutput], ctx: Sta
 
 
 # -- evaluate (the original model: the class to debug and the metrics before editing) ----------------
-def _train_counts(train_fs: Any, num_groups: int | None) -> list[int] | None:
-    from neuroinspect.harness.metrics import group_counts
-
-    if train_fs.groups is None:
-        return None
-    return [int(c) for c in group_counts(train_fs.groups.numpy(), num_groups or None)]
-
-
 def stage_evaluate(params: dict[str, Any], deps: dict[str, NodeOutput], ctx: StageContext) -> StageResult:
     """The class to debug (given, or the worst on the finder split) and the test metrics before editing."""
-    import numpy as np
-
-    from neuroinspect.harness.metrics import classification_metrics
+    from neuroinspect.harness import pipeline as pl
     from neuroinspect.harness.mitigation import measure
 
     ckpt = load_model(deps["model"])
     train_fs, val_fs, test_fs = (load_features(deps[r]) for r in ("train", "val", "test"))
     decision = ckpt.surface.decision.cpu()
-    num_groups = test_fs.meta.get("num_groups") or None
-    counts = _train_counts(train_fs, num_groups)
+    counts = pl.train_group_counts(train_fs, test_fs.meta.get("num_groups") or None)
     seed = int(params["seed"])
-    if params.get("class_idx") is None:
-        with torch.no_grad():
-            preds = decision(val_fs.features).argmax(1).numpy()
-        m = classification_metrics(
-            preds, val_fs.labels.numpy(), num_classes=decision.out_features, n_boot=0, seed=seed
-        )
-        per_class = [np.inf if v is None else v for v in m["per_class_acc"]]
-        class_idx = int(np.argmin(per_class))
-        rule = f"worst class on {val_fs.meta.get('split')}"
-    else:
-        class_idx = int(params["class_idx"])
-        if not 0 <= class_idx < decision.out_features:
-            raise UserError(
-                f"class_idx {class_idx} is out of range: the model has {decision.out_features} classes, "
-                f"0..{decision.out_features - 1}; fix class_idx in the sweep config."
-            )
-        rule = "given"
+    try:
+        class_idx = pl.choose_class(decision, val_fs, params.get("class_idx"), seed=seed)
+    except UserError as err:
+        raise UserError(f"{err} Fix class_idx in the sweep config.") from None
     before = measure(
         decision, test_fs, class_idx, train_group_counts=counts, n_boot=int(params["n_boot"]), seed=seed
     )
-    mistakes = (val_fs.labels == class_idx) & (val_fs.preds != class_idx)
+    mistakes = pl.class_mistakes(val_fs, class_idx)
     return StageResult(
         {
             "class_idx": class_idx,
             "class_name": ckpt.classes[class_idx],
-            "class_rule": rule,
+            # as run_experiment writes it into records: a per-seed worst class is a rule, not a class
+            "class_rule": "worst_val" if params.get("class_idx") is None else "fixed",
             "before": before,
             "train_group_counts": counts,
-            "n_mistakes": int(mistakes.sum()),
-            "mistakes": [
-                {"index": int(i), "path": val_fs.paths[j], "pred": int(val_fs.preds[j])}
-                for j, i in enumerate(val_fs.indices.tolist())
-                if bool(mistakes[j])
-            ][:200],
+            "n_mistakes": len(mistakes),
+            "mistakes": mistakes[:200],
         }
     )
 
@@ -545,23 +519,25 @@ def stage_evaluate(params: dict[str, Any], deps: dict[str, NodeOutput], ctx: Sta
 # -- find ------------------------------------------------------------------------------------------
 def stage_find(params: dict[str, Any], deps: dict[str, NodeOutput], ctx: StageContext) -> StageResult:
     """One finder on the finder split's features for the evaluated class; the whole :class:`FinderResult`."""
-    from neuroinspect.methods.finders import FINDERS
-    from neuroinspect.methods.finders import load_all as load_finders
+    from neuroinspect.fileio import atomic_torch_save
+    from neuroinspect.harness.pipeline import run_finder
     from neuroinspect.runtime import seed_everything
 
-    load_finders()
     ckpt = load_model(deps["model"])
     val_fs = load_features(deps["val"])
     class_idx = int(deps["evaluate"].result["class_idx"])
     seed = int(params["seed"])
     seed_everything(seed)
-    finder = FINDERS.get(params["finder"])(**dict(params.get("settings") or {}))
-    res = finder.find(
-        ckpt.surface.decision.cpu(), val_fs, class_idx, seed=seed, show_progress=ctx.show_progress
+    res = run_finder(
+        params["finder"],
+        dict(params.get("settings") or {}),
+        ckpt.surface.decision.cpu(),
+        val_fs,
+        class_idx,
+        seed=seed,
+        show_progress=ctx.show_progress,
     )
     payload = {f.name: getattr(res, f.name) for f in dataclasses.fields(res)}
-    from neuroinspect.fileio import atomic_torch_save
-
     atomic_torch_save(ctx.work / "finder.pt", payload)
     summary = res.to_json()
     summary.pop("samples", None)
@@ -591,6 +567,85 @@ def stage_truth(params: dict[str, Any], deps: dict[str, NodeOutput], ctx: StageC
     )
     atomic_write_json(ctx.work / "truth.json", truth_to_json(truth), indent=None)
     return StageResult({"file": "truth.json", "counts": truth.counts(), "n_samples": len(truth.indices)})
+
+
+# -- causal truth on the mistakes (bundled benchmarks) -------------------------------------------------
+_EFFECT_ARRAYS = (
+    "effect",
+    "per_mistake",
+    "delta",
+    "margin_weight",
+    "margin_before",
+    "margin_after",
+    "flipped",
+)
+
+
+def stage_causal(params: dict[str, Any], deps: dict[str, NodeOutput], ctx: StageContext) -> StageResult:
+    """The evaluated class's mistakes on the finder split re-rendered on the other spurious values: the
+    per-neuron margin effects E_n and the direction-matched causal truth (:func:`pipeline.measure_causal`)."""
+    import numpy as np
+
+    from neuroinspect.harness.evaluation import checkpoint_eval_transform
+    from neuroinspect.harness.pipeline import class_mistakes, measure_causal
+    from neuroinspect.runtime import resolve_device
+
+    ckpt = load_model(deps["model"])
+    val_fs = load_features(deps["val"])
+    class_idx = int(deps["evaluate"].result["class_idx"])
+    transform = checkpoint_eval_transform(ckpt, params["dataset"])
+    ds = _dataset_split(params, params["split"], transform)
+    surface = ckpt.surface
+    effects, truth = measure_causal(
+        surface,
+        ds,
+        transform,
+        surface.decision.cpu(),
+        class_idx,
+        class_mistakes(val_fs, class_idx),
+        threshold=float(params["threshold"]),
+        batch_size=int(params.get("batch_size", 256)),
+        device=resolve_device(ctx.device),
+        show_progress=ctx.show_progress,
+    )
+    surface.cpu()
+    with open(ctx.work / "effects.npz", "wb") as fh:
+        np.savez(fh, **{k: getattr(effects, k) for k in _EFFECT_ARRAYS})
+    return StageResult(
+        {
+            "file": "effects.npz",
+            "class_idx": class_idx,
+            "indices": list(effects.indices),
+            "preds": list(effects.preds),
+            "split": effects.split,
+            "threshold": float(params["threshold"]),
+            "counts": truth.counts(),
+            "flip_rate": effects.flip_rate,
+            "n_mistakes": effects.num_mistakes,
+        }
+    )
+
+
+def load_causal(node: NodeOutput) -> tuple[Any, Any]:
+    """``(MistakeEffects, CausalTruth)`` of a ``causal`` node."""
+    import numpy as np
+
+    from neuroinspect.methods.causal_truth import MistakeEffects, causal_truth
+
+    def make() -> tuple[Any, Any]:
+        r = node.result
+        with np.load(node.path(r["file"])) as z:
+            arrays = {k: z[k] for k in _EFFECT_ARRAYS}
+        effects = MistakeEffects(
+            class_idx=int(r["class_idx"]),
+            indices=[int(i) for i in r["indices"]],
+            preds=[int(p) for p in r["preds"]],
+            split=r.get("split"),
+            **arrays,
+        )
+        return effects, causal_truth(effects, float(r["threshold"]))
+
+    return _cached("causal", str(node.dir), make)  # type: ignore[no-any-return]
 
 
 # -- attribute classifiers (concept recovery of visualizations) -----------------------------------------
@@ -627,135 +682,262 @@ def load_attributes(node: NodeOutput) -> Any:
 
 
 # -- select ----------------------------------------------------------------------------------------
-def _select_top(result: Any, *, num_neurons: int = 5, neuron_list: str = "insufficient") -> list[int]:
-    from neuroinspect.harness.experiment import select_neurons
-
-    if neuron_list not in ("insufficient", "excessive", "both"):
-        raise UserError(f"selector top: neuron_list = {neuron_list!r}; use insufficient, excessive or both.")
-    if int(num_neurons) < 1:
-        raise UserError("selector top: num_neurons must be at least 1.")
-    return select_neurons(result, neuron_list, int(num_neurons))
+#: settings of a sweep's selector entry that are the selection step's, not the selector's constructor's
+CHOICE_KEYS = ("num_neurons", "neuron_list", "candidate_pool")
 
 
-#: name → ``(finder_result, **settings) -> neurons``. A stand-in until the selector registry lands.
-SELECTORS: dict[str, Callable[..., list[int]]] = {"top": _select_top}
-#: each selector's settings and their defaults (validated when a sweep is planned)
-SELECTOR_SETTINGS: dict[str, dict[str, Any]] = {"top": {"num_neurons": 5, "neuron_list": "insufficient"}}
+def neuron_set(result: Mapping[str, Any]) -> Any:
+    """The :class:`~neuroinspect.harness.choice.NeuronSet` a ``select`` node's result describes."""
+    from neuroinspect.harness.choice import NeuronSet
+    from neuroinspect.methods.selectors import Selection
+
+    sel = result.get("selection")
+    selection = None
+    if sel is not None:
+        selection = Selection(
+            selector=sel["selector"],
+            neurons=[int(n) for n in sel["neurons"]],
+            candidates=[int(n) for n in sel["candidates"]],
+            labels={int(n): v for n, v in sel["labels"].items()},
+            scores={int(n): float(v) for n, v in sel["scores"].items()},
+            settings=dict(sel["settings"]),
+            info=dict(sel["info"]),
+            wall_seconds=float(sel.get("wall_seconds", 0.0)),
+        )
+    return NeuronSet(
+        key=result["key"],
+        finder=result["finder"],
+        selector=result.get("selector"),
+        neurons=[int(n) for n in result["neurons"]],
+        imp_finder=result.get("imp_finder"),
+        selection=selection,
+        candidates=[int(n) for n in result.get("candidates", [])],
+    )
+
+
+def _clip_for(params: Mapping[str, Any], device: Any, ctx: StageContext) -> Any:
+    """The CLIP a selector needs, resolved as ``run_experiment`` resolves it (``choice.resolve_clip``)."""
+    from types import SimpleNamespace
+
+    from neuroinspect.harness.choice import resolve_clip
+
+    cfg = SimpleNamespace(
+        clip=params.get("clip"),
+        dataset=params["dataset"],
+        dataset_params=dict(params.get("dataset_params") or {}),
+    )
+    return resolve_clip(cfg, device, ctx.log, ctx.show_progress)
 
 
 def stage_select(params: dict[str, Any], deps: dict[str, NodeOutput], ctx: StageContext) -> StageResult:
-    """Neurons to edit and visualize from one finder's result, and the editing target γ."""
-    name = params["selector"]
-    if name not in SELECTORS:
-        raise UserError(f"unknown selector {name!r}; choose one of {', '.join(sorted(SELECTORS))}.")
+    """One neuron set and its editing target γ: a (finder, selector) choice from the finder's candidate
+    pool (:func:`pipeline.select_pair`), or a control (``params["control"]``: ``oracle-neurons`` from the
+    ``causal`` node, ``random-neurons``; :func:`pipeline.control_set`)."""
+    from neuroinspect.harness import pipeline as pl
+    from neuroinspect.harness.choice import make_selectors, needs_clip, split_variant
+    from neuroinspect.runtime import resolve_device, seed_everything
+
+    seed = int(params["seed"])
+    seed_everything(seed)
+    k = int(params["num_neurons"])
     res = load_finder_result(deps["find"])
-    neurons = [int(n) for n in SELECTORS[name](res, **dict(params.get("settings") or {}))]
+    if params.get("control"):
+        ckpt = load_model(deps["model"])
+        effects = load_causal(deps["causal"])[0] if "causal" in deps else None
+        ns = pl.control_set(
+            params["control"],
+            k=k,
+            num_features=ckpt.surface.decision.in_features,
+            seed=seed,
+            effects=effects,
+            imp_finder=params["finder"],
+        )
+        if ns is None:
+            raise UserError(
+                f"control {params['control']} needs the causal truth of a bundled benchmark; "
+                f"{params['dataset']} has none: drop it from controls."
+            )
+    else:
+        name = params["selector"]
+        from types import SimpleNamespace
+
+        selectors = make_selectors(
+            SimpleNamespace(selectors=[name], selector_settings={name: dict(params.get("settings") or {})}),
+            interactive=False,
+        )
+        sctx = None
+        if split_variant(name)[0] != "top":  # top reads nothing but the candidates' order
+            from neuroinspect.datasets import get_dataset
+            from neuroinspect.harness.evaluation import checkpoint_eval_transform
+
+            ckpt = load_model(deps["model"])
+            device = resolve_device(ctx.device)
+            surface = ckpt.surface.to(device).eval()
+            transform = checkpoint_eval_transform(ckpt, params["dataset"])
+            benchmark = get_dataset(params["dataset"]).kind == "benchmark"
+            sctx = pl.selection_context(
+                surface=surface,
+                decision=surface.decision.cpu(),
+                class_idx=int(deps["evaluate"].result["class_idx"]),
+                class_names=list(ckpt.classes),
+                val_fs=load_features(deps["val"]),
+                finder_ds=_dataset_split(params, params["split"], transform),
+                benchmark=benchmark,
+                train_ds=_dataset_split(params, "train", transform) if benchmark else None,
+                selectors=selectors,
+                clip=_clip_for(params, device, ctx) if needs_clip(selectors) else None,
+                seed=seed,
+                device=device,
+                show_progress=ctx.show_progress,
+                log=ctx.log,
+            )
+            sctx.interactive = False
+        try:
+            ns = pl.select_pair(
+                params["finder"],
+                res,
+                name,
+                selectors[name],
+                sctx,
+                k=k,
+                neuron_list=params["neuron_list"],
+                candidate_pool=int(params["candidate_pool"]),
+                log=ctx.log,
+            )
+        finally:
+            if sctx is not None:
+                sctx.surface.cpu()
     gamma = params.get("gamma", "auto")
-    value = res.gamma_for(neurons) if gamma == "auto" else float(gamma)
     return StageResult(
-        {"neurons": neurons, "gamma": value, "gamma_rule": "auto" if gamma == "auto" else "given"}
+        {
+            "key": ns.key,
+            "finder": ns.finder,
+            "selector": ns.selector,
+            "imp_finder": ns.imp_finder,
+            "neurons": list(ns.neurons),
+            "candidates": list(ns.candidates),
+            "selection": None if ns.selection is None else ns.selection.to_json(),
+            "num_neurons": k,
+            "neuron_list": params.get("neuron_list"),
+            "gamma": pl.set_gamma(res, ns.neurons, gamma),
+            "gamma_rule": "auto" if gamma == "auto" else "given",
+        }
     )
 
 
-# -- recovery (a finder against the ground truth) -------------------------------------------------------
+# -- recovery (finders and edited sets against the causal truth) ------------------------------------------
 def stage_recovery(params: dict[str, Any], deps: dict[str, NodeOutput], ctx: StageContext) -> StageResult:
-    """The ``neuron_recovery`` record of one finder result against the model's ground truth."""
-    from neuroinspect.methods.groundtruth_scoring import neuron_recovery_record
+    """``neuron_recovery`` records against the causal truth on the mistakes (``causal`` node): with a
+    ``find`` dependency, the finder's per-list records (:func:`choice.list_records`); with a ``select``
+    one, the edited set's record (:func:`choice.edited_record`). The attribute-ratio labels of the
+    ``truth`` node are a descriptive column."""
+    from neuroinspect.harness.choice import edited_record, list_records
     from neuroinspect.runtime import Provenance
 
     with Provenance(ctx.device) as prov:
-        ckpt = load_model(deps["model"])
-        res = load_finder_result(deps["find"])
-        truth = load_truth(deps["truth"])
-    rec = neuron_recovery_record(
-        res,
-        truth,
-        ckpt.surface.decision.cpu(),
-        dataset=params["dataset"],
-        model=deps["model"].result["model_name"],
-        seed=int(params["seed"]),
-        provenance=prov.as_dict(),
-        ks=tuple(params["ks"]),
-        config={
+        effects, truth = load_causal(deps["causal"])
+        labels = list(load_truth(deps["truth"]).labels) if "truth" in deps else None
+    common: dict[str, Any] = {
+        "attribute_labels": labels,
+        "dataset": params["dataset"],
+        "model": deps["model"].result["model_name"],
+        "seed": int(params["seed"]),
+        "provenance": prov.as_dict(),
+        "config": {
             "experiment": params["experiment"],
             "finder_split": params["finder_split"],
-            **res.settings,
+            "neuron_list": params["neuron_list"],
+            "candidate_pool": params["candidate_pool"],
             "dataset_params": params.get("dataset_params") or {},
         },
-    )
-    rec["run_id"] = _run_id(ctx, 0)
-    return StageResult({"metrics": rec["metrics"]}, [rec])
+    }
+    if "select" in deps:
+        ns = neuron_set(deps["select"].result)
+        records = [edited_record(ns, effects, truth, k=int(deps["select"].result["num_neurons"]), **common)]
+    else:
+        res = load_finder_result(deps["find"])
+        records = list_records(params["finder"], res, effects, truth, ks=tuple(params["ks"]), **common)
+    for i, rec in enumerate(records):
+        rec["config"]["class_rule"] = deps["evaluate"].result["class_rule"]
+        rec["run_id"] = _run_id(ctx, i)
+    return StageResult({"metrics": [r["metrics"] for r in records]}, records)
 
 
 # -- edit ------------------------------------------------------------------------------------------
 def stage_edit(params: dict[str, Any], deps: dict[str, NodeOutput], ctx: StageContext) -> StageResult:
-    """One editor on the cached features; the test metrics after the edit and its ``mitigation`` record."""
+    """One editor (``"name"`` or a variant ``"name:label"``) on one neuron set (``select``; none for
+    editors that use no neurons), on the cached features: :func:`pipeline.edit_and_measure` and
+    :func:`pipeline.edit_record`; with an ``fc`` dependency (the plain ``fc`` edit of the same model),
+    ``metrics.after_minus_fc`` as :func:`pipeline.relative_to_fc` adds it in ``run_experiment``."""
     from neuroinspect.fileio import atomic_torch_save
-    from neuroinspect.harness.mitigation import measure, mitigation_record
-    from neuroinspect.methods.editors import EDITORS
+    from neuroinspect.harness import pipeline as pl
     from neuroinspect.runtime import Provenance, seed_everything
 
     ckpt = load_model(deps["model"])
     train_fs, val_fs, test_fs = (load_features(deps[r]) for r in ("train", "val", "test"))
     ev = deps["evaluate"].result
     class_idx = int(ev["class_idx"])
-    editor_cls = EDITORS.get(params["editor"])
-    if editor_cls.uses_group_labels and train_fs.groups is None:
-        raise UserError(f"editor {params['editor']} needs group labels; {params['dataset']} has none.")
-    settings = dict(params.get("settings") or {})
-    neurons: list[int] = []
-    gamma_rule = None
-    if editor_cls.uses_neurons:
-        sel = deps["select"].result
-        neurons = [int(n) for n in sel["neurons"]]
-        if "gamma" in editor_cls.hyperparameters() and "gamma" not in settings:
-            settings["gamma"] = sel["gamma"]
-            gamma_rule = "auto" if sel.get("gamma_rule") == "auto" else None
+    sel = deps["select"].result if "select" in deps else None
+    ns = neuron_set(sel) if sel else None
     seed = int(params["seed"])
     seed_everything(seed)
     with Provenance(ctx.device) as prov:
-        edit = editor_cls(**settings).edit(
+        edit, after = pl.edit_and_measure(
+            params["editor"],
+            dict(params.get("settings") or {}),
             ckpt.surface.decision.cpu(),
             train_fs,
             val_fs,
-            class_idx,
-            neurons,
-            seed=seed,
-            show_progress=ctx.show_progress,
-        )
-        after = measure(
-            edit.decision,
             test_fs,
             class_idx,
-            train_group_counts=ev["train_group_counts"],
-            n_boot=int(params["n_boot"]),
+            None if ns is None else ns.neurons,
+            gamma=None if sel is None else float(sel["gamma"]),
             seed=seed,
+            n_boot=int(params["n_boot"]),
+            train_counts=ev["train_group_counts"],
+            show_progress=ctx.show_progress,
         )
-    config: dict[str, Any] = {
-        "experiment": params["experiment"],
-        "dataset_params": params.get("dataset_params") or {},
-    }
-    if editor_cls.uses_neurons:
-        config["selector"] = {"name": params["selector"], **dict(params.get("selector_settings") or {})}
+    extra: dict[str, Any] = {"class_rule": ev["class_rule"]}
+    if ns is not None:
         if params.get("finder_settings"):
-            config["finder_settings"] = dict(params["finder_settings"])
-    rec = mitigation_record(
+            extra["finder_settings"] = dict(params["finder_settings"])
+        if params.get("selector_settings"):
+            extra["selector_settings"] = dict(params["selector_settings"])
+    rec = pl.edit_record(
         edit,
         ev["before"],
         after,
+        editor=params["editor"],
+        ns=ns,
         dataset=params["dataset"],
         model=deps["model"].result["model_name"],
         seed=seed,
-        finder=params["finder"] if editor_cls.uses_neurons else "none",
+        experiment=params["experiment"],
+        dataset_params=params.get("dataset_params") or {},
+        k=int(sel["num_neurons"]) if sel else 0,
+        neuron_list=str(sel["neuron_list"]) if sel else "",
+        gamma_auto=sel is not None and sel["gamma_rule"] == "auto",
         provenance=prov,
-        config=config,
-        gamma_rule=gamma_rule,
+        extra_config=extra,
         run_id=_run_id(ctx, 0),
     )
+    if "fc" in deps:
+        pl.relative_to_fc([rec], deps["fc"].result["after_block"])
+    elif pl.is_plain_fc(rec):
+        pl.relative_to_fc([rec])
     atomic_torch_save(
         ctx.work / "decision.pt", {k: v.detach().cpu() for k, v in edit.decision.state_dict().items()}
     )
-    return StageResult({"after": after, "edit": edit.summary(), "decision": "decision.pt"}, [rec])
+    return StageResult(
+        {
+            "after": after,
+            "after_block": rec["metrics"]["after"],
+            "edit": edit.summary(),
+            "decision": "decision.pt",
+            "source": None if ns is None else ns.key,
+        },
+        [rec],
+    )
 
 
 # -- visualize -------------------------------------------------------------------------------------
@@ -773,7 +955,7 @@ def stage_visualize(params: dict[str, Any], deps: dict[str, NodeOutput], ctx: St
     concept recovery (bundled benchmarks), images and one ``visualization`` record per neuron."""
     import inspect
 
-    from neuroinspect.commands.visualize import _class_strings, _record_metrics
+    from neuroinspect.commands.visualize import class_strings, record_metrics
     from neuroinspect.harness.evaluation import checkpoint_eval_transform
     from neuroinspect.methods import concept_recovery as cr
     from neuroinspect.methods.visualizers import VISUALIZERS, faithfulness
@@ -812,7 +994,7 @@ def stage_visualize(params: dict[str, Any], deps: dict[str, NodeOutput], ctx: St
         visualizer = cls(**settings)
         transform = checkpoint_eval_transform(ckpt, params["dataset"])
         dataset = _dataset_split(params, params["split"], transform)
-        class_names = _class_strings(ckpt, dataset)
+        class_names = class_strings(ckpt, dataset)
         visualizations = visualizer.visualize(
             surface,
             neurons,
@@ -888,7 +1070,7 @@ def stage_visualize(params: dict[str, Any], deps: dict[str, NodeOutput], ctx: St
                 "neurons": neurons,
                 "dataset_params": params.get("dataset_params") or {},
             },
-            metrics=_record_metrics(flat, metrics, concept),
+            metrics=record_metrics(flat, metrics, concept),
             run_id=_run_id(ctx, i),
         )
         rec["artifact_dir"] = str(ctx.final / s.directory.relative_to(ctx.work))
@@ -915,6 +1097,7 @@ STAGES: dict[str, StageFn] = {
     "evaluate": stage_evaluate,
     "find": stage_find,
     "truth": stage_truth,
+    "causal": stage_causal,
     "attributes": stage_attributes,
     "select": stage_select,
     "recovery": stage_recovery,
@@ -927,8 +1110,7 @@ LEAF_STAGES = frozenset({"recovery", "edit", "visualize"})
 
 __all__ = [
     "LEAF_STAGES",
-    "SELECTORS",
-    "SELECTOR_SETTINGS",
+    "CHOICE_KEYS",
     "STAGES",
     "STAGE_VERSIONS",
     "NodeOutput",
@@ -936,10 +1118,12 @@ __all__ = [
     "StageResult",
     "StageStore",
     "canonical_json",
+    "load_causal",
     "load_features",
     "load_finder_result",
     "load_model",
     "load_truth",
     "model_name",
+    "neuron_set",
     "node_key",
 ]
