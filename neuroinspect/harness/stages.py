@@ -17,7 +17,9 @@ finder run share one node. A node is computed in a private temporary folder and 
 atomic ``rename`` to ``ROOT/<stage>/<key>/`` (``output.json``, ``records.jsonl`` and the artifacts): a
 killed process leaves either a complete node or none, never half of one.
 
-The stages (``STAGES``):
+The stages (``STAGES``). Each computes through the same functions as ``run_experiment``
+(:mod:`neuroinspect.harness.pipeline`, :mod:`neuroinspect.harness.choice`), so a sweep and ``demo``
+give the same class, neurons and records for the same config and seed:
 
 ============  ==========================================  ========================================
 stage         params                                      deps → result
@@ -27,27 +29,46 @@ train         dataset, root, dataset_params, model,       — → checkpoint (``
               seed; or ``checkpoint`` (a file to load)    model name, classes, training summary
 features      dataset, root, dataset_params, split,       model → ``features/<key>.pt``: a
               batch_size                                  :class:`FeatureSet` (N×D, N×K, N labels)
-evaluate      class_idx (int or None = worst on the       model, train, val, test → the class,
-              finder split), n_boot, seed                 the metrics before editing, mistakes
-find          finder, settings, seed                      model, val, evaluate → ``finder.pt``
+evaluate      class_idx (int or None = worst on the       model, train, val, test → the class and
+              finder split), n_boot, seed                 its rule, the metrics before editing,
+                                                          the mistakes (``pipeline.choose_class``)
+find          finder (``name`` or ``name:variant``),      model, val, evaluate → ``finder.pt``
+              settings, seed                              (``pipeline.run_finder``)
 truth         dataset, root, dataset_params, split,       model → ``truth.json`` (per-neuron
-              n_samples, seed, batch_size                 ground truth; bundled benchmarks)
+              n_samples, seed, batch_size                 attribute-ratio labels; descriptive)
+causal        dataset, root, dataset_params, split,       model, val, evaluate → ``effects.npz``:
+              threshold, batch_size                       E_n of the mistakes and the causal truth
+                                                          (``pipeline.measure_causal``; bundled
+                                                          benchmarks)
 attributes    dataset, root, dataset_params, settings,    — → attribute classifiers (concept
               seed                                        recovery of visualizations)
-select        selector, settings, gamma                   find → neurons, γ
-recovery      ks, experiment, finder_split, seed          model, find, truth → a neuron_recovery
-                                                          record
-edit          editor, settings, seed, n_boot, ...         model, train, val, test, evaluate,
-                                                          [select, find] → a mitigation record
-visualize     visualizer, settings, seed, split, ...      model, features, evaluate, select,
-                                                          [truth, attributes] → visualization
+select        a (finder, selector) choice: finder,        model, val, evaluate, find → one neuron
+              selector, settings, num_neurons,            set (key, neurons, candidates, the
+              neuron_list, candidate_pool, gamma, clip,   selector's labels) and its γ
+              seed, dataset; or a control: ``control``    (``pipeline.select_pair``); a control:
+              (oracle-neurons, random-neurons), finder    model, find (γ), [causal] →
+              (whose ``imp`` gives γ), num_neurons, seed  ``pipeline.control_set``
+recovery      ks, experiment, finder_split, neuron_list,  model, evaluate, causal, [truth] and
+              candidate_pool, seed, [finder]              ``find`` → the finder's per-list
+                                                          ``neuron_recovery`` records, or
+                                                          ``select`` → the edited set's record
+edit          editor (``name`` or ``name:variant``),      model, train, val, test, evaluate,
+              settings, seed, n_boot, ...                 [select], [fc] → a ``mitigation``
+                                                          record (``pipeline.edit_and_measure``,
+                                                          ``edit_record``; ``after_minus_fc``
+                                                          from the model's plain ``fc`` edit)
+visualize     visualizer, settings, seed, split,          model, features, evaluate, select,
+              [max_neurons], ...                          [truth, attributes] → visualization
                                                           records, images
 ============  ==========================================  ========================================
 
-Selectors: until the selector registry of the neuron-choice work lands, ``select`` knows one
-selector, ``top`` (:func:`neuroinspect.harness.experiment.select_neurons`: the first
-``num_neurons`` of the finder's ``neuron_list``, topped up from its ranking), behind
-:data:`SELECTORS` (name → function ``(finder_result, **settings) -> neurons``).
+Selectors are the registry of :mod:`neuroinspect.methods.selectors` (``top``, ``core-sensitivity``,
+``clip``, ``concept``, ``labels``); a sweep's selector entry may carry the selection step's own
+settings (:data:`CHOICE_KEYS`), the rest go to the selector's constructor. Visual selectors get the
+:class:`~neuroinspect.methods.selectors.SelectionContext` that ``run_experiment`` builds
+(``pipeline.selection_context``) and the CLIP that ``choice.resolve_clip`` resolves; their
+CLIP-Illusion images are optimized per select node (``run_experiment`` batches every pair's
+candidates in one call, so the pictures, not the rule, can differ between the two paths).
 """
 
 from __future__ import annotations
@@ -975,6 +996,8 @@ def stage_visualize(params: dict[str, Any], deps: dict[str, NodeOutput], ctx: St
     device = resolve_device(ctx.device)
     class_idx = int(deps["evaluate"].result["class_idx"])
     neurons = [int(n) for n in deps["select"].result["neurons"]]
+    if params.get("max_neurons"):  # the first N of the selection (a sweep's visualize_neurons)
+        neurons = neurons[: int(params["max_neurons"])]
     seed = int(params["seed"])
     seed_everything(seed)
     with Provenance(ctx.device) as prov:

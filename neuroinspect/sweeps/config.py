@@ -75,6 +75,7 @@ SWEEP_KEYS = {
     "n_boot": "bootstrap resamples of the test metrics",
     "batch_size": "batch size of feature extraction",
     "visualize_split": "split visualizers draw natural images and reference activations from",
+    "visualize_neurons": "visualize the first N neurons of each selection (unset: all of them)",
     "concept_recovery": "visualizations: score concept recovery on the bundled benchmarks (true/false)",
     "attribute_settings": "settings of the attribute classifiers behind concept recovery",
 }
@@ -160,6 +161,7 @@ class SweepConfig:
     n_boot: int = 1000
     batch_size: int = 256
     visualize_split: str = "val"
+    visualize_neurons: int | None = None
     concept_recovery: bool = True
     attribute_settings: dict[str, Any] = field(default_factory=dict)
     source: str = "sweep"
@@ -451,6 +453,9 @@ def parse_sweep(data: dict[str, Any], source: str = "sweep") -> SweepConfig:
         n_boot=_int(source, "n_boot", data.get("n_boot", 1000), 0),
         batch_size=_int(source, "batch_size", data.get("batch_size", 256), 1),
         visualize_split=str(data.get("visualize_split", "val")),
+        visualize_neurons=None
+        if data.get("visualize_neurons") is None
+        else _int(source, "visualize_neurons", data["visualize_neurons"], 1),
         concept_recovery=bool(data.get("concept_recovery", True)),
         attribute_settings=dict(data.get("attribute_settings") or {}),
         source=source,

@@ -439,6 +439,7 @@ def _plan_model(
                         "settings": v.settings,
                         "seed": seed,
                         "split": cfg.visualize_split,
+                        **({"max_neurons": cfg.visualize_neurons} if cfg.visualize_neurons else {}),
                         "batch_size": min(cfg.batch_size, 64),
                         "experiment": cfg.name,
                         "finder": f.name,
