@@ -232,3 +232,60 @@ def test_choice_settings_are_checked_when_the_sweep_is_loaded(change: dict[str, 
     with pytest.raises(UserError) as err:
         parse_sweep(_cfg(**change))
     assert message in str(err.value)
+
+
+@pytest.mark.slow  # CLIP-Illusion images of 6 candidates, twice: about 1.5 min on the shared 2 cores
+def test_a_visual_selector_sees_in_a_sweep_what_it_sees_in_run_experiment(
+    tmp_path: Path, tiny_shapes_ckpt: Path
+) -> None:
+    from neuroinspect.harness.config import ExperimentConfig
+    from neuroinspect.harness.experiment import run_experiment
+
+    settings = {"visualizer_settings": {"iters": 2, "images_per_pair": 2}, "threshold": 1.0}
+    text = (
+        _sweep(tiny_shapes_ckpt)
+        .replace('finders = ["counterfactual", "random"]', 'finders = ["counterfactual"]')
+        .replace('selectors = ["top"]', "")
+        .replace("num_neurons = 3", 'num_neurons = 2\nclip = "synthetic-clip:random"')
+        .replace('controls = ["oracle-neurons", "random-neurons"]', "")
+        .split("[sweep.editors.surgical]")[0]
+    )
+    text += (
+        "[sweep.editors.surgical]\n[sweep.selectors.core-sensitivity]\nthreshold = 1.0\n"
+        "visualizer_settings = { iters = 2, images_per_pair = 2 }\n"
+    )
+    path = tmp_path / "visual.toml"
+    path.write_text(text)
+    out = tmp_path / "sweep"
+    assert main(["bench", "run", str(path), "--out", str(out), "--no-progress"]) == 0
+    swept = read_records(out / "results.jsonl")
+    (edited,) = [r for r in swept if r["task"] == "neuron_recovery" and r["config"]["list"] == "edited"]
+    assert edited["method"] == {"finder": "counterfactual", "selector": "core-sensitivity"}
+    judged = edited["metrics"]["selection"]
+    assert judged["candidates"] == 6 and judged["counts"]["not_judged"] == 0  # it looked at every candidate
+
+    cfg = ExperimentConfig.from_dict(
+        {
+            "name": "choice",
+            "dataset": "spurious-shapes",
+            "dataset_params": dict(TINY_SHAPES),
+            "checkpoint": str(tiny_shapes_ckpt),
+            "finders": ["counterfactual"],
+            "selector": "core-sensitivity",
+            "selectors": ["core-sensitivity"],
+            "selector_settings": {"core-sensitivity": settings},
+            "clip": "synthetic-clip:random",
+            "num_neurons": 2,
+            "neuron_list": "both",
+            "controls": [],
+            "editors": ["surgical"],
+            "truth_samples": 2,
+            "n_boot": 10,
+            "batch_size": 64,
+        }
+    )
+    res = run_experiment(cfg, 0, tmp_path / "exp", show_progress=False, log=lambda _: None)
+    theirs = {_key(r): r for r in res.records}
+    for r in swept:
+        assert r["config"].get("neurons") == theirs[_key(r)]["config"].get("neurons")
+        assert _comparable(r["metrics"]) == _comparable(theirs[_key(r)]["metrics"])
