@@ -183,9 +183,13 @@ def test_shipped_sweep_configs_are_valid() -> None:
     bundled = load_sweep(CONFIGS / "bundled.toml")
     plan = build_plan(bundled)
     counts = plan.by_stage()
-    assert counts["train"] == 2 * 3 and counts["truth"] == 6  # two benchmarks, three seeds
-    assert {f.name for f in bundled.finders} >= {"counterfactual", "random"}
-    assert {e.name for e in bundled.editors} >= {"neuroinspect", "random-neurons", "dfr"}
+    assert counts["train"] == 2 * 3 and counts["causal"] == 6  # two benchmarks, three seeds
+    # the neuron-choice comparison: every finder beside the random one, the controls, fc and dfr
+    assert {f.name for f in bundled.finders} >= {"counterfactual", "margin-deficit", "random"}
+    assert bundled.controls == ["oracle-neurons", "random-neurons"]
+    assert {e.name for e in bundled.editors} >= {"surgical", "neuroinspect", "neuroinspect:l1", "fc", "dfr"}
+    # per model: 7 neuron sets (5 finders, 2 controls) x 3 neuron editors, fc and dfr once
+    assert counts["select"] == 6 * 7 and counts["edit"] == 6 * (7 * 3 + 2)
     assert plan.naive_executions() > 10 * len(plan.nodes)
     for path in sorted((CONFIGS / "paper").glob("*.toml")):
         cfg = load_sweep(path)
