@@ -168,6 +168,7 @@ def test_sweep_runs_the_neuron_choice_grid_as_run_experiment_does(
         assert ours[k]["config"].get("neurons") == r["config"].get("neurons"), k
         assert _comparable(ours[k]["metrics"]) == _comparable(r["metrics"]), k
         assert ours[k]["config"] == r["config"], k
+        assert ours[k]["dataset_fingerprint"] == r["dataset_fingerprint"], k
     assert res.effects.oracle(K) == oracle
 
 

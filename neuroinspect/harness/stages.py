@@ -381,6 +381,15 @@ def _run_id(ctx: StageContext, i: int) -> str:
     return f"{ctx.key[:16]}-{i}"
 
 
+def _stamp(records: list[dict[str, Any]], evaluate: NodeOutput) -> None:
+    """The data fingerprint of the model's splits on each record (``dataset_fingerprint``)."""
+    fp = evaluate.result.get("fingerprint")
+    if fp:
+        from neuroinspect.datasets.fingerprint import stamp
+
+        stamp(records, fp)
+
+
 # -- train -----------------------------------------------------------------------------------------
 def stage_train(params: dict[str, Any], deps: dict[str, NodeOutput], ctx: StageContext) -> StageResult:
     """Train a classifier (or load the given ``checkpoint``); the checkpoint's path and sha256."""
@@ -523,8 +532,17 @@ def stage_evaluate(params: dict[str, Any], deps: dict[str, NodeOutput], ctx: Sta
         decision, test_fs, class_idx, train_group_counts=counts, n_boot=int(params["n_boot"]), seed=seed
     )
     mistakes = pl.class_mistakes(val_fs, class_idx)
+    fingerprint = None
+    if params.get("dataset"):  # the data the records measure on, as run_experiment stamps it
+        from neuroinspect.datasets.fingerprint import fingerprint_splits
+
+        split = params.get("finder_split", "val")
+        fingerprint = fingerprint_splits(
+            {s: _dataset_split(params, s, None) for s in ("train", split, "test")}
+        )
     return StageResult(
         {
+            "fingerprint": fingerprint,
             "class_idx": class_idx,
             "class_name": ckpt.classes[class_idx],
             # as run_experiment writes it into records: a per-seed worst class is a rule, not a class
@@ -881,6 +899,7 @@ def stage_recovery(params: dict[str, Any], deps: dict[str, NodeOutput], ctx: Sta
     for i, rec in enumerate(records):
         rec["config"]["class_rule"] = deps["evaluate"].result["class_rule"]
         rec["run_id"] = _run_id(ctx, i)
+    _stamp(records, deps["evaluate"])
     return StageResult({"metrics": [r["metrics"] for r in records]}, records)
 
 
@@ -942,6 +961,7 @@ def stage_edit(params: dict[str, Any], deps: dict[str, NodeOutput], ctx: StageCo
         extra_config=extra,
         run_id=_run_id(ctx, 0),
     )
+    _stamp([rec], deps["evaluate"])
     if "fc" in deps:
         pl.relative_to_fc([rec], deps["fc"].result["after_block"])
     elif pl.is_plain_fc(rec):

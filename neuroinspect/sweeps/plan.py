@@ -234,7 +234,13 @@ def _plan_model(
     }
     ev = plan.add(
         "evaluate",
-        {"class_idx": d.class_idx, "n_boot": cfg.n_boot, "seed": seed},
+        {
+            **data,
+            "finder_split": d.finder_split,
+            "class_idx": d.class_idx,
+            "n_boot": cfg.n_boot,
+            "seed": seed,
+        },
         {"model": model, "train": feats["train"], "val": feats["val"], "test": feats["test"]},
         f"evaluate {where}",
     )
