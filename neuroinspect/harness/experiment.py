@@ -95,52 +95,21 @@ def _train_or_load(
                 f"output file, e.g. runs/models/seed-{{seed}}/{BEST_NAME}."
             )
         model_dir = path.parent
-    from neuroinspect.harness.models import create_model
-    from neuroinspect.harness.presets import get_preset
-    from neuroinspect.harness.training import build_datasets, train_classifier
-
-    preset = get_preset(cfg.preset, cfg.dataset)
-    if cfg.pretrained is not None:  # the config's choice, false included, wins over the preset's
-        preset = preset.with_overrides(pretrained=cfg.pretrained)
-    if cfg.train:
-        preset = preset.with_overrides(**cfg.train)
-    spec = get_dataset(cfg.dataset)
-    probe = spec.load(cfg.root, "val" if "val" in spec.splits else spec.splits[0], None, **cfg.dataset_params)
-    image_size = cfg.image_size or getattr(preset, "image_size", None) or spec.default_image_size
-    pretrained = preset.resolve_pretrained(cfg.model)
-    surface = create_model(cfg.model, probe.num_classes, pretrained=pretrained, image_size=image_size)
-    train_ds, val_ds = build_datasets(
-        cfg.dataset, cfg.root, surface.data_config, preset, params=cfg.dataset_params
-    )
-    log(
-        f"training {cfg.model} on {cfg.dataset} ({len(train_ds)} images, {preset.epochs} epochs, seed {seed})"
-    )
-    res = train_classifier(
-        surface,
-        train_ds,
-        val_ds,
-        preset,
-        device=device,
+    return pl.train_model(
+        dataset=cfg.dataset,
+        root=cfg.root,
+        dataset_params=cfg.dataset_params,
+        model=cfg.model,
+        image_size=cfg.image_size,
+        pretrained=cfg.pretrained,
+        preset=cfg.preset,
+        train=cfg.train,
         seed=seed,
         out_dir=model_dir,
+        device=device,
         show_progress=show_progress,
-        class_names=train_ds.classes,
-        dataset_name=cfg.dataset,
-        dataset_params=dict(cfg.dataset_params),
+        log=log,
     )
-    if res.checkpoint_path is None:
-        raise UserError("training produced no checkpoint; check the training preset (epochs >= 1).")
-    ckpt = load_checkpoint(res.checkpoint_path, expect_dataset=cfg.dataset)
-    summary = {
-        "trained": True,
-        "preset": cfg.preset,
-        "train_config": preset.as_dict(),
-        "best_epoch": res.best_epoch,
-        "best_metrics": res.best_metrics,
-        "wall_seconds": round(res.wall_seconds, 1),
-        "n_train": len(train_ds),
-    }
-    return ckpt, summary
 
 
 def run_experiment(

@@ -9,6 +9,7 @@ and metrics on both (``tests/test_sweep_choice.py`` checks it).
 ========================  ====================================================================
 step                      what it computes
 ========================  ====================================================================
+:func:`train_model`       a classifier trained on a dataset (the preset with the config's overrides)
 :func:`choose_class`      the class to debug: given, or the worst on the finder split (ties: the
                           lowest index; classes without samples are never chosen)
 :func:`class_mistakes`    the class's mistakes on the finder split (dataset index, path, prediction)
@@ -48,6 +49,77 @@ FC_KEYS = ("test_acc", "class_acc", "worst_class_acc", "worst_group_acc")
 
 def _quiet(_: str) -> None:
     return None
+
+
+# -- training ------------------------------------------------------------------------------------
+def train_model(
+    *,
+    dataset: str,
+    root: str | None,
+    dataset_params: Mapping[str, Any],
+    model: str,
+    image_size: int | None,
+    pretrained: bool | str | None,
+    preset: str,
+    train: Mapping[str, Any],
+    seed: int,
+    out_dir: Any,
+    device: Any,
+    show_progress: bool = False,
+    log: Log = _quiet,
+) -> tuple[Any, dict[str, Any]]:
+    """Train ``model`` on ``dataset`` with training preset ``preset`` overridden by ``train`` (and by
+    ``pretrained`` when given: the config's choice, ``False`` included, wins over the preset's) into
+    ``out_dir`` (``best.pt`` and the training log); returns ``(Checkpoint, summary)``. ``image_size``:
+    pixels per side (``None``: the preset's, else the dataset's default)."""
+    from neuroinspect.datasets import get_dataset
+    from neuroinspect.harness.checkpoint import load_checkpoint
+    from neuroinspect.harness.models import create_model
+    from neuroinspect.harness.presets import get_preset
+    from neuroinspect.harness.training import build_datasets, train_classifier
+    from neuroinspect.runtime import seed_everything
+
+    cfg = get_preset(preset, dataset)
+    if pretrained is not None:
+        cfg = cfg.with_overrides(pretrained=pretrained)
+    if train:
+        cfg = cfg.with_overrides(**dict(train))
+    spec = get_dataset(dataset)
+    params = dict(dataset_params)
+    probe = spec.load(root, "val" if "val" in spec.splits else spec.splits[0], None, **params)
+    size = image_size or getattr(cfg, "image_size", None) or spec.default_image_size
+    seed_everything(seed)
+    surface = create_model(
+        model, probe.num_classes, pretrained=cfg.resolve_pretrained(model), image_size=size
+    )
+    train_ds, val_ds = build_datasets(dataset, root, surface.data_config, cfg, params=params)
+    log(f"training {model} on {dataset} ({len(train_ds)} images, {cfg.epochs} epochs, seed {seed})")
+    res = train_classifier(
+        surface,
+        train_ds,
+        val_ds,
+        cfg,
+        device=device,
+        seed=seed,
+        out_dir=out_dir,
+        show_progress=show_progress,
+        class_names=train_ds.classes,
+        dataset_name=dataset,
+        dataset_params=params,
+    )
+    if res.checkpoint_path is None:
+        raise UserError("training produced no checkpoint; check the training preset (epochs >= 1).")
+    ckpt = load_checkpoint(res.checkpoint_path, expect_dataset=dataset)
+    summary = {
+        "trained": True,
+        "preset": preset,
+        "train_config": cfg.as_dict(),
+        "best_epoch": res.best_epoch,
+        "best_metrics": res.best_metrics,
+        "wall_seconds": round(res.wall_seconds, 1),
+        "n_train": len(train_ds),
+    }
+    return ckpt, summary
 
 
 # -- the class to debug ----------------------------------------------------------------------------
@@ -443,5 +515,6 @@ __all__ = [
     "selection_context",
     "set_gamma",
     "train_group_counts",
+    "train_model",
     "worst_class_accuracy",
 ]

@@ -394,7 +394,7 @@ def _stamp(records: list[dict[str, Any]], evaluate: NodeOutput) -> None:
 def stage_train(params: dict[str, Any], deps: dict[str, NodeOutput], ctx: StageContext) -> StageResult:
     """Train a classifier (or load the given ``checkpoint``); the checkpoint's path and sha256."""
     from neuroinspect.harness.checkpoint import load_checkpoint
-    from neuroinspect.runtime import resolve_device, seed_everything
+    from neuroinspect.runtime import resolve_device
 
     dataset = params["dataset"]
     if params.get("checkpoint"):
@@ -415,49 +415,23 @@ def stage_train(params: dict[str, Any], deps: dict[str, NodeOutput], ctx: StageC
                 "summary": {"checkpoint": str(params["checkpoint"]), "trained": False},
             }
         )
-    from neuroinspect.datasets import get_dataset
-    from neuroinspect.harness.models import create_model
-    from neuroinspect.harness.presets import get_preset
-    from neuroinspect.harness.training import build_datasets, train_classifier
+    from neuroinspect.harness.pipeline import train_model
 
-    seed = int(params["seed"])
-    preset = get_preset(params.get("preset", "default"), dataset)
-    if params.get("train"):
-        preset = preset.with_overrides(**params["train"])
-    spec = get_dataset(dataset)
-    dparams = dict(params.get("dataset_params") or {})
-    probe = spec.load(params.get("root"), "val" if "val" in spec.splits else spec.splits[0], None, **dparams)
-    image_size = params.get("image_size") or preset.image_size or spec.default_image_size
-    # a model entry's pretrained (false included) wins over the preset's
-    given = params.get("pretrained")
-    if given is not None:  # and the training config says so (train_log.json, best.pt)
-        preset = preset.with_overrides(pretrained=given)
-    pretrained = preset.resolve_pretrained(params["model"])
-    device = resolve_device(ctx.device)
-    seed_everything(seed)
-    surface = create_model(params["model"], probe.num_classes, pretrained=pretrained, image_size=image_size)
-    train_ds, val_ds = build_datasets(
-        dataset, params.get("root"), surface.data_config, preset, params=dparams
-    )
-    ctx.log(
-        f"training {params['model']} on {dataset} ({len(train_ds)} images, {preset.epochs} epochs, seed {seed})"
-    )
-    res = train_classifier(
-        surface,
-        train_ds,
-        val_ds,
-        preset,
-        device=device,
-        seed=seed,
+    ckpt, summary = train_model(
+        dataset=dataset,
+        root=params.get("root"),
+        dataset_params=dict(params.get("dataset_params") or {}),
+        model=params["model"],
+        image_size=params.get("image_size"),
+        pretrained=params.get("pretrained"),
+        preset=params.get("preset", "default"),
+        train=dict(params.get("train") or {}),
+        seed=int(params["seed"]),
         out_dir=ctx.work / "model",
+        device=resolve_device(ctx.device),
         show_progress=ctx.show_progress,
-        class_names=train_ds.classes,
-        dataset_name=dataset,
-        dataset_params=dparams,
+        log=ctx.log,
     )
-    if res.checkpoint_path is None:  # pragma: no cover - out_dir is always given
-        raise UserError("training produced no checkpoint; check the training preset (epochs >= 1).")
-    ckpt = load_checkpoint(res.checkpoint_path, expect_dataset=dataset)
     return StageResult(
         {
             "checkpoint": "model/best.pt",
@@ -465,15 +439,7 @@ def stage_train(params: dict[str, Any], deps: dict[str, NodeOutput], ctx: StageC
             "model_name": model_name(ckpt),
             "classes": list(ckpt.classes),
             "trained": True,
-            "summary": {
-                "trained": True,
-                "preset": params.get("preset", "default"),
-                "train_config": preset.as_dict(),
-                "best_epoch": res.best_epoch,
-                "best_metrics": res.best_metrics,
-                "wall_seconds": round(res.wall_seconds, 1),
-                "n_train": len(train_ds),
-            },
+            "summary": summary,
         }
     )
 
