@@ -7,13 +7,17 @@ and stored once:
 
 - one ``train`` per (dataset variant, model, seed) (one per checkpoint when a model gives one);
 - one ``features`` per (model, split), one ``evaluate`` per model (the class to debug and the
-  metrics before editing), one ``truth`` per model (bundled benchmarks), one ``attributes`` per
-  dataset variant (concept recovery of visualizations);
-- one ``find`` per (model, class, finder variant), one ``select`` per (finder run, selector variant);
-- one leaf per result: ``recovery`` per finder run (bundled benchmarks), ``edit`` per (editor
-  variant, and for the editors that use neurons, selection), ``visualize`` per (visualizer variant,
-  selection). Editors that do not read neurons (``cw``, ``focal``, ``fc``, ``dfr``) are run once per
-  model, not once per finder and selector.
+  metrics before editing), one ``truth`` and one ``causal`` (the mistakes' causal effects) per model
+  (bundled benchmarks), one ``attributes`` per dataset variant (concept recovery of visualizations);
+- one ``find`` per (model, class, finder variant), one ``select`` per (finder run, selector variant),
+  and per model one ``select`` per (control, k) for the ``controls`` (k: every ``num_neurons`` the
+  selectors use; γ from the first finder's ``imp``, as ``run_experiment`` takes the main finder's);
+- one leaf per result: ``recovery`` per finder run (its two lists) and per selection (the edited set;
+  bundled benchmarks), ``edit`` per (editor variant, and for the editors that use neurons,
+  selection or control), ``visualize`` per (visualizer variant, selection). Editors that do not read
+  neurons (``cw``, ``focal``, ``fc``, ``dfr``) are run once per model, not once per finder and
+  selector. With ``fc`` in the sweep, every other edit of a model reads that model's plain ``fc`` edit
+  (``metrics.after_minus_fc``).
 
 :meth:`Plan.naive_executions` counts what running every cell from scratch would execute (each cell's
 whole chain, nothing shared); the sweep's summary sets it beside the nodes actually run.
