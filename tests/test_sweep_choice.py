@@ -290,3 +290,15 @@ def test_a_visual_selector_sees_in_a_sweep_what_it_sees_in_run_experiment(
     for r in swept:
         assert r["config"].get("neurons") == theirs[_key(r)]["config"].get("neurons")
         assert _comparable(r["metrics"]) == _comparable(theirs[_key(r)]["metrics"])
+
+
+def test_plan_prints_the_bundled_sweeps_nodes_without_running(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    bundled = Path(__file__).resolve().parent.parent / "configs" / "bundled.toml"
+    assert main(["bench", "run", str(bundled), "--plan"]) == 0
+    out = capsys.readouterr().out
+    # 2 benchmarks x 3 seeds; per model 7 neuron sets x 3 neuron editors + fc + dfr
+    assert "train 6 (of" in out and "causal 6 (of" in out and "select 42 (of" in out and "edit 138 (of" in out
+    assert not any(tmp_path.iterdir())  # nothing trained, nothing written
