@@ -5,16 +5,23 @@ and returns plain data (data flows one way):
 
 1. :func:`select_sets`: every ``"finder+selector"`` pipeline of the config hands its selector the
    first ``candidate_pool × num_neurons`` neurons of the finder's ``neuron_list`` (in
-   :meth:`FinderResult.ordered` order) and keeps what the selector chooses; the controls are added
-   beside them: ``oracle-neurons`` (the top ``num_neurons`` by causal effect on the mistakes, bundled
-   benchmarks only) and ``random-neurons`` (seeded, uniform).
+   :meth:`FinderResult.ordered` order) and keeps what the selector chooses
+   (:func:`~neuroinspect.harness.pipeline.select_pair`); the controls are added beside them
+   (:func:`~neuroinspect.harness.pipeline.control_set`): ``oracle-neurons`` (the top
+   ``num_neurons`` by causal effect on the mistakes, bundled benchmarks only) and ``random-neurons``
+   (seeded, uniform).
 2. :func:`causal_records`: per finder, one ``neuron_recovery`` record per list (``insufficient``,
-   ``excessive``) against that list's causal truth, and one per edited set (``config.list =
-   "edited"``), which also counts the core neurons the selector let through.
-3. :func:`edit_grid`: every editor of the config on every neuron set (editors that use no neurons
-   run once); each edit becomes a ``mitigation`` record whose ``method`` names the editor, the finder
-   (or control) and the selector, and whose ``config.source`` / ``config.variant`` say which cell of
-   the grid it is. An empty selection is not topped up: the layer is left unchanged for that set.
+   ``excessive``; :func:`list_records`) against that list's causal truth, and one per edited set
+   (``config.list = "edited"``; :func:`edited_record`), which also counts the core neurons the
+   selector let through.
+3. every editor of the config on every neuron set (editors that use no neurons run once;
+   :func:`~neuroinspect.harness.pipeline.edit_and_measure`, ``edit_record``); each edit becomes a
+   ``mitigation`` record whose ``method`` names the editor, the finder (or control) and the
+   selector, and whose ``config.source`` / ``config.variant`` say which cell of the grid it is. An
+   empty selection is not topped up: the layer is left unchanged for that set (:func:`no_edit`).
+
+The sweep's stage nodes (:mod:`neuroinspect.harness.stages`) call the same per-pair, per-set and
+per-finder functions, one node each.
 
 Editor and finder entries may carry a variant label, ``"neuroinspect:l1"``: the part before ``:``
 is the registry name, the whole string keys ``editor_settings`` / ``finder_settings``.
