@@ -74,8 +74,8 @@ from _common import add_smoke, apply_smoke  # noqa: E402  (benchmarks/ is on sys
 
 import neuroinspect  # noqa: E402,F401
 from neuroinspect.cli import main as cli_main  # noqa: E402
+from neuroinspect.commands import visualize as visualize_cmd  # noqa: E402
 from neuroinspect.commands.common import parse_settings  # noqa: E402
-from neuroinspect.commands.visualize import _class_strings  # noqa: E402
 from neuroinspect.datasets import get_dataset  # noqa: E402
 from neuroinspect.fileio import atomic_write_json, atomic_write_text  # noqa: E402
 from neuroinspect.harness.checkpoint import load_checkpoint  # noqa: E402
@@ -428,7 +428,7 @@ def main(argv: list[str] | None = None) -> int:
         from neuroinspect.clip.loader import load_clip
 
         clip = load_clip(args.clip, device=device)
-    class_strings = _class_strings(ckpt, dataset)
+    class_strings = visualize_cmd.class_strings(ckpt, dataset)
 
     # one-time costs, paid here so that no method's timing includes them: the attribute classifiers
     # and the split's features, in the same caches (same keys) the command reads

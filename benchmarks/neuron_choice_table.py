@@ -93,11 +93,22 @@ def recovery_tables(records: Sequence[dict[str, Any]], k: int) -> list[str]:
     lines: list[str] = []
     per_list: dict[tuple[str, str], dict[str, list[Any]]] = defaultdict(lambda: defaultdict(list))
     edited: dict[str, dict[str, list[Any]]] = defaultdict(lambda: defaultdict(list))
+    seen: set[tuple[str, str, str, int]] = set()
     for r in records:
         if r["task"] != "neuron_recovery" or "list" not in r["config"]:
             continue
         m = r["metrics"]
         if r["config"]["list"] in ("insufficient", "excessive"):
+            # a finder's lists do not depend on k: two runs (k = 5 and k = 50) of one seed count once
+            once = (
+                r["method"]["finder"],
+                str(r["config"].get("variant")),
+                r["config"]["list"],
+                int(r["seed"]),
+            )
+            if once in seen:
+                continue
+            seen.add(once)
             cell = per_list[(r["method"]["finder"], r["config"]["list"])]
             cell["p"].append(m["precision_at_k"].get("5"))
             cell["share"].append(m["margin_share_at_k"].get("5"))
@@ -178,6 +189,10 @@ def edit_tables(records: Sequence[dict[str, Any]], k: int) -> tuple[list[str], l
                 before["wga"].append(b["worst_group_acc"])
                 before["acc"].append(b["test_acc"])
                 seeds_seen.add(r["seed"])
+            if (
+                r["seed"] in single[var]["seed"]
+            ):  # the same edit in a second run (k = 5 and k = 50) counts once
+                continue
             single[var]["wga"].append(a["worst_group_acc"])
             single[var]["acc"].append(a["test_acc"])
             single[var]["seed"].append(r["seed"])

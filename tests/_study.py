@@ -250,13 +250,26 @@ _IDLE = (
 
 
 def wait_idle(page: Any, timeout: float = 90_000) -> None:
-    """Until Streamlit has finished the script run (its app root says notRunning, no stale elements)."""
-    page.wait_for_function(_IDLE, timeout=timeout)
-    page.wait_for_timeout(250)
+    """Until Streamlit has finished the script run (its app root says notRunning, no stale elements)
+    and is still idle 300 ms later: an answer's run can end in ``st.rerun()``, and on a loaded machine
+    the next run may start after a single idle check."""
+    for _ in range(20):
+        page.wait_for_function(_IDLE, timeout=timeout)
+        page.wait_for_timeout(300)
+        if page.evaluate(_IDLE):
+            return
+    raise AssertionError("Streamlit never stayed idle for 300 ms")
 
 
 def click(page: Any, locator: Any, until: str) -> None:
-    """Click, then wait until the selector ``until`` is on the page and Streamlit is idle again."""
+    """Click, then wait until the selector ``until`` is on the page and Streamlit is idle again.
+
+    A locator that matches more than one element (a previous run's button not yet removed under load)
+    is waited on until it matches one."""
+    for _ in range(100):
+        if locator.count() <= 1:
+            break
+        page.wait_for_timeout(300)
     locator.click()
     page.wait_for_selector(until, timeout=90_000)
     wait_idle(page)

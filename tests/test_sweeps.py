@@ -107,16 +107,17 @@ def test_grid_expansion_shares_each_stage_once(tmp_path: Path) -> None:
         "features": 54,  # train, val, test per model (the visualizers' val split is the finders')
         "evaluate": 18,
         "truth": 18,  # one ground truth per model
+        "causal": 18,  # one causal truth on the mistakes per model
         "find": 36,  # one per (model, finder)
         "select": 36,
-        "recovery": 36,
+        "recovery": 36 + 36,  # per finder (its two lists) and per selection (the edited set)
         "edit": 72 + 18 + 18,  # neuroinspect: 2 lambda3 x 36 selections; cw and dfr: once per model
         "visualize": 36,
     }
     assert len(plan.cells) == 18 * 2 * 1 * 4 * 1
-    # each cell alone needs train, 3 feature passes, evaluate, truth, attributes, find, select, recovery,
-    # its edit and its visualization: 12 stages
-    assert plan.naive_executions() == 144 * 12
+    # each cell alone needs train, 3 feature passes, evaluate, truth, causal, attributes, find, select,
+    # the finder's and the edited set's recovery, its edit and its visualization: 14 stages
+    assert plan.naive_executions() == 144 * 14
     labels = {n.label for n in plan.nodes.values() if n.stage == "edit"}
     assert (
         "edit neuroinspect[lambda3=0.1] ← counterfactual/top · spurious-shapes[align=0.95]/r18-48px/seed2"
@@ -182,9 +183,13 @@ def test_shipped_sweep_configs_are_valid() -> None:
     bundled = load_sweep(CONFIGS / "bundled.toml")
     plan = build_plan(bundled)
     counts = plan.by_stage()
-    assert counts["train"] == 2 * 3 and counts["truth"] == 6  # two benchmarks, three seeds
-    assert {f.name for f in bundled.finders} >= {"counterfactual", "random"}
-    assert {e.name for e in bundled.editors} >= {"neuroinspect", "random-neurons", "dfr"}
+    assert counts["train"] == 2 * 3 and counts["causal"] == 6  # two benchmarks, three seeds
+    # the neuron-choice comparison: every finder beside the random one, the controls, fc and dfr
+    assert {f.name for f in bundled.finders} >= {"counterfactual", "margin-deficit", "random"}
+    assert bundled.controls == ["oracle-neurons", "random-neurons"]
+    assert {e.name for e in bundled.editors} >= {"surgical", "neuroinspect", "neuroinspect:l1", "fc", "dfr"}
+    # per model: 7 neuron sets (5 finders, 2 controls) x 3 neuron editors, fc and dfr once
+    assert counts["select"] == 6 * 7 and counts["edit"] == 6 * (7 * 3 + 2)
     assert plan.naive_executions() > 10 * len(plan.nodes)
     for path in sorted((CONFIGS / "paper").glob("*.toml")):
         cfg = load_sweep(path)
@@ -340,11 +345,12 @@ def test_a_failing_cell_is_recorded_and_the_others_finish(
     summary = json.loads((out / "summary.json").read_text())
     assert [f["stage"] for f in summary["failures"]] == ["evaluate"]
     assert (
-        summary["results"]["failed"] == 0 and summary["results"]["blocked"] == 3
-    )  # bad: recovery, edit, visualize
-    assert summary["results"]["done"] == 3
+        summary["results"]["failed"] == 0 and summary["results"]["blocked"] == 4
+    )  # bad: the finder's and the edited set's recovery, edit, visualize
+    assert summary["results"]["done"] == 4
     records = read_records(out / "results.jsonl")
-    assert Counter(r["task"] for r in records) == {"mitigation": 1, "neuron_recovery": 1, "visualization": 2}
+    # good: the finder's two lists and the edited set, the edit, one visualization per neuron
+    assert Counter(r["task"] for r in records) == {"mitigation": 1, "neuron_recovery": 3, "visualization": 2}
     vis = [r for r in records if r["task"] == "visualization"]
     assert all(
         Path(r["artifact_dir"], "meta.json").is_file() for r in vis

@@ -187,7 +187,7 @@ def parse_classes(values: list[str] | None, n_neurons: int) -> list[int | None]:
     return classes
 
 
-def _class_strings(ckpt: Any, dataset: Any) -> list[str]:
+def class_strings(ckpt: Any, dataset: Any) -> list[str]:
     """CLIP class strings: the dataset's prompts, else its registered domain's strings, else the checkpoint's class names."""
     if dataset is not None and getattr(dataset, "prompts", None):
         return list(dataset.prompts)
@@ -298,7 +298,7 @@ def run(args: argparse.Namespace) -> int:
         params: dict[str, Any] = {}
         if args.dataset or _needs_dataset(cls):
             dataset, transform, params = _load_dataset(args, ckpt, surface)
-        class_names = _class_strings(ckpt, dataset)
+        class_names = class_strings(ckpt, dataset)
 
         visualizations = visualizer.visualize(
             surface,
@@ -366,7 +366,7 @@ def run(args: argparse.Namespace) -> int:
                     "classes": classes,
                     **({"concept_recovery": concept_config} if concept else {}),
                 },
-                metrics=_record_metrics(flat, metrics, concept),
+                metrics=record_metrics(flat, metrics, concept),
             )
         )
     sheets = []
@@ -445,7 +445,7 @@ def _faithfulness(
     return out
 
 
-def _record_metrics(
+def record_metrics(
     flat: dict[str, Any], faith: dict[str, Any] | None, concept: dict[str, Any] | None
 ) -> dict[str, Any] | None:
     """A record's extra metrics: flat faithfulness means, the full faithfulness dict, concept recovery."""

@@ -5,16 +5,23 @@ and returns plain data (data flows one way):
 
 1. :func:`select_sets`: every ``"finder+selector"`` pipeline of the config hands its selector the
    first ``candidate_pool × num_neurons`` neurons of the finder's ``neuron_list`` (in
-   :meth:`FinderResult.ordered` order) and keeps what the selector chooses; the controls are added
-   beside them: ``oracle-neurons`` (the top ``num_neurons`` by causal effect on the mistakes, bundled
-   benchmarks only) and ``random-neurons`` (seeded, uniform).
+   :meth:`FinderResult.ordered` order) and keeps what the selector chooses
+   (:func:`~neuroinspect.harness.pipeline.select_pair`); the controls are added beside them
+   (:func:`~neuroinspect.harness.pipeline.control_set`): ``oracle-neurons`` (the top
+   ``num_neurons`` by causal effect on the mistakes, bundled benchmarks only) and ``random-neurons``
+   (seeded, uniform).
 2. :func:`causal_records`: per finder, one ``neuron_recovery`` record per list (``insufficient``,
-   ``excessive``) against that list's causal truth, and one per edited set (``config.list =
-   "edited"``), which also counts the core neurons the selector let through.
-3. :func:`edit_grid`: every editor of the config on every neuron set (editors that use no neurons
-   run once); each edit becomes a ``mitigation`` record whose ``method`` names the editor, the finder
-   (or control) and the selector, and whose ``config.source`` / ``config.variant`` say which cell of
-   the grid it is. An empty selection is not topped up: the layer is left unchanged for that set.
+   ``excessive``; :func:`list_records`) against that list's causal truth, and one per edited set
+   (``config.list = "edited"``; :func:`edited_record`), which also counts the core neurons the
+   selector let through.
+3. every editor of the config on every neuron set (editors that use no neurons run once;
+   :func:`~neuroinspect.harness.pipeline.edit_and_measure`, ``edit_record``); each edit becomes a
+   ``mitigation`` record whose ``method`` names the editor, the finder (or control) and the
+   selector, and whose ``config.source`` / ``config.variant`` say which cell of the grid it is. An
+   empty selection is not topped up: the layer is left unchanged for that set (:func:`no_edit`).
+
+The sweep's stage nodes (:mod:`neuroinspect.harness.stages`) call the same per-pair, per-set and
+per-finder functions, one node each.
 
 Editor and finder entries may carry a variant label, ``"neuroinspect:l1"``: the part before ``:``
 is the registry name, the whole string keys ``editor_settings`` / ``finder_settings``.
@@ -184,7 +191,7 @@ def select_sets(
     log: Log = print,
 ) -> dict[str, NeuronSet]:
     """Every pipeline's neuron set and every control (module docstring), keyed by :attr:`NeuronSet.key`."""
-    from neuroinspect.methods.editors.baselines import random_neurons
+    from neuroinspect.harness.pipeline import control_set, select_pair
 
     k = int(cfg.num_neurons)
     pool = int(cfg.candidate_pool) * k
@@ -215,34 +222,104 @@ def select_sets(
                 log(f"visualizing {len(neurons)} candidate neurons for the selectors ({args['method']})")
                 ctx.visuals.get(neurons, **args)
         for f, s in pairs:
-            fres = finder_results[f]
-            order = fres.ordered(cfg.neuron_list)
-            cand = order[:pool]
-            scores = (
-                fres.scores
-                if cfg.neuron_list == "both"
-                else (
-                    fres.insufficient_scores if cfg.neuron_list == "insufficient" else fres.excessive_scores
-                )
+            ns = select_pair(
+                f,
+                finder_results[f],
+                s,
+                selectors[s],
+                ctx,
+                k=k,
+                neuron_list=cfg.neuron_list,
+                candidate_pool=cfg.candidate_pool,
+                log=log,
             )
-            if ctx is not None:
-                ctx.finder_scores = {int(n): float(scores[n]) for n in cand}
-            sel = selectors[s].select(cand, k, ctx)
-            key = f"{f}+{s}"
-            sets[key] = NeuronSet(key, f, s, list(sel.neurons), imp_finder=f, selection=sel, candidates=cand)
-            log(
-                f"{key}: {len(sel.neurons)} neuron(s) {sel.neurons}"
-                + (f" of {len(cand)} candidates" if s != "top" else "")
-            )
+            sets[ns.key] = ns
     for ctl in cfg.controls:
-        if ctl == "oracle-neurons":
-            if effects is None:
-                continue
-            neurons = effects.oracle(k)
-        else:
-            neurons = random_neurons(num_features, [], seed, k)
-        sets[ctl] = NeuronSet(ctl, ctl, None, neurons, imp_finder=cfg.finder)
+        cs = control_set(
+            ctl, k=k, num_features=num_features, seed=seed, effects=effects, imp_finder=cfg.finder
+        )
+        if cs is not None:
+            sets[ctl] = cs
     return sets
+
+
+def list_records(
+    name: str,
+    fres: Any,
+    effects: Any,
+    truth: Any,
+    *,
+    ks: Sequence[int],
+    attribute_labels: Sequence[str] | None,
+    dataset: str,
+    model: str,
+    seed: int,
+    provenance: dict[str, Any],
+    config: dict[str, Any],
+) -> list[dict[str, Any]]:
+    """One finder's ``neuron_recovery`` records, one per list (``insufficient``, ``excessive``), each
+    scored against that list's causal truth. ``name``: the finder's entry (``"name"`` or a variant)."""
+    from neuroinspect.methods.causal_truth import list_recovery_record
+
+    base, label = split_variant(name)
+    return [
+        list_recovery_record(
+            fres.ordered(which),
+            which,
+            effects,
+            truth,
+            method={"finder": base},
+            dataset=dataset,
+            model=model,
+            seed=seed,
+            provenance=provenance,
+            ks=ks,
+            attribute_labels=attribute_labels,
+            config={**config, "finder": dict(fres.settings), "variant": label},
+        )
+        for which in ("insufficient", "excessive")
+    ]
+
+
+def edited_record(
+    ns: NeuronSet,
+    effects: Any,
+    truth: Any,
+    *,
+    k: int,
+    attribute_labels: Sequence[str] | None,
+    dataset: str,
+    model: str,
+    seed: int,
+    provenance: dict[str, Any],
+    config: dict[str, Any],
+) -> dict[str, Any]:
+    """The ``neuron_recovery`` record of one neuron set as edited (``config.list = "edited"``,
+    ``config.source`` = its key), with how many core neurons its selector let through."""
+    from neuroinspect.methods.causal_truth import edited_recovery_record
+
+    method = dict(ns.method())
+    method["finder"] = split_variant(method["finder"])[0]
+    sel = ns.selection
+    return edited_recovery_record(
+        ns.neurons,
+        k,
+        effects,
+        truth,
+        method=method,
+        dataset=dataset,
+        model=model,
+        seed=seed,
+        provenance=provenance,
+        attribute_labels=attribute_labels,
+        selection=None if sel is None else {"counts": sel.counts(), "candidates": len(sel.candidates)},
+        config={
+            **config,
+            "source": ns.key,
+            "variant": split_variant(ns.finder)[1],
+            "selector_settings": None if sel is None else dict(sel.settings),
+        },
+    )
 
 
 def causal_records(
@@ -260,56 +337,27 @@ def causal_records(
     provenance: dict[str, Any],
     config: dict[str, Any],
 ) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
-    """Per-list records for every finder and an ``edited`` record for every neuron set.
+    """Per-list records for every finder (:func:`list_records`) and an ``edited`` record for every neuron
+    set (:func:`edited_record`).
 
     Returns ``(records, summary)``; ``summary[finder][list]`` / ``summary[set key]["edited"]`` hold the metrics.
     """
-    from neuroinspect.methods.causal_truth import edited_recovery_record, list_recovery_record
-
     records: list[dict[str, Any]] = []
     summary: dict[str, dict[str, Any]] = {}
+    common = {
+        "attribute_labels": attribute_labels,
+        "dataset": dataset,
+        "model": model,
+        "seed": seed,
+        "provenance": provenance,
+        "config": config,
+    }
     for name, fres in finder_results.items():
-        base, label = split_variant(name)
-        for which in ("insufficient", "excessive"):
-            rec = list_recovery_record(
-                fres.ordered(which),
-                which,
-                effects,
-                truth,
-                method={"finder": base},
-                dataset=dataset,
-                model=model,
-                seed=seed,
-                provenance=provenance,
-                ks=ks,
-                attribute_labels=attribute_labels,
-                config={**config, "finder": dict(fres.settings), "variant": label},
-            )
+        for rec in list_records(name, fres, effects, truth, ks=ks, **common):  # type: ignore[arg-type]
             records.append(rec)
-            summary.setdefault(name, {})[which] = rec["metrics"]
+            summary.setdefault(name, {})[rec["config"]["list"]] = rec["metrics"]
     for key, ns in sets.items():
-        method = dict(ns.method())
-        method["finder"] = split_variant(method["finder"])[0]
-        sel = ns.selection
-        rec = edited_recovery_record(
-            ns.neurons,
-            k,
-            effects,
-            truth,
-            method=method,
-            dataset=dataset,
-            model=model,
-            seed=seed,
-            provenance=provenance,
-            attribute_labels=attribute_labels,
-            selection=None if sel is None else {"counts": sel.counts(), "candidates": len(sel.candidates)},
-            config={
-                **config,
-                "source": key,
-                "variant": split_variant(ns.finder)[1],
-                "selector_settings": None if sel is None else dict(sel.settings),
-            },
-        )
+        rec = edited_record(ns, effects, truth, k=k, **common)  # type: ignore[arg-type]
         records.append(rec)
         summary.setdefault(key, {})["edited"] = rec["metrics"]
     return records, summary
@@ -350,7 +398,9 @@ __all__ = [
     "NeuronSet",
     "causal_records",
     "class_means",
+    "edited_record",
     "gamma_for",
+    "list_records",
     "make_selectors",
     "needs_clip",
     "no_edit",

@@ -1,18 +1,21 @@
 """The experiment runner: dataset → model → features → finders → editors → records (DESIGN.md pipeline).
 
-``neuroinspect demo`` and ``neuroinspect bench run`` both call :func:`run_experiment`, once per seed.
-Data flows one way: this module computes; :mod:`neuroinspect.harness.report` draws and writes.
+``neuroinspect demo`` and ``neuroinspect bench run EXPERIMENT.toml`` both call :func:`run_experiment`,
+once per seed. It is the orchestration only: every step it takes (the class, the finders, the causal
+truth, the selection, each edit and its record) is a function of :mod:`neuroinspect.harness.pipeline`,
+the same functions the sweep's stage nodes call (:mod:`neuroinspect.harness.stages`). Data flows one
+way: this module computes; :mod:`neuroinspect.harness.report` draws and writes.
 
 The class to debug (documented contract, used when the config gives no ``class_idx``): the class with
 the lowest accuracy on the finder's split (``finder_split``, "val" by default) under the loaded or
 trained model; a tie goes to the lowest class index; classes without samples in that split are never
-chosen.
+chosen (:func:`~neuroinspect.harness.pipeline.choose_class`).
 
-Automatic neuron selection (documented contract, used when the config gives no ``neurons``): the first
-``num_neurons`` entries of the main finder's ``neuron_list`` ("insufficient" by default: the paper's
-debug script edits neurons from that list, spec §2.6), in the finder's order. When that list holds
-fewer neurons (the vote cut can leave it short), it is topped up from the finder's full ranking of the
-same list, so every editor receives the same number of neurons.
+Automatic neuron selection (documented contract, used when the config gives no ``neurons``): each
+selector is handed the first ``candidate_pool × num_neurons`` neurons of its finder's ``neuron_list``
+("insufficient" by default: the paper's debug script edits neurons from that list, spec §2.6) in
+:meth:`FinderResult.ordered` order (the printed list, topped up from the finder's ranking of the same
+list); ``top`` keeps the first ``num_neurons``. The main set is (``finder``, ``selector``).
 """
 
 from __future__ import annotations
@@ -24,20 +27,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import torch
-
 from neuroinspect.datasets import get_dataset
 from neuroinspect.datasets.base import ImageDataset
 from neuroinspect.datasets.fingerprint import fingerprint_splits, stamp
 from neuroinspect.errors import UserError
 from neuroinspect.fileio import atomic_write_json
+from neuroinspect.harness import pipeline as pl
 from neuroinspect.harness.checkpoint import Checkpoint, load_checkpoint
 from neuroinspect.harness.choice import make_selectors, resolve_pipelines, select_sets, split_variant
 from neuroinspect.harness.config import ExperimentConfig
 from neuroinspect.harness.evaluation import checkpoint_eval_transform
-from neuroinspect.harness.features import FeatureCache, FeatureSet
-from neuroinspect.harness.metrics import classification_metrics, group_counts
+from neuroinspect.harness.features import FeatureCache
 from neuroinspect.harness.records import append_records
 from neuroinspect.runtime import Provenance, resolve_device, seed_everything
 
@@ -77,31 +77,6 @@ class ExperimentResult:
     edited_visuals: dict[int, Any] = field(default_factory=dict)  # one visualization per edited neuron
 
 
-def _metrics(
-    decision: torch.nn.Linear,
-    fs: FeatureSet,
-    class_idx: int | None,
-    train_counts: list[int] | None,
-    n_boot: int,
-    seed: int,
-) -> dict[str, Any]:
-    with torch.no_grad():
-        preds = decision(fs.features).argmax(1).numpy()
-    K = decision.out_features
-    num_groups = fs.meta.get("num_groups") or None
-    return classification_metrics(
-        preds,
-        fs.labels.numpy(),
-        groups=None if fs.groups is None else fs.groups.numpy(),
-        num_classes=K,
-        num_groups=num_groups,
-        class_idx=class_idx,
-        train_group_counts=train_counts,
-        n_boot=n_boot,
-        seed=seed,
-    )
-
-
 def _train_or_load(
     cfg: ExperimentConfig, seed: int, out_dir: Path, device: Any, show_progress: bool, log: Log
 ) -> tuple[Checkpoint, dict[str, Any]]:
@@ -120,69 +95,21 @@ def _train_or_load(
                 f"output file, e.g. runs/models/seed-{{seed}}/{BEST_NAME}."
             )
         model_dir = path.parent
-    from neuroinspect.harness.models import create_model
-    from neuroinspect.harness.presets import get_preset
-    from neuroinspect.harness.training import build_datasets, train_classifier
-
-    preset = get_preset(cfg.preset, cfg.dataset)
-    if cfg.pretrained is not None:  # the config's choice, false included, wins over the preset's
-        preset = preset.with_overrides(pretrained=cfg.pretrained)
-    if cfg.train:
-        preset = preset.with_overrides(**cfg.train)
-    spec = get_dataset(cfg.dataset)
-    probe = spec.load(cfg.root, "val" if "val" in spec.splits else spec.splits[0], None, **cfg.dataset_params)
-    image_size = cfg.image_size or getattr(preset, "image_size", None) or spec.default_image_size
-    pretrained = preset.resolve_pretrained(cfg.model)
-    surface = create_model(cfg.model, probe.num_classes, pretrained=pretrained, image_size=image_size)
-    train_ds, val_ds = build_datasets(
-        cfg.dataset, cfg.root, surface.data_config, preset, params=cfg.dataset_params
-    )
-    log(
-        f"training {cfg.model} on {cfg.dataset} ({len(train_ds)} images, {preset.epochs} epochs, seed {seed})"
-    )
-    res = train_classifier(
-        surface,
-        train_ds,
-        val_ds,
-        preset,
-        device=device,
+    return pl.train_model(
+        dataset=cfg.dataset,
+        root=cfg.root,
+        dataset_params=cfg.dataset_params,
+        model=cfg.model,
+        image_size=cfg.image_size,
+        pretrained=cfg.pretrained,
+        preset=cfg.preset,
+        train=cfg.train,
         seed=seed,
         out_dir=model_dir,
+        device=device,
         show_progress=show_progress,
-        class_names=train_ds.classes,
-        dataset_name=cfg.dataset,
-        dataset_params=dict(cfg.dataset_params),
+        log=log,
     )
-    if res.checkpoint_path is None:
-        raise UserError("training produced no checkpoint; check the training preset (epochs >= 1).")
-    ckpt = load_checkpoint(res.checkpoint_path, expect_dataset=cfg.dataset)
-    summary = {
-        "trained": True,
-        "preset": cfg.preset,
-        "train_config": preset.as_dict(),
-        "best_epoch": res.best_epoch,
-        "best_metrics": res.best_metrics,
-        "wall_seconds": round(res.wall_seconds, 1),
-        "n_train": len(train_ds),
-    }
-    return ckpt, summary
-
-
-def select_neurons(result: Any, which: str, k: int) -> list[int]:
-    """The automatic neuron choice described in the module docstring."""
-    lists = ["insufficient", "excessive"] if which == "both" else [which]
-    picked: list[int] = []
-    for name in lists:
-        for n in result.top_neurons(name, k):
-            if n not in picked:
-                picked.append(n)
-    for name in lists:
-        for n in result.ranking(name):
-            if len(picked) >= k:
-                break
-            if n not in picked:
-                picked.append(n)
-    return picked[:k]
 
 
 def run_experiment(
@@ -198,7 +125,7 @@ def run_experiment(
     """Run one seed of ``cfg`` into ``out_dir``; append its records to ``results_path``
     (default ``out_dir/results.jsonl``; ``replace_records``: records of the same runs already there
     are replaced instead of refused). Returns the :class:`ExperimentResult`."""
-    from neuroinspect.harness.mitigation import measure, mitigation_record
+    from neuroinspect.harness.mitigation import measure
     from neuroinspect.methods.editors import EDITORS
     from neuroinspect.methods.editors import load_all as load_editors
     from neuroinspect.methods.finders import FINDERS
@@ -247,25 +174,16 @@ def run_experiment(
     timings["features"] = prov_feat.wall_seconds or 0.0
     train_fs, val_fs, test_fs = feats["train"], feats[cfg.finder_split], feats["test"]
     test_ds = splits["test"]
-    train_counts = (
-        group_counts(train_fs.groups.numpy(), test_ds.num_groups) if train_fs.groups is not None else None
-    )
+    train_counts = pl.train_group_counts(train_fs, test_ds.num_groups)
     decision = surface.decision.cpu()
 
     # -- the class to debug ----------------------------------------------------------------------
+    class_idx = pl.choose_class(decision, val_fs, cfg.class_idx, seed=seed)
     if cfg.class_idx is None:
-        val_metrics = _metrics(decision, val_fs, None, train_counts, n_boot=0, seed=seed)
-        per_class = [np.inf if v is None else v for v in val_metrics["per_class_acc"]]
-        class_idx = int(np.argmin(per_class))  # the first minimum: ties go to the lowest index
+        acc = pl.worst_class_accuracy(decision, val_fs, class_idx)
         log(
-            f"worst class on {cfg.finder_split}: {class_idx} ({ckpt.classes[class_idx]}, accuracy {100 * per_class[class_idx]:.1f}%)"
+            f"worst class on {cfg.finder_split}: {class_idx} ({ckpt.classes[class_idx]}, accuracy {100 * acc:.1f}%)"
         )
-    else:
-        class_idx = int(cfg.class_idx)
-        if not 0 <= class_idx < decision.out_features:
-            raise UserError(
-                f"class_idx {class_idx} is out of range: the model has {decision.out_features} classes."
-            )
     before = measure(
         decision, test_fs, class_idx, train_group_counts=train_counts, n_boot=cfg.n_boot, seed=seed
     )
@@ -294,21 +212,21 @@ def run_experiment(
     # -- finders ----------------------------------------------------------------------------------
     with Provenance(str(device)) as prov_find:
         for name in cfg.finders:
-            finder = FINDERS.get(split_variant(name)[0])(**cfg.finder_settings.get(name, {}))
-            result.finder_results[name] = finder.find(
-                decision, val_fs, class_idx, seed=seed, show_progress=show_progress
+            result.finder_results[name] = pl.run_finder(
+                name,
+                cfg.finder_settings.get(name, {}),
+                decision,
+                val_fs,
+                class_idx,
+                seed=seed,
+                show_progress=show_progress,
             )
     timings["finders"] = prov_find.wall_seconds or 0.0
     main = result.finder_results[cfg.finder]
     atomic_write_json(
         out_dir / "debug.json", {name: r.to_json() for name, r in result.finder_results.items()}
     )
-    mistakes_mask = (val_fs.labels == class_idx) & (val_fs.preds != class_idx)
-    result.mistakes = [
-        {"index": int(i), "path": val_fs.paths[j], "pred": int(val_fs.preds[j])}
-        for j, i in enumerate(val_fs.indices.tolist())
-        if bool(mistakes_mask[j])
-    ]
+    result.mistakes = pl.class_mistakes(val_fs, class_idx)
     bad = [n for n in (cfg.neurons or []) if not 0 <= n < decision.in_features]
     if bad:
         raise UserError(
@@ -318,7 +236,6 @@ def run_experiment(
     # -- ground truth (bundled benchmarks): attribute labels (descriptive) and causal effects on the mistakes
     attribute_labels: list[str] | None = None
     if spec.kind == "benchmark":
-        from neuroinspect.methods.causal_truth import causal_truth, mistake_effects
         from neuroinspect.methods.groundtruth_scoring import neuron_attribute_scores
 
         with Provenance(str(device)) as prov_truth:
@@ -332,15 +249,14 @@ def run_experiment(
                 device=device,
                 show_progress=show_progress,
             )
-            mistakes = [m for m in result.mistakes]
-            effects = mistake_effects(
+            effects, result.causal = pl.measure_causal(
                 surface,
                 splits[cfg.finder_split],
                 transform,
                 decision,
                 class_idx,
-                [m["index"] for m in mistakes],
-                [m["pred"] for m in mistakes],
+                result.mistakes,
+                threshold=cfg.causal_threshold,
                 batch_size=cfg.batch_size,
                 device=device,
                 show_progress=show_progress,
@@ -348,7 +264,6 @@ def run_experiment(
         timings["ground_truth"] = prov_truth.wall_seconds or 0.0
         result.truth = truth
         result.effects = effects
-        result.causal = causal_truth(effects, cfg.causal_threshold)
         attribute_labels = list(truth.labels)
         atomic_write_json(out_dir / "neuron_truth.json", {**truth.to_json(), "causal": effects.to_json()})
         log(
@@ -360,41 +275,20 @@ def run_experiment(
     with Provenance(str(device)) as prov_sel:
         ctx = None
         if not cfg.neurons:
-            from neuroinspect.harness.choice import class_means, needs_clip, resolve_clip
-            from neuroinspect.methods.selectors import NeuronVisuals, SelectionContext
+            from neuroinspect.harness.choice import needs_clip, resolve_clip
 
-            finder_ds = splits[cfg.finder_split]
             clip = resolve_clip(cfg, device, log, show_progress) if needs_clip(selectors) else None
-            visual = any(getattr(sel, "uses_visualizations", False) for sel in selectors.values())
-            attrs = None
-            if spec.kind == "benchmark":
-                from neuroinspect.datasets import groundtruth
-
-                attrs = groundtruth.spurious_names(finder_ds)
-            prompts = list(getattr(finder_ds, "prompts", ckpt.classes))
-            ctx = SelectionContext(
+            ctx = pl.selection_context(
                 surface=surface,
                 decision=decision,
                 class_idx=class_idx,
                 class_names=list(ckpt.classes),
-                prompts=prompts,
-                class_means=class_means(val_fs.features, val_fs.labels, decision.out_features),
-                dataset=finder_ds,
-                attributes=attrs,
-                visuals=NeuronVisuals(
-                    surface,
-                    class_idx,
-                    dataset=finder_ds,
-                    class_names=prompts,
-                    clip=clip,
-                    seed=seed,
-                    device=device,
-                    show_progress=show_progress,
-                )
-                if visual
-                else None,
+                val_fs=val_fs,
+                finder_ds=splits[cfg.finder_split],
+                benchmark=spec.kind == "benchmark",
+                train_ds=splits["train"],
+                selectors=selectors,
                 clip=clip,
-                benchmark_train=splits["train"] if spec.kind == "benchmark" else None,
                 seed=seed,
                 device=device,
                 show_progress=show_progress,
@@ -416,7 +310,7 @@ def run_experiment(
     result.sets = sets
     result.main_set = main_key
     neurons = list(sets[main_key].neurons)
-    gamma = (main.gamma_for(neurons) if neurons else 1.0) if cfg.gamma == "auto" else float(cfg.gamma)
+    gamma = pl.set_gamma(main, neurons, cfg.gamma)
     result.neurons, result.gamma = neurons, gamma
     which = "both lists" if cfg.neuron_list == "both" else f"{cfg.neuron_list} list"
     log(f"neurons to edit ({main_key}, {which}): {neurons}; gamma = {gamma:.4f}")
@@ -475,7 +369,7 @@ def run_experiment(
         records.extend(recs)
 
     # -- editors: every editor on every neuron set (editors without neurons run once) ------------------
-    from neuroinspect.harness.choice import gamma_for, no_edit
+    from neuroinspect.harness.mitigation import save_edited_checkpoint
 
     edited_dir = out_dir / "edited"
     for name in cfg.editors:
@@ -484,57 +378,43 @@ def run_experiment(
         if editor_cls.uses_group_labels and train_fs.groups is None:
             result.skipped[name] = "needs group labels; the dataset has none"
             continue
+        uses = editor_cls.uses_neurons
         legacy = base == "random-neurons"  # the editor draws its own neurons around the main set
-        targets = list(sets) if editor_cls.uses_neurons and not legacy else [main_key]
+        targets = list(sets) if uses and not legacy else [main_key]
         for key in targets:
             ns = sets[key]
-            settings = dict(cfg.editor_settings.get(name, {}))
-            g = gamma if key == main_key else (gamma_for(result.finder_results, ns, cfg.finder) or 1.0)
-            if "gamma" in editor_cls.hyperparameters() and "gamma" not in settings:
-                settings["gamma"] = g if cfg.gamma == "auto" else float(cfg.gamma)
-            editor = editor_cls(**settings)
-            uses = editor_cls.uses_neurons
+            imp = result.finder_results.get(ns.imp_finder or cfg.finder) or main
             with Provenance(str(device)) as prov_edit:
-                if uses and not ns.neurons:
-                    edit = no_edit(base, decision, class_idx, editor.settings())
-                else:
-                    edit = editor.edit(
-                        decision,
-                        train_fs,
-                        val_fs,
-                        class_idx,
-                        ns.neurons if uses else [],
-                        seed=seed,
-                        show_progress=show_progress,
-                    )
-                after = measure(
-                    edit.decision,
+                edit, after = pl.edit_and_measure(
+                    name,
+                    cfg.editor_settings.get(name, {}),
+                    decision,
+                    train_fs,
+                    val_fs,
                     test_fs,
                     class_idx,
-                    train_group_counts=train_counts,
-                    n_boot=cfg.n_boot,
+                    ns.neurons if uses else None,
+                    gamma=pl.set_gamma(imp, ns.neurons, cfg.gamma),
                     seed=seed,
+                    n_boot=cfg.n_boot,
+                    train_counts=train_counts,
+                    show_progress=show_progress,
                 )
-            rec = mitigation_record(
+            rec = pl.edit_record(
                 edit,
                 before,
                 after,
+                editor=name,
+                ns=ns if uses else None,
                 dataset=cfg.dataset,
                 model=model_name,
                 seed=seed,
-                finder=split_variant(ns.finder)[0] if uses else "none",
-                selector=ns.selector if uses else None,
+                experiment=cfg.name,
+                dataset_params=cfg.dataset_params,
+                k=cfg.num_neurons,
+                neuron_list=cfg.neuron_list,
+                gamma_auto=cfg.gamma == "auto",
                 provenance=prov_edit.as_dict(),
-                config={
-                    "experiment": cfg.name,
-                    "dataset_params": cfg.dataset_params,
-                    "variant": variant,
-                    "source": key if uses else None,
-                    "k": cfg.num_neurons if uses else None,
-                    "finder_variant": split_variant(ns.finder)[1] if uses else None,
-                    "neuron_list": cfg.neuron_list if uses else None,
-                },
-                gamma_rule="auto" if cfg.gamma == "auto" and uses else None,
             )
             records.append(rec)
             entry = {
@@ -548,8 +428,6 @@ def run_experiment(
             if key == main_key:
                 result.edits[name] = entry
             if name == "neuroinspect" and key == main_key:
-                from neuroinspect.harness.mitigation import save_edited_checkpoint
-
                 save_edited_checkpoint(
                     edited_dir / f"{name}.pt",
                     ckpt,
@@ -561,7 +439,7 @@ def run_experiment(
                     metrics={"before": rec["metrics"]["before"], "after": rec["metrics"]["after"]},
                 )
     timings["editors"] = sum(float(e["result"]["wall_seconds"]) for e in result.grid)
-    _relative_to_fc(records)
+    pl.relative_to_fc(records)
 
     stamp(records, fingerprint_splits(splits))  # the data they measured on (leaderboards compare it)
     for rec in records:  # how the debugged class was chosen: a per-seed worst class is a rule, not a class
@@ -598,33 +476,6 @@ def run_experiment(
         },
     )
     return result
-
-
-def _relative_to_fc(records: list[dict[str, Any]]) -> None:
-    """Add ``metrics.after_minus_fc`` (after − the ``fc`` edit's after, per accuracy key) to every
-    mitigation record of this run: every edit is reported against plain retraining as well as against
-    the original model (``before``)."""
-    fc = next(
-        (
-            r
-            for r in records
-            if r["task"] == "mitigation"
-            and r["method"].get("editor") == "fc"
-            and not r["config"].get("variant")
-        ),
-        None,
-    )
-    if fc is None:
-        return
-    base = fc["metrics"]["after"]
-    for r in records:
-        if r["task"] != "mitigation":
-            continue
-        after = r["metrics"]["after"]
-        r["metrics"]["after_minus_fc"] = {
-            k: (None if after.get(k) is None or base.get(k) is None else float(after[k]) - float(base[k]))
-            for k in ("test_acc", "class_acc", "worst_class_acc", "worst_group_acc")
-        }
 
 
 def _visual_args(selectors: Mapping[str, Any]) -> dict[str, Any]:

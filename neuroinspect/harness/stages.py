@@ -17,7 +17,9 @@ finder run share one node. A node is computed in a private temporary folder and 
 atomic ``rename`` to ``ROOT/<stage>/<key>/`` (``output.json``, ``records.jsonl`` and the artifacts): a
 killed process leaves either a complete node or none, never half of one.
 
-The stages (``STAGES``):
+The stages (``STAGES``). Each computes through the same functions as ``run_experiment``
+(:mod:`neuroinspect.harness.pipeline`, :mod:`neuroinspect.harness.choice`), so a sweep and ``demo``
+give the same class, neurons and records for the same config and seed:
 
 ============  ==========================================  ========================================
 stage         params                                      deps → result
@@ -27,27 +29,46 @@ train         dataset, root, dataset_params, model,       — → checkpoint (``
               seed; or ``checkpoint`` (a file to load)    model name, classes, training summary
 features      dataset, root, dataset_params, split,       model → ``features/<key>.pt``: a
               batch_size                                  :class:`FeatureSet` (N×D, N×K, N labels)
-evaluate      class_idx (int or None = worst on the       model, train, val, test → the class,
-              finder split), n_boot, seed                 the metrics before editing, mistakes
-find          finder, settings, seed                      model, val, evaluate → ``finder.pt``
+evaluate      class_idx (int or None = worst on the       model, train, val, test → the class and
+              finder split), n_boot, seed                 its rule, the metrics before editing,
+                                                          the mistakes (``pipeline.choose_class``)
+find          finder (``name`` or ``name:variant``),      model, val, evaluate → ``finder.pt``
+              settings, seed                              (``pipeline.run_finder``)
 truth         dataset, root, dataset_params, split,       model → ``truth.json`` (per-neuron
-              n_samples, seed, batch_size                 ground truth; bundled benchmarks)
+              n_samples, seed, batch_size                 attribute-ratio labels; descriptive)
+causal        dataset, root, dataset_params, split,       model, val, evaluate → ``effects.npz``:
+              threshold, batch_size                       E_n of the mistakes and the causal truth
+                                                          (``pipeline.measure_causal``; bundled
+                                                          benchmarks)
 attributes    dataset, root, dataset_params, settings,    — → attribute classifiers (concept
               seed                                        recovery of visualizations)
-select        selector, settings, gamma                   find → neurons, γ
-recovery      ks, experiment, finder_split, seed          model, find, truth → a neuron_recovery
-                                                          record
-edit          editor, settings, seed, n_boot, ...         model, train, val, test, evaluate,
-                                                          [select, find] → a mitigation record
-visualize     visualizer, settings, seed, split, ...      model, features, evaluate, select,
-                                                          [truth, attributes] → visualization
+select        a (finder, selector) choice: finder,        model, val, evaluate, find → one neuron
+              selector, settings, num_neurons,            set (key, neurons, candidates, the
+              neuron_list, candidate_pool, gamma, clip,   selector's labels) and its γ
+              seed, dataset; or a control: ``control``    (``pipeline.select_pair``); a control:
+              (oracle-neurons, random-neurons), finder    model, find (γ), [causal] →
+              (whose ``imp`` gives γ), num_neurons, seed  ``pipeline.control_set``
+recovery      ks, experiment, finder_split, neuron_list,  model, evaluate, causal, [truth] and
+              candidate_pool, seed, [finder]              ``find`` → the finder's per-list
+                                                          ``neuron_recovery`` records, or
+                                                          ``select`` → the edited set's record
+edit          editor (``name`` or ``name:variant``),      model, train, val, test, evaluate,
+              settings, seed, n_boot, ...                 [select], [fc] → a ``mitigation``
+                                                          record (``pipeline.edit_and_measure``,
+                                                          ``edit_record``; ``after_minus_fc``
+                                                          from the model's plain ``fc`` edit)
+visualize     visualizer, settings, seed, split,          model, features, evaluate, select,
+              [max_neurons], ...                          [truth, attributes] → visualization
                                                           records, images
 ============  ==========================================  ========================================
 
-Selectors: until the selector registry of the neuron-choice work lands, ``select`` knows one
-selector, ``top`` (:func:`neuroinspect.harness.experiment.select_neurons`: the first
-``num_neurons`` of the finder's ``neuron_list``, topped up from its ranking), behind
-:data:`SELECTORS` (name → function ``(finder_result, **settings) -> neurons``).
+Selectors are the registry of :mod:`neuroinspect.methods.selectors` (``top``, ``core-sensitivity``,
+``clip``, ``concept``, ``labels``); a sweep's selector entry may carry the selection step's own
+settings (:data:`CHOICE_KEYS`), the rest go to the selector's constructor. Visual selectors get the
+:class:`~neuroinspect.methods.selectors.SelectionContext` that ``run_experiment`` builds
+(``pipeline.selection_context``) and the CLIP that ``choice.resolve_clip`` resolves; their
+CLIP-Illusion images are optimized per select node (``run_experiment`` batches every pair's
+candidates in one call, so the pictures, not the rule, can differ between the two paths).
 """
 
 from __future__ import annotations
@@ -76,13 +97,14 @@ Log = Callable[[str], None]
 STAGE_VERSIONS: dict[str, int] = {
     "train": 1,
     "features": 1,
-    "evaluate": 1,
-    "find": 1,
+    "evaluate": 2,
+    "find": 2,
     "truth": 1,
+    "causal": 1,
     "attributes": 1,
-    "select": 1,
-    "recovery": 1,
-    "edit": 1,
+    "select": 2,
+    "recovery": 2,
+    "edit": 2,
     "visualize": 1,
 }
 
@@ -359,11 +381,20 @@ def _run_id(ctx: StageContext, i: int) -> str:
     return f"{ctx.key[:16]}-{i}"
 
 
+def _stamp(records: list[dict[str, Any]], evaluate: NodeOutput) -> None:
+    """The data fingerprint of the model's splits on each record (``dataset_fingerprint``)."""
+    fp = evaluate.result.get("fingerprint")
+    if fp:
+        from neuroinspect.datasets.fingerprint import stamp
+
+        stamp(records, fp)
+
+
 # -- train -----------------------------------------------------------------------------------------
 def stage_train(params: dict[str, Any], deps: dict[str, NodeOutput], ctx: StageContext) -> StageResult:
     """Train a classifier (or load the given ``checkpoint``); the checkpoint's path and sha256."""
     from neuroinspect.harness.checkpoint import load_checkpoint
-    from neuroinspect.runtime import resolve_device, seed_everything
+    from neuroinspect.runtime import resolve_device
 
     dataset = params["dataset"]
     if params.get("checkpoint"):
@@ -384,49 +415,23 @@ def stage_train(params: dict[str, Any], deps: dict[str, NodeOutput], ctx: StageC
                 "summary": {"checkpoint": str(params["checkpoint"]), "trained": False},
             }
         )
-    from neuroinspect.datasets import get_dataset
-    from neuroinspect.harness.models import create_model
-    from neuroinspect.harness.presets import get_preset
-    from neuroinspect.harness.training import build_datasets, train_classifier
+    from neuroinspect.harness.pipeline import train_model
 
-    seed = int(params["seed"])
-    preset = get_preset(params.get("preset", "default"), dataset)
-    if params.get("train"):
-        preset = preset.with_overrides(**params["train"])
-    spec = get_dataset(dataset)
-    dparams = dict(params.get("dataset_params") or {})
-    probe = spec.load(params.get("root"), "val" if "val" in spec.splits else spec.splits[0], None, **dparams)
-    image_size = params.get("image_size") or preset.image_size or spec.default_image_size
-    # a model entry's pretrained (false included) wins over the preset's
-    given = params.get("pretrained")
-    if given is not None:  # and the training config says so (train_log.json, best.pt)
-        preset = preset.with_overrides(pretrained=given)
-    pretrained = preset.resolve_pretrained(params["model"])
-    device = resolve_device(ctx.device)
-    seed_everything(seed)
-    surface = create_model(params["model"], probe.num_classes, pretrained=pretrained, image_size=image_size)
-    train_ds, val_ds = build_datasets(
-        dataset, params.get("root"), surface.data_config, preset, params=dparams
-    )
-    ctx.log(
-        f"training {params['model']} on {dataset} ({len(train_ds)} images, {preset.epochs} epochs, seed {seed})"
-    )
-    res = train_classifier(
-        surface,
-        train_ds,
-        val_ds,
-        preset,
-        device=device,
-        seed=seed,
+    ckpt, summary = train_model(
+        dataset=dataset,
+        root=params.get("root"),
+        dataset_params=dict(params.get("dataset_params") or {}),
+        model=params["model"],
+        image_size=params.get("image_size"),
+        pretrained=params.get("pretrained"),
+        preset=params.get("preset", "default"),
+        train=dict(params.get("train") or {}),
+        seed=int(params["seed"]),
         out_dir=ctx.work / "model",
+        device=resolve_device(ctx.device),
         show_progress=ctx.show_progress,
-        class_names=train_ds.classes,
-        dataset_name=dataset,
-        dataset_params=dparams,
+        log=ctx.log,
     )
-    if res.checkpoint_path is None:  # pragma: no cover - out_dir is always given
-        raise UserError("training produced no checkpoint; check the training preset (epochs >= 1).")
-    ckpt = load_checkpoint(res.checkpoint_path, expect_dataset=dataset)
     return StageResult(
         {
             "checkpoint": "model/best.pt",
@@ -434,15 +439,7 @@ def stage_train(params: dict[str, Any], deps: dict[str, NodeOutput], ctx: StageC
             "model_name": model_name(ckpt),
             "classes": list(ckpt.classes),
             "trained": True,
-            "summary": {
-                "trained": True,
-                "preset": params.get("preset", "default"),
-                "train_config": preset.as_dict(),
-                "best_epoch": res.best_epoch,
-                "best_metrics": res.best_metrics,
-                "wall_seconds": round(res.wall_seconds, 1),
-                "n_train": len(train_ds),
-            },
+            "summary": summary,
         }
     )
 
@@ -483,61 +480,43 @@ def stage_features(params: dict[str, Any], deps: dict[str, NodeOutput], ctx: Sta
 
 
 # -- evaluate (the original model: the class to debug and the metrics before editing) ----------------
-def _train_counts(train_fs: Any, num_groups: int | None) -> list[int] | None:
-    from neuroinspect.harness.metrics import group_counts
-
-    if train_fs.groups is None:
-        return None
-    return [int(c) for c in group_counts(train_fs.groups.numpy(), num_groups or None)]
-
-
 def stage_evaluate(params: dict[str, Any], deps: dict[str, NodeOutput], ctx: StageContext) -> StageResult:
     """The class to debug (given, or the worst on the finder split) and the test metrics before editing."""
-    import numpy as np
-
-    from neuroinspect.harness.metrics import classification_metrics
+    from neuroinspect.harness import pipeline as pl
     from neuroinspect.harness.mitigation import measure
 
     ckpt = load_model(deps["model"])
     train_fs, val_fs, test_fs = (load_features(deps[r]) for r in ("train", "val", "test"))
     decision = ckpt.surface.decision.cpu()
-    num_groups = test_fs.meta.get("num_groups") or None
-    counts = _train_counts(train_fs, num_groups)
+    counts = pl.train_group_counts(train_fs, test_fs.meta.get("num_groups") or None)
     seed = int(params["seed"])
-    if params.get("class_idx") is None:
-        with torch.no_grad():
-            preds = decision(val_fs.features).argmax(1).numpy()
-        m = classification_metrics(
-            preds, val_fs.labels.numpy(), num_classes=decision.out_features, n_boot=0, seed=seed
-        )
-        per_class = [np.inf if v is None else v for v in m["per_class_acc"]]
-        class_idx = int(np.argmin(per_class))
-        rule = f"worst class on {val_fs.meta.get('split')}"
-    else:
-        class_idx = int(params["class_idx"])
-        if not 0 <= class_idx < decision.out_features:
-            raise UserError(
-                f"class_idx {class_idx} is out of range: the model has {decision.out_features} classes, "
-                f"0..{decision.out_features - 1}; fix class_idx in the sweep config."
-            )
-        rule = "given"
+    try:
+        class_idx = pl.choose_class(decision, val_fs, params.get("class_idx"), seed=seed)
+    except UserError as err:
+        raise UserError(f"{err} Fix class_idx in the sweep config.") from None
     before = measure(
         decision, test_fs, class_idx, train_group_counts=counts, n_boot=int(params["n_boot"]), seed=seed
     )
-    mistakes = (val_fs.labels == class_idx) & (val_fs.preds != class_idx)
+    mistakes = pl.class_mistakes(val_fs, class_idx)
+    fingerprint = None
+    if params.get("dataset"):  # the data the records measure on, as run_experiment stamps it
+        from neuroinspect.datasets.fingerprint import fingerprint_splits
+
+        split = params.get("finder_split", "val")
+        fingerprint = fingerprint_splits(
+            {s: _dataset_split(params, s, None) for s in ("train", split, "test")}
+        )
     return StageResult(
         {
+            "fingerprint": fingerprint,
             "class_idx": class_idx,
             "class_name": ckpt.classes[class_idx],
-            "class_rule": rule,
+            # as run_experiment writes it into records: a per-seed worst class is a rule, not a class
+            "class_rule": "worst_val" if params.get("class_idx") is None else "fixed",
             "before": before,
             "train_group_counts": counts,
-            "n_mistakes": int(mistakes.sum()),
-            "mistakes": [
-                {"index": int(i), "path": val_fs.paths[j], "pred": int(val_fs.preds[j])}
-                for j, i in enumerate(val_fs.indices.tolist())
-                if bool(mistakes[j])
-            ][:200],
+            "n_mistakes": len(mistakes),
+            "mistakes": mistakes[:200],
         }
     )
 
@@ -545,23 +524,25 @@ def stage_evaluate(params: dict[str, Any], deps: dict[str, NodeOutput], ctx: Sta
 # -- find ------------------------------------------------------------------------------------------
 def stage_find(params: dict[str, Any], deps: dict[str, NodeOutput], ctx: StageContext) -> StageResult:
     """One finder on the finder split's features for the evaluated class; the whole :class:`FinderResult`."""
-    from neuroinspect.methods.finders import FINDERS
-    from neuroinspect.methods.finders import load_all as load_finders
+    from neuroinspect.fileio import atomic_torch_save
+    from neuroinspect.harness.pipeline import run_finder
     from neuroinspect.runtime import seed_everything
 
-    load_finders()
     ckpt = load_model(deps["model"])
     val_fs = load_features(deps["val"])
     class_idx = int(deps["evaluate"].result["class_idx"])
     seed = int(params["seed"])
     seed_everything(seed)
-    finder = FINDERS.get(params["finder"])(**dict(params.get("settings") or {}))
-    res = finder.find(
-        ckpt.surface.decision.cpu(), val_fs, class_idx, seed=seed, show_progress=ctx.show_progress
+    res = run_finder(
+        params["finder"],
+        dict(params.get("settings") or {}),
+        ckpt.surface.decision.cpu(),
+        val_fs,
+        class_idx,
+        seed=seed,
+        show_progress=ctx.show_progress,
     )
     payload = {f.name: getattr(res, f.name) for f in dataclasses.fields(res)}
-    from neuroinspect.fileio import atomic_torch_save
-
     atomic_torch_save(ctx.work / "finder.pt", payload)
     summary = res.to_json()
     summary.pop("samples", None)
@@ -591,6 +572,85 @@ def stage_truth(params: dict[str, Any], deps: dict[str, NodeOutput], ctx: StageC
     )
     atomic_write_json(ctx.work / "truth.json", truth_to_json(truth), indent=None)
     return StageResult({"file": "truth.json", "counts": truth.counts(), "n_samples": len(truth.indices)})
+
+
+# -- causal truth on the mistakes (bundled benchmarks) -------------------------------------------------
+_EFFECT_ARRAYS = (
+    "effect",
+    "per_mistake",
+    "delta",
+    "margin_weight",
+    "margin_before",
+    "margin_after",
+    "flipped",
+)
+
+
+def stage_causal(params: dict[str, Any], deps: dict[str, NodeOutput], ctx: StageContext) -> StageResult:
+    """The evaluated class's mistakes on the finder split re-rendered on the other spurious values: the
+    per-neuron margin effects E_n and the direction-matched causal truth (:func:`pipeline.measure_causal`)."""
+    import numpy as np
+
+    from neuroinspect.harness.evaluation import checkpoint_eval_transform
+    from neuroinspect.harness.pipeline import class_mistakes, measure_causal
+    from neuroinspect.runtime import resolve_device
+
+    ckpt = load_model(deps["model"])
+    val_fs = load_features(deps["val"])
+    class_idx = int(deps["evaluate"].result["class_idx"])
+    transform = checkpoint_eval_transform(ckpt, params["dataset"])
+    ds = _dataset_split(params, params["split"], transform)
+    surface = ckpt.surface
+    effects, truth = measure_causal(
+        surface,
+        ds,
+        transform,
+        surface.decision.cpu(),
+        class_idx,
+        class_mistakes(val_fs, class_idx),
+        threshold=float(params["threshold"]),
+        batch_size=int(params.get("batch_size", 256)),
+        device=resolve_device(ctx.device),
+        show_progress=ctx.show_progress,
+    )
+    surface.cpu()
+    with open(ctx.work / "effects.npz", "wb") as fh:
+        np.savez(fh, **{k: getattr(effects, k) for k in _EFFECT_ARRAYS})
+    return StageResult(
+        {
+            "file": "effects.npz",
+            "class_idx": class_idx,
+            "indices": list(effects.indices),
+            "preds": list(effects.preds),
+            "split": effects.split,
+            "threshold": float(params["threshold"]),
+            "counts": truth.counts(),
+            "flip_rate": effects.flip_rate,
+            "n_mistakes": effects.num_mistakes,
+        }
+    )
+
+
+def load_causal(node: NodeOutput) -> tuple[Any, Any]:
+    """``(MistakeEffects, CausalTruth)`` of a ``causal`` node."""
+    import numpy as np
+
+    from neuroinspect.methods.causal_truth import MistakeEffects, causal_truth
+
+    def make() -> tuple[Any, Any]:
+        r = node.result
+        with np.load(node.path(r["file"])) as z:
+            arrays = {k: z[k] for k in _EFFECT_ARRAYS}
+        effects = MistakeEffects(
+            class_idx=int(r["class_idx"]),
+            indices=[int(i) for i in r["indices"]],
+            preds=[int(p) for p in r["preds"]],
+            split=r.get("split"),
+            **arrays,
+        )
+        return effects, causal_truth(effects, float(r["threshold"]))
+
+    return _cached("causal", str(node.dir), make)  # type: ignore[no-any-return]
 
 
 # -- attribute classifiers (concept recovery of visualizations) -----------------------------------------
@@ -627,135 +687,264 @@ def load_attributes(node: NodeOutput) -> Any:
 
 
 # -- select ----------------------------------------------------------------------------------------
-def _select_top(result: Any, *, num_neurons: int = 5, neuron_list: str = "insufficient") -> list[int]:
-    from neuroinspect.harness.experiment import select_neurons
-
-    if neuron_list not in ("insufficient", "excessive", "both"):
-        raise UserError(f"selector top: neuron_list = {neuron_list!r}; use insufficient, excessive or both.")
-    if int(num_neurons) < 1:
-        raise UserError("selector top: num_neurons must be at least 1.")
-    return select_neurons(result, neuron_list, int(num_neurons))
+#: settings of a sweep's selector entry that are the selection step's, not the selector's constructor's
+CHOICE_KEYS = ("num_neurons", "neuron_list", "candidate_pool")
 
 
-#: name → ``(finder_result, **settings) -> neurons``. A stand-in until the selector registry lands.
-SELECTORS: dict[str, Callable[..., list[int]]] = {"top": _select_top}
-#: each selector's settings and their defaults (validated when a sweep is planned)
-SELECTOR_SETTINGS: dict[str, dict[str, Any]] = {"top": {"num_neurons": 5, "neuron_list": "insufficient"}}
+def neuron_set(result: Mapping[str, Any]) -> Any:
+    """The :class:`~neuroinspect.harness.choice.NeuronSet` a ``select`` node's result describes."""
+    from neuroinspect.harness.choice import NeuronSet
+    from neuroinspect.methods.selectors import Selection
+
+    sel = result.get("selection")
+    selection = None
+    if sel is not None:
+        selection = Selection(
+            selector=sel["selector"],
+            neurons=[int(n) for n in sel["neurons"]],
+            candidates=[int(n) for n in sel["candidates"]],
+            labels={int(n): v for n, v in sel["labels"].items()},
+            scores={int(n): float(v) for n, v in sel["scores"].items()},
+            settings=dict(sel["settings"]),
+            info=dict(sel["info"]),
+            wall_seconds=float(sel.get("wall_seconds", 0.0)),
+        )
+    return NeuronSet(
+        key=result["key"],
+        finder=result["finder"],
+        selector=result.get("selector"),
+        neurons=[int(n) for n in result["neurons"]],
+        imp_finder=result.get("imp_finder"),
+        selection=selection,
+        candidates=[int(n) for n in result.get("candidates", [])],
+    )
+
+
+def _clip_for(params: Mapping[str, Any], device: Any, ctx: StageContext) -> Any:
+    """The CLIP a selector needs, resolved as ``run_experiment`` resolves it (``choice.resolve_clip``)."""
+    from types import SimpleNamespace
+
+    from neuroinspect.harness.choice import resolve_clip
+
+    cfg = SimpleNamespace(
+        clip=params.get("clip"),
+        dataset=params["dataset"],
+        dataset_params=dict(params.get("dataset_params") or {}),
+    )
+    return resolve_clip(cfg, device, ctx.log, ctx.show_progress)
 
 
 def stage_select(params: dict[str, Any], deps: dict[str, NodeOutput], ctx: StageContext) -> StageResult:
-    """Neurons to edit and visualize from one finder's result, and the editing target γ."""
-    name = params["selector"]
-    if name not in SELECTORS:
-        raise UserError(f"unknown selector {name!r}; choose one of {', '.join(sorted(SELECTORS))}.")
+    """One neuron set and its editing target γ: a (finder, selector) choice from the finder's candidate
+    pool (:func:`pipeline.select_pair`), or a control (``params["control"]``: ``oracle-neurons`` from the
+    ``causal`` node, ``random-neurons``; :func:`pipeline.control_set`)."""
+    from neuroinspect.harness import pipeline as pl
+    from neuroinspect.harness.choice import make_selectors, needs_clip, split_variant
+    from neuroinspect.runtime import resolve_device, seed_everything
+
+    seed = int(params["seed"])
+    seed_everything(seed)
+    k = int(params["num_neurons"])
     res = load_finder_result(deps["find"])
-    neurons = [int(n) for n in SELECTORS[name](res, **dict(params.get("settings") or {}))]
+    if params.get("control"):
+        ckpt = load_model(deps["model"])
+        effects = load_causal(deps["causal"])[0] if "causal" in deps else None
+        ns = pl.control_set(
+            params["control"],
+            k=k,
+            num_features=ckpt.surface.decision.in_features,
+            seed=seed,
+            effects=effects,
+            imp_finder=params["finder"],
+        )
+        if ns is None:
+            raise UserError(
+                f"control {params['control']} needs the causal truth of a bundled benchmark; "
+                f"{params['dataset']} has none: drop it from controls."
+            )
+    else:
+        name = params["selector"]
+        from types import SimpleNamespace
+
+        selectors = make_selectors(
+            SimpleNamespace(selectors=[name], selector_settings={name: dict(params.get("settings") or {})}),
+            interactive=False,
+        )
+        sctx = None
+        if split_variant(name)[0] != "top":  # top reads nothing but the candidates' order
+            from neuroinspect.datasets import get_dataset
+            from neuroinspect.harness.evaluation import checkpoint_eval_transform
+
+            ckpt = load_model(deps["model"])
+            device = resolve_device(ctx.device)
+            surface = ckpt.surface.to(device).eval()
+            transform = checkpoint_eval_transform(ckpt, params["dataset"])
+            benchmark = get_dataset(params["dataset"]).kind == "benchmark"
+            sctx = pl.selection_context(
+                surface=surface,
+                decision=surface.decision.cpu(),
+                class_idx=int(deps["evaluate"].result["class_idx"]),
+                class_names=list(ckpt.classes),
+                val_fs=load_features(deps["val"]),
+                finder_ds=_dataset_split(params, params["split"], transform),
+                benchmark=benchmark,
+                train_ds=_dataset_split(params, "train", transform) if benchmark else None,
+                selectors=selectors,
+                clip=_clip_for(params, device, ctx) if needs_clip(selectors) else None,
+                seed=seed,
+                device=device,
+                show_progress=ctx.show_progress,
+                log=ctx.log,
+            )
+            sctx.interactive = False
+        try:
+            ns = pl.select_pair(
+                params["finder"],
+                res,
+                name,
+                selectors[name],
+                sctx,
+                k=k,
+                neuron_list=params["neuron_list"],
+                candidate_pool=int(params["candidate_pool"]),
+                log=ctx.log,
+            )
+        finally:
+            if sctx is not None:
+                sctx.surface.cpu()
     gamma = params.get("gamma", "auto")
-    value = res.gamma_for(neurons) if gamma == "auto" else float(gamma)
     return StageResult(
-        {"neurons": neurons, "gamma": value, "gamma_rule": "auto" if gamma == "auto" else "given"}
+        {
+            "key": ns.key,
+            "finder": ns.finder,
+            "selector": ns.selector,
+            "imp_finder": ns.imp_finder,
+            "neurons": list(ns.neurons),
+            "candidates": list(ns.candidates),
+            "selection": None if ns.selection is None else ns.selection.to_json(),
+            "num_neurons": k,
+            "neuron_list": params.get("neuron_list"),
+            "gamma": pl.set_gamma(res, ns.neurons, gamma),
+            "gamma_rule": "auto" if gamma == "auto" else "given",
+        }
     )
 
 
-# -- recovery (a finder against the ground truth) -------------------------------------------------------
+# -- recovery (finders and edited sets against the causal truth) ------------------------------------------
 def stage_recovery(params: dict[str, Any], deps: dict[str, NodeOutput], ctx: StageContext) -> StageResult:
-    """The ``neuron_recovery`` record of one finder result against the model's ground truth."""
-    from neuroinspect.methods.groundtruth_scoring import neuron_recovery_record
+    """``neuron_recovery`` records against the causal truth on the mistakes (``causal`` node): with a
+    ``find`` dependency, the finder's per-list records (:func:`choice.list_records`); with a ``select``
+    one, the edited set's record (:func:`choice.edited_record`). The attribute-ratio labels of the
+    ``truth`` node are a descriptive column."""
+    from neuroinspect.harness.choice import edited_record, list_records
     from neuroinspect.runtime import Provenance
 
     with Provenance(ctx.device) as prov:
-        ckpt = load_model(deps["model"])
-        res = load_finder_result(deps["find"])
-        truth = load_truth(deps["truth"])
-    rec = neuron_recovery_record(
-        res,
-        truth,
-        ckpt.surface.decision.cpu(),
-        dataset=params["dataset"],
-        model=deps["model"].result["model_name"],
-        seed=int(params["seed"]),
-        provenance=prov.as_dict(),
-        ks=tuple(params["ks"]),
-        config={
+        effects, truth = load_causal(deps["causal"])
+        labels = list(load_truth(deps["truth"]).labels) if "truth" in deps else None
+    common: dict[str, Any] = {
+        "attribute_labels": labels,
+        "dataset": params["dataset"],
+        "model": deps["model"].result["model_name"],
+        "seed": int(params["seed"]),
+        "provenance": prov.as_dict(),
+        "config": {
             "experiment": params["experiment"],
             "finder_split": params["finder_split"],
-            **res.settings,
+            "neuron_list": params["neuron_list"],
+            "candidate_pool": params["candidate_pool"],
             "dataset_params": params.get("dataset_params") or {},
         },
-    )
-    rec["run_id"] = _run_id(ctx, 0)
-    return StageResult({"metrics": rec["metrics"]}, [rec])
+    }
+    if "select" in deps:
+        ns = neuron_set(deps["select"].result)
+        records = [edited_record(ns, effects, truth, k=int(deps["select"].result["num_neurons"]), **common)]
+    else:
+        res = load_finder_result(deps["find"])
+        records = list_records(params["finder"], res, effects, truth, ks=tuple(params["ks"]), **common)
+    for i, rec in enumerate(records):
+        rec["config"]["class_rule"] = deps["evaluate"].result["class_rule"]
+        rec["run_id"] = _run_id(ctx, i)
+    _stamp(records, deps["evaluate"])
+    return StageResult({"metrics": [r["metrics"] for r in records]}, records)
 
 
 # -- edit ------------------------------------------------------------------------------------------
 def stage_edit(params: dict[str, Any], deps: dict[str, NodeOutput], ctx: StageContext) -> StageResult:
-    """One editor on the cached features; the test metrics after the edit and its ``mitigation`` record."""
+    """One editor (``"name"`` or a variant ``"name:label"``) on one neuron set (``select``; none for
+    editors that use no neurons), on the cached features: :func:`pipeline.edit_and_measure` and
+    :func:`pipeline.edit_record`; with an ``fc`` dependency (the plain ``fc`` edit of the same model),
+    ``metrics.after_minus_fc`` as :func:`pipeline.relative_to_fc` adds it in ``run_experiment``."""
     from neuroinspect.fileio import atomic_torch_save
-    from neuroinspect.harness.mitigation import measure, mitigation_record
-    from neuroinspect.methods.editors import EDITORS
+    from neuroinspect.harness import pipeline as pl
     from neuroinspect.runtime import Provenance, seed_everything
 
     ckpt = load_model(deps["model"])
     train_fs, val_fs, test_fs = (load_features(deps[r]) for r in ("train", "val", "test"))
     ev = deps["evaluate"].result
     class_idx = int(ev["class_idx"])
-    editor_cls = EDITORS.get(params["editor"])
-    if editor_cls.uses_group_labels and train_fs.groups is None:
-        raise UserError(f"editor {params['editor']} needs group labels; {params['dataset']} has none.")
-    settings = dict(params.get("settings") or {})
-    neurons: list[int] = []
-    gamma_rule = None
-    if editor_cls.uses_neurons:
-        sel = deps["select"].result
-        neurons = [int(n) for n in sel["neurons"]]
-        if "gamma" in editor_cls.hyperparameters() and "gamma" not in settings:
-            settings["gamma"] = sel["gamma"]
-            gamma_rule = "auto" if sel.get("gamma_rule") == "auto" else None
+    sel = deps["select"].result if "select" in deps else None
+    ns = neuron_set(sel) if sel else None
     seed = int(params["seed"])
     seed_everything(seed)
     with Provenance(ctx.device) as prov:
-        edit = editor_cls(**settings).edit(
+        edit, after = pl.edit_and_measure(
+            params["editor"],
+            dict(params.get("settings") or {}),
             ckpt.surface.decision.cpu(),
             train_fs,
             val_fs,
-            class_idx,
-            neurons,
-            seed=seed,
-            show_progress=ctx.show_progress,
-        )
-        after = measure(
-            edit.decision,
             test_fs,
             class_idx,
-            train_group_counts=ev["train_group_counts"],
-            n_boot=int(params["n_boot"]),
+            None if ns is None else ns.neurons,
+            gamma=None if sel is None else float(sel["gamma"]),
             seed=seed,
+            n_boot=int(params["n_boot"]),
+            train_counts=ev["train_group_counts"],
+            show_progress=ctx.show_progress,
         )
-    config: dict[str, Any] = {
-        "experiment": params["experiment"],
-        "dataset_params": params.get("dataset_params") or {},
-    }
-    if editor_cls.uses_neurons:
-        config["selector"] = {"name": params["selector"], **dict(params.get("selector_settings") or {})}
+    extra: dict[str, Any] = {"class_rule": ev["class_rule"]}
+    if ns is not None:
         if params.get("finder_settings"):
-            config["finder_settings"] = dict(params["finder_settings"])
-    rec = mitigation_record(
+            extra["finder_settings"] = dict(params["finder_settings"])
+        if params.get("selector_settings"):
+            extra["selector_settings"] = dict(params["selector_settings"])
+    rec = pl.edit_record(
         edit,
         ev["before"],
         after,
+        editor=params["editor"],
+        ns=ns,
         dataset=params["dataset"],
         model=deps["model"].result["model_name"],
         seed=seed,
-        finder=params["finder"] if editor_cls.uses_neurons else "none",
+        experiment=params["experiment"],
+        dataset_params=params.get("dataset_params") or {},
+        k=int(sel["num_neurons"]) if sel else 0,
+        neuron_list=str(sel["neuron_list"]) if sel else "",
+        gamma_auto=sel is not None and sel["gamma_rule"] == "auto",
         provenance=prov,
-        config=config,
-        gamma_rule=gamma_rule,
+        extra_config=extra,
         run_id=_run_id(ctx, 0),
     )
+    _stamp([rec], deps["evaluate"])
+    if "fc" in deps:
+        pl.relative_to_fc([rec], deps["fc"].result["after_block"])
+    elif pl.is_plain_fc(rec):
+        pl.relative_to_fc([rec])
     atomic_torch_save(
         ctx.work / "decision.pt", {k: v.detach().cpu() for k, v in edit.decision.state_dict().items()}
     )
-    return StageResult({"after": after, "edit": edit.summary(), "decision": "decision.pt"}, [rec])
+    return StageResult(
+        {
+            "after": after,
+            "after_block": rec["metrics"]["after"],
+            "edit": edit.summary(),
+            "decision": "decision.pt",
+            "source": None if ns is None else ns.key,
+        },
+        [rec],
+    )
 
 
 # -- visualize -------------------------------------------------------------------------------------
@@ -773,7 +962,7 @@ def stage_visualize(params: dict[str, Any], deps: dict[str, NodeOutput], ctx: St
     concept recovery (bundled benchmarks), images and one ``visualization`` record per neuron."""
     import inspect
 
-    from neuroinspect.commands.visualize import _class_strings, _record_metrics
+    from neuroinspect.commands.visualize import class_strings, record_metrics
     from neuroinspect.harness.evaluation import checkpoint_eval_transform
     from neuroinspect.methods import concept_recovery as cr
     from neuroinspect.methods.visualizers import VISUALIZERS, faithfulness
@@ -793,6 +982,8 @@ def stage_visualize(params: dict[str, Any], deps: dict[str, NodeOutput], ctx: St
     device = resolve_device(ctx.device)
     class_idx = int(deps["evaluate"].result["class_idx"])
     neurons = [int(n) for n in deps["select"].result["neurons"]]
+    if params.get("max_neurons"):  # the first N of the selection (a sweep's visualize_neurons)
+        neurons = neurons[: int(params["max_neurons"])]
     seed = int(params["seed"])
     seed_everything(seed)
     with Provenance(ctx.device) as prov:
@@ -812,7 +1003,7 @@ def stage_visualize(params: dict[str, Any], deps: dict[str, NodeOutput], ctx: St
         visualizer = cls(**settings)
         transform = checkpoint_eval_transform(ckpt, params["dataset"])
         dataset = _dataset_split(params, params["split"], transform)
-        class_names = _class_strings(ckpt, dataset)
+        class_names = class_strings(ckpt, dataset)
         visualizations = visualizer.visualize(
             surface,
             neurons,
@@ -888,7 +1079,7 @@ def stage_visualize(params: dict[str, Any], deps: dict[str, NodeOutput], ctx: St
                 "neurons": neurons,
                 "dataset_params": params.get("dataset_params") or {},
             },
-            metrics=_record_metrics(flat, metrics, concept),
+            metrics=record_metrics(flat, metrics, concept),
             run_id=_run_id(ctx, i),
         )
         rec["artifact_dir"] = str(ctx.final / s.directory.relative_to(ctx.work))
@@ -915,6 +1106,7 @@ STAGES: dict[str, StageFn] = {
     "evaluate": stage_evaluate,
     "find": stage_find,
     "truth": stage_truth,
+    "causal": stage_causal,
     "attributes": stage_attributes,
     "select": stage_select,
     "recovery": stage_recovery,
@@ -927,8 +1119,7 @@ LEAF_STAGES = frozenset({"recovery", "edit", "visualize"})
 
 __all__ = [
     "LEAF_STAGES",
-    "SELECTORS",
-    "SELECTOR_SETTINGS",
+    "CHOICE_KEYS",
     "STAGES",
     "STAGE_VERSIONS",
     "NodeOutput",
@@ -936,10 +1127,12 @@ __all__ = [
     "StageResult",
     "StageStore",
     "canonical_json",
+    "load_causal",
     "load_features",
     "load_finder_result",
     "load_model",
     "load_truth",
     "model_name",
+    "neuron_set",
     "node_key",
 ]

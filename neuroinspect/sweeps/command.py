@@ -37,6 +37,12 @@ def add_sweep_arguments(p: argparse.ArgumentParser) -> None:
         default=argparse.SUPPRESS,
         help="local: worker processes (0: in this process); ray local: CPUs",
     )
+    g.add_argument(
+        "--plan",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="print the planned stage nodes (per stage, and against running every cell from scratch) and exit",
+    )
 
 
 def run_sweep_command(args: argparse.Namespace) -> int:
@@ -62,6 +68,11 @@ def run_sweep_command(args: argparse.Namespace) -> int:
             raw.pop("address", None)
             raw.pop("gpus_per_task", None)
         cfg = parse_sweep(raw, source=cfg.source)
+    if getattr(args, "plan", False):
+        from neuroinspect.sweeps.plan import build_plan, plan_text
+
+        print(plan_text(build_plan(cfg)))
+        return 0
     out = Path(args.out or f"runs/sweep-{cfg.name}")
     from neuroinspect.outputs import Outputs
 
@@ -89,7 +100,7 @@ def is_sweep(path: str) -> bool:
 
 def refuse_sweep_options(args: argparse.Namespace) -> None:
     """A plain experiment config with a sweep-only option: say so instead of ignoring it."""
-    for opt in ("executor", "address", "workers"):
+    for opt in ("executor", "address", "workers", "plan"):
         if getattr(args, opt, None) is not None:
             raise UserError(
                 f"--{opt} applies to sweep configs (a [sweep] table) only; {args.config} is a plain experiment. "

@@ -42,6 +42,7 @@ from typing import Any
 from neuroinspect.errors import UserError
 
 EXECUTORS = ("local", "ray")
+NEURON_LISTS = ("insufficient", "excessive", "both")
 SWEEP_KEYS = {
     "name": "the sweep's name (records carry it as config.experiment)",
     "seeds": "list of seeds (one training per dataset, model and seed)",
@@ -63,11 +64,18 @@ SWEEP_KEYS = {
     "class_idx": "class to debug (unset: the worst class on the finder split of each model)",
     "finder_split": "split the finders explain (val)",
     "gamma": '"auto" (the §2.5 heuristic from the selected neurons) or a number',
+    "num_neurons": "neurons each selector and control chooses (a selector entry may set its own)",
+    "neuron_list": 'the finder list the candidates come from: "insufficient", "excessive" or "both"',
+    "candidate_pool": "a selector sees the first candidate_pool x num_neurons neurons of the list",
+    "controls": 'neuron sets edited beside every selection: "oracle-neurons" (bundled benchmarks), "random-neurons"',
+    "causal_threshold": "E_n >= this x max E makes a neuron causal (the causal truth on the mistakes)",
+    "clip": "the CLIP of the clip selector and CLIP-guided images (bundled benchmarks: their synthetic CLIP)",
     "recovery_k": "k of the finders' precision@k against the ground truth",
     "truth_samples": "samples re-rendered per model for the neuron ground truth (bundled benchmarks)",
     "n_boot": "bootstrap resamples of the test metrics",
     "batch_size": "batch size of feature extraction",
     "visualize_split": "split visualizers draw natural images and reference activations from",
+    "visualize_neurons": "visualize the first N neurons of each selection (unset: all of them)",
     "concept_recovery": "visualizations: score concept recovery on the bundled benchmarks (true/false)",
     "attribute_settings": "settings of the attribute classifiers behind concept recovery",
 }
@@ -142,11 +150,18 @@ class SweepConfig:
     store: str | None = None
     preset: str = "default"
     gamma: float | str = "auto"
+    num_neurons: int = 5
+    neuron_list: str = "insufficient"
+    candidate_pool: int = 3
+    controls: list[str] = field(default_factory=list)
+    causal_threshold: float = 0.1
+    clip: str | None = None
     recovery_k: list[int] = field(default_factory=lambda: [5, 10, 20])
     truth_samples: int = 200
     n_boot: int = 1000
     batch_size: int = 256
     visualize_split: str = "val"
+    visualize_neurons: int | None = None
     concept_recovery: bool = True
     attribute_settings: dict[str, Any] = field(default_factory=dict)
     source: str = "sweep"
@@ -394,6 +409,20 @@ def parse_sweep(data: dict[str, Any], source: str = "sweep") -> SweepConfig:
         for k in _list(source, "recovery_k", data.get("recovery_k", [5, 10, 20]))
     ]
     defaults = {"class_idx": data.get("class_idx"), "finder_split": data.get("finder_split", "val")}
+    from neuroinspect.harness.config import CONTROLS
+
+    controls = [str(c) for c in _list(source, "controls", data.get("controls", []))]
+    bad = [c for c in controls if c not in CONTROLS]
+    if bad:
+        raise _fail(source, "controls", f"{bad[0]!r} is not a control; choose among {', '.join(CONTROLS)}.")
+    if len(set(controls)) != len(controls):
+        raise _fail(source, "controls", "lists a control twice; list each once.")
+    neuron_list = data.get("neuron_list", "insufficient")
+    if neuron_list not in NEURON_LISTS:
+        raise _fail(source, "neuron_list", f"is {neuron_list!r}; use insufficient, excessive or both.")
+    threshold = data.get("causal_threshold", 0.1)
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 <= threshold <= 1:
+        raise _fail(source, "causal_threshold", f"must be a number in [0, 1], got {threshold!r}.")
     cfg = SweepConfig(
         name=name.strip(),
         seeds=seeds,
@@ -413,11 +442,20 @@ def parse_sweep(data: dict[str, Any], source: str = "sweep") -> SweepConfig:
         store=None if data.get("store") is None else str(data["store"]),
         preset=str(data.get("preset", "default")),
         gamma=gamma if gamma == "auto" else float(gamma),
+        num_neurons=_int(source, "num_neurons", data.get("num_neurons", 5), 1),
+        neuron_list=str(neuron_list),
+        candidate_pool=_int(source, "candidate_pool", data.get("candidate_pool", 3), 1),
+        controls=controls,
+        causal_threshold=float(threshold),
+        clip=None if data.get("clip") is None else str(data["clip"]),
         recovery_k=recovery_k,
         truth_samples=_int(source, "truth_samples", data.get("truth_samples", 200), 1),
         n_boot=_int(source, "n_boot", data.get("n_boot", 1000), 0),
         batch_size=_int(source, "batch_size", data.get("batch_size", 256), 1),
         visualize_split=str(data.get("visualize_split", "val")),
+        visualize_neurons=None
+        if data.get("visualize_neurons") is None
+        else _int(source, "visualize_neurons", data["visualize_neurons"], 1),
         concept_recovery=bool(data.get("concept_recovery", True)),
         attribute_settings=dict(data.get("attribute_settings") or {}),
         source=source,
@@ -431,12 +469,14 @@ def validate_methods(cfg: SweepConfig) -> None:
     """Every dataset, preset, method and setting exists (instantiating finders and editors with their
     settings); a :class:`UserError` naming the key otherwise. Reads no data."""
     from neuroinspect.datasets import get_dataset
+    from neuroinspect.harness.choice import split_variant
     from neuroinspect.harness.presets import get_preset
-    from neuroinspect.harness.stages import SELECTOR_SETTINGS, SELECTORS
+    from neuroinspect.harness.stages import CHOICE_KEYS
     from neuroinspect.methods.editors import EDITORS
     from neuroinspect.methods.editors import load_all as load_editors
     from neuroinspect.methods.finders import FINDERS
     from neuroinspect.methods.finders import load_all as load_finders
+    from neuroinspect.methods.selectors import SELECTORS
     from neuroinspect.methods.visualizers import VISUALIZERS
     from neuroinspect.methods.visualizers import load_all as load_visualizers
 
@@ -489,32 +529,33 @@ def validate_methods(cfg: SweepConfig) -> None:
                     f"weight file {m.pretrained} does not exist; put the file there or give a timm tag.",
                 )
     for f in cfg.finders:
-        cls = named("finders", f.label, lambda f=f: FINDERS.get(f.name))
+        cls = named("finders", f.label, lambda f=f: FINDERS.get(split_variant(f.name)[0]))
         _check_settings(src, "finders", f, cls)
         named("finders", f.label, lambda cls=cls, f=f: cls(**f.settings))
     for s in cfg.selectors:
-        if s.name not in SELECTORS:
-            raise _fail(
-                src, f"selectors.{s.name}", f"unknown selector; choose one of {', '.join(sorted(SELECTORS))}."
-            )
-        unknown = sorted(set(s.settings) - set(SELECTOR_SETTINGS[s.name]))
-        if unknown:
-            raise _fail(
-                src,
-                f"selectors.{s.name}.{unknown[0]}",
-                f"unknown setting; {s.name} takes {', '.join(sorted(SELECTOR_SETTINGS[s.name]))}.",
-            )
-        if s.settings.get("neuron_list", "insufficient") not in ("insufficient", "excessive", "both"):
+        sel_cls = named("selectors", s.label, lambda s=s: SELECTORS.get(split_variant(s.name)[0]))
+        choice = selector_choice(cfg, s)
+        if choice["neuron_list"] not in NEURON_LISTS:
             raise _fail(src, f"selectors.{s.name}.neuron_list", "use insufficient, excessive or both.")
-        _int(src, f"selectors.{s.name}.num_neurons", s.settings.get("num_neurons", 5), 1)
+        _int(src, f"selectors.{s.name}.num_neurons", choice["num_neurons"], 1)
+        _int(src, f"selectors.{s.name}.candidate_pool", choice["candidate_pool"], 1)
+        ctor = {k: v for k, v in s.settings.items() if k not in CHOICE_KEYS}
+        _check_settings(src, "selectors", MethodVariant(s.name, s.label, ctor), sel_cls)
+        try:
+            sel = sel_cls(**ctor)
+        except (UserError, TypeError, ValueError) as err:
+            raise _fail(src, f"selectors.{s.name}", str(err)) from None
+        check = getattr(sel, "check", None)
+        if callable(check):  # a sweep's workers cannot prompt: the labels selector needs its file
+            named("selectors", s.label, lambda check=check: check(False))
     for e in cfg.editors:
-        ecls = named("editors", e.label, lambda e=e: EDITORS.get(e.name))
+        ecls = named("editors", e.label, lambda e=e: EDITORS.get(split_variant(e.name)[0]))
         _check_settings(src, "editors", e, ecls, ecls.hyperparameters())
         named("editors", e.label, lambda ecls=ecls, e=e: ecls(**e.settings))
     for v in cfg.visualizers:
         vcls = named("visualizers", v.label, lambda v=v: VISUALIZERS.get(v.name))
         _check_settings(src, "visualizers", v, vcls)
-    needs_neurons = [e.name for e in cfg.editors if EDITORS.get(e.name).uses_neurons]
+    needs_neurons = [e.name for e in cfg.editors if EDITORS.get(split_variant(e.name)[0]).uses_neurons]
     if (needs_neurons or cfg.visualizers) and not cfg.finders:
         raise _fail(
             src,
@@ -530,6 +571,16 @@ def validate_methods(cfg: SweepConfig) -> None:
             classifier_settings(cfg.attribute_settings)
         except UserError as err:
             raise _fail(src, "attribute_settings", str(err)) from None
+
+
+def selector_choice(cfg: SweepConfig, s: MethodVariant) -> dict[str, Any]:
+    """The selection step's settings of selector entry ``s``: its own ``num_neurons`` / ``neuron_list`` /
+    ``candidate_pool`` where it sets them, the sweep's otherwise."""
+    return {
+        "num_neurons": s.settings.get("num_neurons", cfg.num_neurons),
+        "neuron_list": s.settings.get("neuron_list", cfg.neuron_list),
+        "candidate_pool": s.settings.get("candidate_pool", cfg.candidate_pool),
+    }
 
 
 def _check_settings(

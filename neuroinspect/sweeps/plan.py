@@ -7,13 +7,17 @@ and stored once:
 
 - one ``train`` per (dataset variant, model, seed) (one per checkpoint when a model gives one);
 - one ``features`` per (model, split), one ``evaluate`` per model (the class to debug and the
-  metrics before editing), one ``truth`` per model (bundled benchmarks), one ``attributes`` per
-  dataset variant (concept recovery of visualizations);
-- one ``find`` per (model, class, finder variant), one ``select`` per (finder run, selector variant);
-- one leaf per result: ``recovery`` per finder run (bundled benchmarks), ``edit`` per (editor
-  variant, and for the editors that use neurons, selection), ``visualize`` per (visualizer variant,
-  selection). Editors that do not read neurons (``cw``, ``focal``, ``fc``, ``dfr``) are run once per
-  model, not once per finder and selector.
+  metrics before editing), one ``truth`` and one ``causal`` (the mistakes' causal effects) per model
+  (bundled benchmarks), one ``attributes`` per dataset variant (concept recovery of visualizations);
+- one ``find`` per (model, class, finder variant), one ``select`` per (finder run, selector variant),
+  and per model one ``select`` per (control, k) for the ``controls`` (k: every ``num_neurons`` the
+  selectors use; γ from the first finder's ``imp``, as ``run_experiment`` takes the main finder's);
+- one leaf per result: ``recovery`` per finder run (its two lists) and per selection (the edited set;
+  bundled benchmarks), ``edit`` per (editor variant, and for the editors that use neurons,
+  selection or control), ``visualize`` per (visualizer variant, selection). Editors that do not read
+  neurons (``cw``, ``focal``, ``fc``, ``dfr``) are run once per model, not once per finder and
+  selector. With ``fc`` in the sweep, every other edit of a model reads that model's plain ``fc`` edit
+  (``metrics.after_minus_fc``).
 
 :meth:`Plan.naive_executions` counts what running every cell from scratch would execute (each cell's
 whole chain, nothing shared); the sweep's summary sets it beside the nodes actually run.
@@ -27,8 +31,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from neuroinspect.harness.stages import LEAF_STAGES, canonical_json, node_key
-from neuroinspect.sweeps.config import MethodVariant, SweepConfig
+from neuroinspect.harness.choice import split_variant
+from neuroinspect.harness.stages import CHOICE_KEYS, LEAF_STAGES, canonical_json, node_key
+from neuroinspect.sweeps.config import DatasetVariant, MethodVariant, ModelEntry, SweepConfig, selector_choice
 
 #: the cell coordinates, in grid order
 AXES = ("dataset", "model", "seed", "finder", "selector", "editor", "visualizer")
@@ -72,6 +77,11 @@ class Plan:
     nodes: dict[str, Node] = field(default_factory=dict)
     cells: list[Cell] = field(default_factory=list)
     skipped: list[dict[str, str]] = field(default_factory=list)
+
+    @staticmethod
+    def node_key(stage: str, params: dict[str, Any], deps: dict[str, str]) -> str:
+        """The key :meth:`add` would give this node."""
+        return node_key(stage, json.loads(canonical_json(params)), deps)
 
     def add(self, stage: str, params: dict[str, Any], deps: dict[str, str], label: str) -> str:
         params = json.loads(canonical_json(params))
@@ -148,7 +158,6 @@ def build_plan(cfg: SweepConfig) -> Plan:
     """Expand ``cfg``'s grid into a deduplicated DAG (see the module docstring)."""
     from neuroinspect.datasets import get_dataset
     from neuroinspect.harness.checkpoint import file_sha256
-    from neuroinspect.methods.editors import EDITORS
 
     plan = Plan()
     ckpt_sha: dict[str, str] = {}
@@ -193,175 +202,327 @@ def build_plan(cfg: SweepConfig) -> Plan:
                         {},
                         f"train {where}",
                     )
-                splits = {"train": "train", "val": d.finder_split, "test": "test"}
-                if cfg.visualizers:
-                    splits["vis"] = cfg.visualize_split
-                feats = {
-                    role: plan.add(
-                        "features",
-                        {**data, "split": split, "batch_size": cfg.batch_size},
-                        {"model": model},
-                        f"features {split} {where}",
-                    )
-                    for role, split in splits.items()
-                }
-                ev = plan.add(
-                    "evaluate",
-                    {"class_idx": d.class_idx, "n_boot": cfg.n_boot, "seed": seed},
-                    {"model": model, "train": feats["train"], "val": feats["val"], "test": feats["test"]},
-                    f"evaluate {where}",
-                )
-                truth = None
-                if benchmark and (cfg.finders or (cfg.visualizers and cfg.concept_recovery)):
-                    truth = plan.add(
-                        "truth",
-                        {
-                            **data,
-                            "split": "test",
-                            "n_samples": cfg.truth_samples,
-                            "seed": seed,
-                            "batch_size": cfg.batch_size,
-                        },
-                        {"model": model},
-                        f"truth {where}",
-                    )
-                base_edit = {
-                    "dataset": d.name,
-                    "dataset_params": d.params,
-                    "seed": seed,
-                    "n_boot": cfg.n_boot,
-                    "experiment": cfg.name,
-                }
-                edit_deps = {
-                    "model": model,
-                    "train": feats["train"],
-                    "val": feats["val"],
-                    "test": feats["test"],
-                    "evaluate": ev,
-                }
-                # editors that ignore neurons: one node per model, shared by every finder and selector
-                plain_edits: dict[str, str] = {}
-                for e in cfg.editors:
-                    cls = EDITORS.get(e.name)
-                    if cls.uses_group_labels and not spec.has_groups:
-                        continue
-                    if not cls.uses_neurons:
-                        plain_edits[e.label] = plan.add(
-                            "edit",
-                            {**base_edit, "editor": e.name, "settings": e.settings},
-                            edit_deps,
-                            f"edit {e.label} · {where}",
-                        )
-                finders: list[MethodVariant | None] = list(cfg.finders) or [None]
-                for f in finders:
-                    find = rec = None
-                    if f is not None:
-                        find = plan.add(
-                            "find",
-                            {"finder": f.name, "settings": f.settings, "seed": seed},
-                            {"model": model, "val": feats["val"], "evaluate": ev},
-                            f"find {f.label} · {where}",
-                        )
-                        if truth is not None:
-                            rec = plan.add(
-                                "recovery",
-                                {
-                                    "dataset": d.name,
-                                    "dataset_params": d.params,
-                                    "ks": cfg.recovery_k,
-                                    "experiment": cfg.name,
-                                    "finder_split": d.finder_split,
-                                    "seed": seed,
-                                },
-                                {"model": model, "find": find, "truth": truth},
-                                f"recovery {f.label} · {where}",
-                            )
-                    selectors: list[MethodVariant | None] = list(cfg.selectors) or [None]
-                    for s in selectors:
-                        sel = None
-                        if find is not None and s is not None:
-                            sel = plan.add(
-                                "select",
-                                {"selector": s.name, "settings": s.settings, "gamma": cfg.gamma},
-                                {"find": find},
-                                f"select {s.label} ← {f.label if f else '-'} · {where}",
-                            )
-                        edits: dict[str, str | None] = {}
-                        for e in cfg.editors:
-                            cls = EDITORS.get(e.name)
-                            if cls.uses_group_labels and not spec.has_groups:
-                                edits[e.label] = None
-                                continue
-                            if not cls.uses_neurons:
-                                edits[e.label] = plain_edits[e.label]
-                                continue
-                            assert sel is not None and f is not None and s is not None
-                            edits[e.label] = plan.add(
-                                "edit",
-                                {
-                                    **base_edit,
-                                    "editor": e.name,
-                                    "settings": e.settings,
-                                    "finder": f.name,
-                                    "finder_settings": f.settings,
-                                    "selector": s.name,
-                                    "selector_settings": s.settings,
-                                },
-                                {**edit_deps, "select": sel},
-                                f"edit {e.label} ← {f.label}/{s.label} · {where}",
-                            )
-                        visuals: dict[str, str] = {}
-                        for v in cfg.visualizers:
-                            assert sel is not None and f is not None and s is not None
-                            vdeps = {"model": model, "features": feats["vis"], "evaluate": ev, "select": sel}
-                            if truth is not None and attrs_key is not None:
-                                vdeps.update({"truth": truth, "attributes": attrs_key})
-                            visuals[v.label] = plan.add(
-                                "visualize",
-                                {
-                                    **data,
-                                    "visualizer": v.name,
-                                    "settings": v.settings,
-                                    "seed": seed,
-                                    "split": cfg.visualize_split,
-                                    "batch_size": min(cfg.batch_size, 64),
-                                    "experiment": cfg.name,
-                                    "finder": f.name,
-                                    "selector": s.name,
-                                    "selector_settings": s.settings,
-                                },
-                                vdeps,
-                                f"visualize {v.label} ← {f.label}/{s.label} · {where}",
-                            )
-                        e_labels: list[str | None] = [e.label for e in cfg.editors] or [None]
-                        v_labels: list[str | None] = [v.label for v in cfg.visualizers] or [None]
-                        for e_label in e_labels:
-                            for v_label in v_labels:
-                                coords = {
-                                    "dataset": d.label,
-                                    "model": m.label,
-                                    "seed": str(seed),
-                                    "finder": f.label if f else "-",
-                                    "selector": s.label if s else "-",
-                                    "editor": e_label or "-",
-                                    "visualizer": v_label or "-",
-                                }
-                                leaves = [k for k in (rec,) if k]
-                                if e_label is not None:
-                                    ek = edits.get(e_label)
-                                    if ek is None:
-                                        plan.skipped.append(
-                                            {
-                                                **coords,
-                                                "why": f"editor {e_label} needs group labels; {d.name} has none",
-                                            }
-                                        )
-                                    else:
-                                        leaves.append(ek)
-                                if v_label is not None:
-                                    leaves.append(visuals[v_label])
-                                plan.cells.append(Cell(coords, leaves))
+                _plan_model(plan, cfg, d, m, seed, model, attrs_key)
     return plan
+
+
+def _plan_model(
+    plan: Plan,
+    cfg: SweepConfig,
+    d: DatasetVariant,
+    m: ModelEntry,
+    seed: int,
+    model: str,
+    attrs_key: str | None,
+) -> None:
+    """The nodes and cells of one trained (or loaded) model: its features, class, causal truth, finders,
+    selections, controls, edits and visualizations."""
+    from neuroinspect.datasets import get_dataset
+    from neuroinspect.methods.editors import EDITORS
+
+    spec = get_dataset(d.name)
+    benchmark = spec.kind == "benchmark"
+    data = {"dataset": d.name, "root": d.root, "dataset_params": d.params}
+    where = f"{d.label}/{m.label}/seed{seed}"
+    splits = {"train": "train", "val": d.finder_split, "test": "test"}
+    if cfg.visualizers:
+        splits["vis"] = cfg.visualize_split
+    feats = {
+        role: plan.add(
+            "features",
+            {**data, "split": split, "batch_size": cfg.batch_size},
+            {"model": model},
+            f"features {split} {where}",
+        )
+        for role, split in splits.items()
+    }
+    ev = plan.add(
+        "evaluate",
+        {
+            **data,
+            "finder_split": d.finder_split,
+            "class_idx": d.class_idx,
+            "n_boot": cfg.n_boot,
+            "seed": seed,
+        },
+        {"model": model, "train": feats["train"], "val": feats["val"], "test": feats["test"]},
+        f"evaluate {where}",
+    )
+    truth = causal = None
+    if benchmark and (cfg.finders or (cfg.visualizers and cfg.concept_recovery)):
+        truth = plan.add(
+            "truth",
+            {
+                **data,
+                "split": "test",
+                "n_samples": cfg.truth_samples,
+                "seed": seed,
+                "batch_size": cfg.batch_size,
+            },
+            {"model": model},
+            f"truth {where}",
+        )
+    if benchmark and cfg.finders:
+        causal = plan.add(
+            "causal",
+            {
+                **data,
+                "split": d.finder_split,
+                "threshold": cfg.causal_threshold,
+                "batch_size": cfg.batch_size,
+            },
+            {"model": model, "val": feats["val"], "evaluate": ev},
+            f"causal truth {where}",
+        )
+    base_edit = {
+        "dataset": d.name,
+        "dataset_params": d.params,
+        "seed": seed,
+        "n_boot": cfg.n_boot,
+        "experiment": cfg.name,
+    }
+    edit_deps = {
+        "model": model,
+        "train": feats["train"],
+        "val": feats["val"],
+        "test": feats["test"],
+        "evaluate": ev,
+    }
+    rec_params = {
+        "dataset": d.name,
+        "dataset_params": d.params,
+        "ks": cfg.recovery_k,
+        "experiment": cfg.name,
+        "finder_split": d.finder_split,
+        "seed": seed,
+    }
+    rec_deps = {"model": model, "evaluate": ev}
+    if causal is not None:
+        rec_deps["causal"] = causal
+        if truth is not None:
+            rec_deps["truth"] = truth
+    # the plain fc edit: every other edit of this model is also reported against it
+    fc = None
+    fc_entry = next((e for e in cfg.editors if e.name == "fc"), None)
+    if fc_entry is not None:
+        fc = plan.add(
+            "edit",
+            {**base_edit, "editor": "fc", "settings": fc_entry.settings},
+            edit_deps,
+            f"edit {fc_entry.label} · {where}",
+        )
+
+    def edit_node(e: MethodVariant, sel: str | None, label: str, extra: dict[str, Any] | None = None) -> str:
+        deps = dict(edit_deps)
+        if sel is not None:
+            deps["select"] = sel
+        params = {**base_edit, "editor": e.name, "settings": e.settings, **(extra or {})}
+        if fc is not None and plan.node_key("edit", params, deps) != fc:
+            deps["fc"] = fc
+        return plan.add("edit", params, deps, label)
+
+    # editors that ignore neurons: one node per model, shared by every finder and selector
+    plain_edits: dict[str, str] = {}
+    for e in cfg.editors:
+        cls = EDITORS.get(split_variant(e.name)[0])
+        if cls.uses_group_labels and not spec.has_groups:
+            continue
+        if not cls.uses_neurons:
+            plain_edits[e.label] = edit_node(e, None, f"edit {e.label} · {where}")
+
+    def neuron_edits(sel: str, source: str, extra: dict[str, Any]) -> dict[str, str | None]:
+        out: dict[str, str | None] = {}
+        for e in cfg.editors:
+            cls = EDITORS.get(split_variant(e.name)[0])
+            if cls.uses_group_labels and not spec.has_groups:
+                out[e.label] = None
+            elif not cls.uses_neurons:
+                out[e.label] = plain_edits[e.label]
+            else:
+                out[e.label] = edit_node(e, sel, f"edit {e.label} ← {source} · {where}", extra)
+        return out
+
+    def add_cells(
+        coords: dict[str, str],
+        fixed: list[str],
+        edits: dict[str, str | None],
+        visuals: dict[str, str],
+        editors: list[str] | None = None,
+    ) -> None:
+        e_labels: list[str | None] = list(
+            editors if editors is not None else [e.label for e in cfg.editors]
+        ) or [None]
+        v_labels: list[str | None] = list(visuals) or [None]
+        for e_label in e_labels:
+            for v_label in v_labels:
+                cell = {**coords, "editor": e_label or "-", "visualizer": v_label or "-"}
+                leaves = [k for k in fixed if k]
+                if e_label is not None:
+                    ek = edits.get(e_label)
+                    if ek is None:
+                        plan.skipped.append(
+                            {
+                                **cell,
+                                "why": f"editor {e_label} needs group labels; {d.name} has none",
+                            }
+                        )
+                    else:
+                        leaves.append(ek)
+                if v_label is not None:
+                    leaves.append(visuals[v_label])
+                plan.cells.append(Cell(cell, leaves))
+
+    cell_base = {"dataset": d.label, "model": m.label, "seed": str(seed)}
+    finders: list[MethodVariant | None] = list(cfg.finders) or [None]
+    finds: dict[str, str] = {}
+    for f in finders:
+        find = rec = None
+        if f is not None:
+            find = plan.add(
+                "find",
+                {"finder": f.name, "settings": f.settings, "seed": seed},
+                {"model": model, "val": feats["val"], "evaluate": ev},
+                f"find {f.label} · {where}",
+            )
+            finds[f.label] = find
+            if causal is not None:
+                rec = plan.add(
+                    "recovery",
+                    {
+                        **rec_params,
+                        "finder": f.name,
+                        "neuron_list": cfg.neuron_list,
+                        "candidate_pool": cfg.candidate_pool,
+                    },
+                    {**rec_deps, "find": find},
+                    f"recovery {f.label} · {where}",
+                )
+        selectors: list[MethodVariant | None] = list(cfg.selectors) or [None]
+        for s in selectors:
+            sel = edited = None
+            extra: dict[str, Any] = {}
+            if find is not None and f is not None and s is not None:
+                choice = selector_choice(cfg, s)
+                sel = plan.add(
+                    "select",
+                    {
+                        **data,
+                        "split": d.finder_split,
+                        "finder": f.name,
+                        "selector": s.name,
+                        "settings": {k: v for k, v in s.settings.items() if k not in CHOICE_KEYS},
+                        **choice,
+                        "gamma": cfg.gamma,
+                        "clip": cfg.clip,
+                        "seed": seed,
+                    },
+                    {"model": model, "val": feats["val"], "evaluate": ev, "find": find},
+                    f"select {s.label} ← {f.label} · {where}",
+                )
+                if causal is not None:
+                    edited = plan.add(
+                        "recovery",
+                        {
+                            **rec_params,
+                            **{k: choice[k] for k in ("neuron_list", "candidate_pool")},
+                        },
+                        {**rec_deps, "select": sel},
+                        f"recovery edited {f.label}/{s.label} · {where}",
+                    )
+                extra = {"finder_settings": f.settings, "selector_settings": s.settings}
+            edits: dict[str, str | None] = (
+                neuron_edits(sel, f"{f.label}/{s.label}", extra)
+                if sel is not None and f is not None and s is not None
+                else {e.label: plain_edits.get(e.label) for e in cfg.editors}
+            )
+            visuals: dict[str, str] = {}
+            for v in cfg.visualizers:
+                assert sel is not None and f is not None and s is not None
+                vdeps = {"model": model, "features": feats["vis"], "evaluate": ev, "select": sel}
+                if truth is not None and attrs_key is not None:
+                    vdeps.update({"truth": truth, "attributes": attrs_key})
+                visuals[v.label] = plan.add(
+                    "visualize",
+                    {
+                        **data,
+                        "visualizer": v.name,
+                        "settings": v.settings,
+                        "seed": seed,
+                        "split": cfg.visualize_split,
+                        **({"max_neurons": cfg.visualize_neurons} if cfg.visualize_neurons else {}),
+                        "batch_size": min(cfg.batch_size, 64),
+                        "experiment": cfg.name,
+                        "finder": f.name,
+                        "selector": s.name,
+                        "selector_settings": s.settings,
+                    },
+                    vdeps,
+                    f"visualize {v.label} ← {f.label}/{s.label} · {where}",
+                )
+            coords = {
+                **cell_base,
+                "finder": f.label if f else "-",
+                "selector": s.label if s else "-",
+            }
+            add_cells(coords, [k for k in (rec, edited) if k], edits, visuals)
+    # the controls: edited by every editor that uses neurons, at every k the selectors use
+    if cfg.controls and cfg.finders:
+        main = cfg.finders[0]  # whose imp gives the controls' γ (run_experiment: the main finder)
+        ks = sorted({int(selector_choice(cfg, s)["num_neurons"]) for s in cfg.selectors}) or [cfg.num_neurons]
+        for ctl in cfg.controls:
+            if ctl == "oracle-neurons" and causal is None:
+                plan.skipped.append(
+                    {
+                        **cell_base,
+                        "finder": ctl,
+                        "why": f"{ctl} needs a bundled benchmark's causal truth",
+                    }
+                )
+                continue
+            for k in ks:
+                cdeps = {"model": model, "find": finds[main.label]}
+                if causal is not None:
+                    cdeps["causal"] = causal
+                klabel = ctl if len(ks) == 1 else f"{ctl}[k={k}]"
+                sel = plan.add(
+                    "select",
+                    {
+                        "dataset": d.name,
+                        "control": ctl,
+                        "finder": main.name,
+                        "num_neurons": k,
+                        "neuron_list": cfg.neuron_list,
+                        "gamma": cfg.gamma,
+                        "seed": seed,
+                    },
+                    cdeps,
+                    f"select {klabel} · {where}",
+                )
+                edited = None
+                if causal is not None:
+                    edited = plan.add(
+                        "recovery",
+                        {
+                            **rec_params,
+                            "neuron_list": cfg.neuron_list,
+                            "candidate_pool": cfg.candidate_pool,
+                        },
+                        {**rec_deps, "select": sel},
+                        f"recovery edited {klabel} · {where}",
+                    )
+                edits = neuron_edits(sel, klabel, {})
+                neuron_editors = [
+                    e.label
+                    for e in cfg.editors
+                    if edits[e.label] is not None and edits[e.label] not in plain_edits.values()
+                ]
+                add_cells(
+                    {**cell_base, "finder": klabel, "selector": "-"},
+                    [edited] if edited else [],
+                    edits,
+                    {},
+                    neuron_editors,
+                )
 
 
 def plan_text(plan: Plan) -> str:
