@@ -251,7 +251,11 @@ FOCUSED: dict[str, Target] = {
     # ConceptSelector.label is left out: its test trains the benchmark's attribute classifiers (about
     # 10 s a mutant at niceness 15); so is NeuronVisuals (caching, no number)
     "selectors": Target(
-        ("neuroinspect/methods/selectors/*.py", "neuroinspect/harness/choice.py"),
+        (
+            "neuroinspect/methods/selectors/*.py",
+            "neuroinspect/harness/choice.py",
+            "neuroinspect/harness/pipeline.py",
+        ),
         ("tests/test_selectors.py", "tests/test_causal_truth.py", "tests/test_choice.py"),
         # 20 s: three visual selectors end to end on optimized images (a run-through, no numbers
         # checked); the caching it covers (NeuronVisuals.get) is outside the measured functions.
@@ -297,9 +301,13 @@ FOCUSED: dict[str, Target] = {
             "class_means",
             "select_sets",
             "causal_records",
+            "list_records",
+            "edited_record",
             "gamma_for",
             "attribute_mask",
-        ),
+        )
+        # select_sets' per-pair choice and its controls, moved out of choice.py
+        + _only("neuroinspect.harness.pipeline", "select_pair", "control_set"),
     ),
     "statistics": Target(
         (
