@@ -114,3 +114,17 @@ def test_a_report_lists_the_files_the_run_wrote(tmp_path) -> None:  # noqa: ANN0
     text = write_experiment_report(res, tmp_path).read_text()
     assert "`model/best.pt` and `model/train_log.json`" in text and "the best epoch was 4 of 6" in text
     assert "; 12 s." in text and "| train | 12.0 |" in text  # one training time, in the text and the table
+
+
+def test_the_summary_describes_fc_as_plain_retraining_when_the_pipeline_edits_surgically() -> None:
+    """``fc`` is the neuroinspect editor without its neuron term; beside ``surgical`` it is plain retraining."""
+    edits = {
+        "surgical": _edit([0.97, 0.85, 0.80, 0.95], 0.86, 0.93),
+        "fc": _edit([0.97, 0.85, 0.70, 0.95], 0.83, 0.92),
+    }
+    res = _result(edits)
+    res.config = ExperimentConfig(dataset="spurious-shapes", editors=["surgical", "fc"])
+    text = "\n".join(plain_summary(res))
+    assert "the pipeline (`surgical`)" in text
+    assert "better than `fc` (plain retraining of the decision layer) (+10.0 points)" in text
+    assert "without the neuron term" not in text

@@ -895,6 +895,10 @@ def plain_summary(result: Any) -> list[str]:
             for n, e in controls.items():
                 diff, word = _verdict(ours["after"], e["after"], key)
                 what = CONTROLS[n] if n != "random-neurons" or same is None else f"`{lead}` on random neurons"
+                if (
+                    n == "fc" and lead != PAPER_EDITOR
+                ):  # fc is neuroinspect without its neuron term, not e.g. surgical
+                    what = "`fc` (plain retraining of the decision layer)"
                 parts.append(f"{word} {what} ({diff:+.1f} points)")
             ci = (ours["after"].get("ci") or {}).get(key)
             half = f" ±{100 * (ci[1] - ci[0]) / 2:.1f} points" if ci else ""
