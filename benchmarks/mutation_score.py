@@ -301,13 +301,54 @@ FOCUSED: dict[str, Target] = {
             "class_means",
             "select_sets",
             "causal_records",
-            "list_records",
-            "edited_record",
             "gamma_for",
             "attribute_mask",
         )
         # select_sets' per-pair choice and its controls, moved out of choice.py
         + _only("neuroinspect.harness.pipeline", "select_pair", "control_set"),
+    ),
+    # the other steps that run_experiment and the sweep's stages both call, and choice.py's per-list and
+    # edited-set records (split out of causal_records, which the selectors target keeps); train_model
+    # and resolve_clip are left out: each trains a model (minutes a mutant), and no number of a table
+    # is computed in them
+    "pipeline": Target(
+        ("neuroinspect/harness/pipeline.py", "neuroinspect/harness/choice.py"),
+        (
+            "tests/test_pipeline_steps.py",
+            "tests/test_choice.py",
+            "tests/test_experiment.py",
+        ),
+        # end-to-end runs (a model trained, then every step; 1-3 min each, once per mutant they reach):
+        # each step's answer is checked on hand-made features by test_pipeline_steps.py
+        deselect=(
+            "tests/test_experiment.py::test_demo_with_config_writes_report_records_and_leaderboard",
+            "tests/test_experiment.py::test_bench_run_aggregates_seeds_and_resumes",
+        ),
+        timeout_constant=10.0,
+        only=_only(
+            "neuroinspect.harness.pipeline",
+            "choose_class",
+            "worst_class_accuracy",
+            "train_group_counts",
+            "class_mistakes",
+            "run_finder",
+            "measure_causal",
+            "selection_context",
+            "candidates",
+            "set_gamma",
+            "edit_and_measure",
+            "edit_record",
+            "is_plain_fc",
+            "relative_to_fc",
+        )
+        + _only(
+            "neuroinspect.harness.choice",
+            "list_records",
+            "edited_record",
+            "no_edit",
+            "make_selectors",
+            "needs_clip",
+        ),
     ),
     "statistics": Target(
         (
