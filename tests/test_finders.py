@@ -483,3 +483,115 @@ def test_debug_passes_finder_settings_and_prints_gamma_for_the_neurons_edit_uses
     assert main([*base, "--finder-param", "baselin=zero", "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert "--finder gradient has no setting 'baselin'; it takes: baseline." in err and "Traceback" not in err
+
+
+# -- the class-c mistakes and the baselines' result ------------------------------------------------------
+def _split_with_known_mistakes(meta: dict[str, Any] | None = None) -> tuple[nn.Linear, FeatureSet]:
+    """Six samples, three classes over two neurons; class 1: rows 0, 1, 2, 5, of which the stored
+    logits got 1 and 2 wrong (predicted 0 and 2). A layer without bias that reads neuron 1 as class 1:
+    row 2 (neuron 1 high) is already class 1 under it, row 1 is not."""
+    dec = nn.Linear(2, 3, bias=False)
+    with torch.no_grad():
+        dec.weight.copy_(torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.0, 0.0]]))
+    feats = torch.tensor([[0.0, 2.0], [3.0, 1.0], [1.0, 4.0], [5.0, 0.0], [0.0, 0.0], [1.0, 3.0]])
+    labels = torch.tensor([1, 1, 1, 0, 2, 1])
+    logits = F.one_hot(torch.tensor([1, 0, 2, 0, 1, 1]), 3).float()
+    fs = FeatureSet(
+        features=feats,
+        logits=logits,
+        labels=labels,
+        groups=None,
+        indices=torch.arange(20, 26),
+        paths=[f"img/{i}" for i in range(6)],
+        meta={"split": "val"} if meta is None else meta,
+    )
+    return dec, fs
+
+
+def test_select_mistakes_on_a_hand_made_split() -> None:
+    from neuroinspect.methods.finders.base import select_mistakes
+
+    dec, fs = _split_with_known_mistakes()
+    m = select_mistakes(dec, fs, 1)
+    assert m.class_idx == 1 and m.split == "val" and len(m) == 2
+    assert m.positions.tolist() == [1, 2] and m.indices.tolist() == [21, 22]
+    assert m.paths == ["img/1", "img/2"] and m.stored_preds.tolist() == [0, 2]
+    assert m.features.tolist() == [[3.0, 1.0], [1.0, 4.0]] and m.features.dtype == torch.float32
+    assert m.already_correct.tolist() == [False, True]
+    # the class mean is over every class-1 sample, right or wrong; the all-mean over the split
+    torch.testing.assert_close(m.class_mean, torch.tensor([1.25, 2.5]))
+    torch.testing.assert_close(m.all_mean, torch.tensor([10.0, 10.0]) / 6)
+    assert m.correct_features.tolist() == [[0.0, 2.0], [1.0, 3.0]]  # the class-1 samples the logits got right
+    # the counterfactual reports the mistakes in the same order, with their stored predictions
+    r = FINDERS.get("counterfactual")().find(dec, fs, 1, show_progress=False)
+    assert [(s["index"], s["path"], s["stored_pred"]) for s in r.samples] == [
+        (21, "img/1", 0),
+        (22, "img/2", 2),
+    ]
+    assert [s["status"] for s in r.samples] == ["corrected", "already_correct"]
+    assert r.split == "val"
+
+
+def test_no_mistakes_says_why_and_where() -> None:
+    from neuroinspect.methods.finders.base import select_mistakes
+
+    dec, fs = _split_with_known_mistakes()
+    with pytest.raises(
+        UserError,
+        match=r"^class 0 has no mistakes on split 'val' \(all 1 of its samples are classified correctly\); "
+        r"choose another class or split\.$",
+    ):
+        select_mistakes(dec, fs, 0)
+    fs.labels = torch.tensor([1, 1, 1, 0, 0, 1])  # no class-2 sample left
+    with pytest.raises(UserError, match=r"^class 2 has no mistakes on split 'val' \(it has no samples\)"):
+        select_mistakes(dec, fs, 2)
+    dec, unnamed = _split_with_known_mistakes(meta={})
+    with pytest.raises(UserError, match=r"^class 0 has no mistakes on this split \("):
+        select_mistakes(dec, unnamed, 0)
+    assert select_mistakes(dec, unnamed, 1).split is None
+
+
+@pytest.mark.parametrize("name", ["contribution", "gradient", "random", "margin-deficit"])
+def test_a_baseline_reports_its_mistakes_counts_and_settings(name: str) -> None:
+    dec, fs = _split_with_known_mistakes()
+    r = FINDERS.get(name)(top=1).find(dec, fs, 1, seed=5, show_progress=False)
+    assert r.method == name and r.class_idx == 1 and r.split == "val"
+    assert r.samples == [
+        {"index": 21, "path": "img/1", "stored_pred": 0, "status": "mistake"},
+        {"index": 22, "path": "img/2", "stored_pred": 2, "status": "already_correct"},
+    ]
+    assert r.counts["mistakes"] == 2 and r.counts["already_correct"] == 1
+    assert r.counts["corrected"] is None and r.counts["never_flipped"] is None and r.never_flipped == []
+    assert r.settings["seed"] == 5 and r.settings["top"] == 1
+    assert r.score_name == FINDERS.get(name).score_name and r.imp_reference == "class_mean"
+    assert r.tiebreak is None and r.shifts is None and r.wall_seconds > 0
+    # the lists: at most `top` rows, neurons with a positive score only, split by direction
+    assert len(r.insufficient) <= 1 and len(r.excessive) <= 1
+    assert r.scores.dtype == torch.float64 and float(r.scores.min()) >= 0
+    torch.testing.assert_close(r.insufficient_scores + r.excessive_scores, r.scores)
+    assert not bool(((r.insufficient_scores > 0) & (r.excessive_scores > 0)).any())
+    for row in r.insufficient:
+        assert row["prec5"] == float(r.insufficient_scores[row["neuron"]]) > 0
+        assert row["imp"] == float(r.imp[row["neuron"]])
+    for row in r.excessive:
+        assert row["prec5"] == float(r.excessive_scores[row["neuron"]]) > 0
+    if name in ("contribution", "margin-deficit"):
+        assert r.counts["correct"] == 2
+    ref = FINDERS.get(name)(ref=True).find(dec, fs, 1, seed=5, show_progress=False)
+    assert ref.imp_reference == "all_mean" and ref.settings["ref"] is True
+
+
+def test_baseline_lists_rank_by_score_then_index_and_stop_at_top() -> None:
+    from neuroinspect.methods.finders.baselines import _rows
+
+    resp = torch.tensor([0.5, 2.0, 0.0, 2.0, -1.0, 0.25], dtype=torch.float64)
+    mask = torch.tensor([True, True, True, True, True, False])
+    imp = torch.arange(6, dtype=torch.float64) / 10
+    rows = _rows(resp, mask, imp, 10)
+    assert [(r["neuron"], r["prec5"], r["imp"]) for r in rows] == [
+        (1, 2.0, 0.1),
+        (3, 2.0, 0.3),
+        (0, 0.5, 0.0),
+    ]
+    assert [r["neuron"] for r in _rows(resp, mask, imp, 2)] == [1, 3]
+    assert [r["neuron"] for r in _rows(resp, ~mask, imp, 10)] == [5]
