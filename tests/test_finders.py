@@ -564,7 +564,7 @@ def test_a_baseline_reports_its_mistakes_counts_and_settings(name: str) -> None:
     assert r.counts["corrected"] is None and r.counts["never_flipped"] is None and r.never_flipped == []
     assert r.settings["seed"] == 5 and r.settings["top"] == 1
     assert r.score_name == FINDERS.get(name).score_name and r.imp_reference == "class_mean"
-    assert r.tiebreak is None and r.shifts is None and r.wall_seconds > 0
+    assert r.tiebreak is None and r.shifts is None and 0 < r.wall_seconds < 60
     # the lists: at most `top` rows, neurons with a positive score only, split by direction
     assert len(r.insufficient) <= 1 and len(r.excessive) <= 1
     assert r.scores.dtype == torch.float64 and float(r.scores.min()) >= 0
@@ -595,3 +595,204 @@ def test_baseline_lists_rank_by_score_then_index_and_stop_at_top() -> None:
     ]
     assert [r["neuron"] for r in _rows(resp, mask, imp, 2)] == [1, 3]
     assert [r["neuron"] for r in _rows(resp, ~mask, imp, 10)] == [5]
+
+
+def test_gamma_heuristic_checks_its_neurons_and_computes_in_float64() -> None:
+    imp = [1.3, 0.7, 1.6]
+    assert gamma_heuristic(imp, [0]) == pytest.approx(1.1)  # neuron 0 is a neuron
+    assert gamma_heuristic(imp, [2, 0]) == pytest.approx(1.1)
+    for bad in ([3], [-1], [0, 3]):
+        with pytest.raises(
+            UserError,
+            match=rf"^neuron index {bad[-1]} is out of range: the decision layer has 3 input neurons, 0\.\.2\.$",
+        ):
+            gamma_heuristic(imp, bad)
+    with pytest.raises(UserError, match="^select at least one neuron to compute the editing target γ.$"):
+        gamma_heuristic(imp, [])
+    # a float32 imp gives the γ of its values computed in float64 (the value records store)
+    imp32 = torch.tensor([1.1, 1.7], dtype=torch.float32)
+    assert gamma_heuristic(imp32, [0, 1]) == 1.0 + (float(imp32[0]) - 1.0) / 3.0
+
+
+def test_imp_with_a_bias_chunked_and_without_a_bias() -> None:
+    dec = _linear([[1.0, 0.0, 2.0, -1.0, 0.5], [0.0, 1.0, -1.0, 1.0, 0.0]], [0.75, -0.5])
+    f = torch.tensor([2.0, 1.0, 0.5, 1.5, 3.0])
+    W, b = dec.weight.detach().double(), dec.bias.detach().double()
+
+    def p0(x: torch.Tensor) -> float:
+        return float(torch.softmax(W @ x.double() + b, dim=0)[0])
+
+    by_hand = []
+    for n in range(5):
+        knocked = f.clone()
+        knocked[n] = 0.0
+        by_hand.append(p0(f) / p0(knocked))
+    expected = torch.tensor(by_hand, dtype=torch.float64)
+    torch.testing.assert_close(importance(dec, f, 0), expected)
+    torch.testing.assert_close(importance(dec, f, 0, chunk=2), expected)  # chunks of 2, 2, 1
+    torch.testing.assert_close(importance(dec, f, 0, chunk=3), expected)
+    # no bias: the same as a zero bias
+    nobias = nn.Linear(5, 2, bias=False)
+    with torch.no_grad():
+        nobias.weight.copy_(dec.weight)
+    zero = _linear(dec.weight.detach(), [0.0, 0.0])
+    torch.testing.assert_close(importance(nobias, f, 1, chunk=2), importance(zero, f, 1))
+
+
+def test_select_mistakes_reads_the_bias_and_a_missing_split_or_prediction() -> None:
+    from neuroinspect.methods.finders.base import select_mistakes
+
+    dec, fs = _split_with_known_mistakes(meta=None)  # type: ignore[arg-type]
+    fs.meta = None  # type: ignore[assignment]
+    assert select_mistakes(dec, fs, 1).split is None
+    # a bias toward class 0 makes row 2 a mistake under this layer too
+    biased = _linear(dec.weight.detach(), [4.0, 0.0, 0.0])
+    assert select_mistakes(biased, fs, 1).already_correct.tolist() == [False, False]
+    # features cached without logits: every class-c sample counts as a mistake, with prediction -1
+    fs.logits = torch.zeros(0, 3)
+    m = select_mistakes(dec, fs, 1)
+    assert m.positions.tolist() == [0, 1, 2, 5] and m.stored_preds.tolist() == [-1] * 4
+
+
+def _listed(ins: int, exc: int, d: int = 16) -> FinderResult:
+    zeros = torch.zeros(d, dtype=torch.float64)
+    return FinderResult(
+        method="hand",
+        class_idx=0,
+        insufficient=[{"neuron": n, "prec5": 1.0, "imp": 1.0} for n in range(ins)],
+        excessive=[{"neuron": d - 1 - n, "prec5": 1.0, "imp": 1.0} for n in range(exc)],
+        scores=zeros,
+        insufficient_scores=zeros,
+        excessive_scores=zeros,
+        imp=torch.ones(d, dtype=torch.float64),
+        counts={},
+    )
+
+
+def test_top_neurons_and_ordered_read_the_whole_printed_list() -> None:
+    r = _listed(ins=12, exc=3)
+    assert r.top_neurons() == list(range(10))  # the insufficient list, 10 rows by default
+    assert r.top_neurons("excessive") == [15, 14, 13]
+    assert r.ordered("insufficient")[:12] == list(range(12))  # every printed row first, not 10
+    assert sorted(r.ordered("insufficient")) == list(range(16))
+    with pytest.raises(ValueError, match="which must be 'both', 'insufficient' or 'excessive', got 'all'"):
+        r.ranking("all")
+
+
+def test_vote_topk_defaults_rows_and_first_appearance() -> None:
+    votes = vote_topk(A_HAND, negative=False)  # defaults: k = 5, the fixed rules
+    assert votes.counts.dtype == torch.int64
+    assert votes.counts.tolist() == vote_topk(A_HAND, negative=False, k=5, ref=False).counts.tolist()
+    assert vote_topk(torch.arange(1.0, 8.0)[None], negative=False).per_row == [[6, 5, 4, 3, 2]]  # top 5
+    assert votes.counts.tolist() != vote_topk(A_HAND, negative=False, ref=True).counts.tolist()
+    v = vote_topk(A_HAND, negative=False, k=3)
+    assert v.rows == 5 and v.voting_rows == 4
+    assert v.per_row == [[0, 1, 2], [], [0], [], [1, 3, 0]]  # skipped and all-negative rows: empty
+    assert v.first_seen == [0, 1, 3, 2]  # rank 1 row by row (0, 0, 1), then rank 2 (1, 3), rank 3 (2, 0)
+    ref = vote_topk(A_HAND, negative=True, k=3, ref=True)
+    assert ref.per_row == [[6, 5, 4], [], [], [6, 5, 4], [5, 2]]
+    assert ref.first_seen == [6, 5, 2, 4]  # n2 is a rank-2 vote, n4 only rank 3
+
+
+def test_aggregate_vote_default_cut_and_denominators() -> None:
+    # one row of 200 shifts: n0..n4 voted; with 28 such rows and a denominator of 800, each has 3.5%
+    A = torch.zeros(28, 8)
+    A[:, :5] = torch.tensor([5.0, 4.0, 3.0, 2.0, 1.0])
+    votes = vote_topk(A, negative=False)
+    assert list(aggregate_vote(votes, 800)) == [0, 1, 2, 3, 4]  # 3.5% > the default cut of 3%
+    assert aggregate_vote(votes, 800, cut_ratio=4.0) == {}
+    assert aggregate_vote(votes, 0) == {}  # no denominator: nothing is voted for
+    one = vote_topk(A[:1], negative=False, k=2)
+    assert aggregate_vote(one, 1) == {0: 1.0, 1: 1.0}  # a single corrected mistake
+    # build_list keeps 30 rows by default
+    ranked = {n: 1.0 - n / 100 for n in range(31)}
+    rows = build_list(ranked, {}, torch.ones(31, dtype=torch.float64))
+    assert [r["neuron"] for r in rows] == list(range(30))
+
+
+@pytest.mark.parametrize("name", ["counterfactual", "contribution", "gradient", "random", "margin-deficit"])
+def test_a_finder_called_without_a_seed_records_seed_0(name: str) -> None:
+    dec, fs = _split_with_known_mistakes()
+    assert FINDERS.get(name)().find(dec, fs, 1, show_progress=False).settings["seed"] == 0
+
+
+def _correct_count_case(n_correct: int) -> tuple[nn.Linear, FeatureSet]:
+    """Class 0 over three neurons: two mistakes (rows of M) and ``n_correct`` correct samples (rows of C)."""
+    dec = _linear([[1.0, -2.0, 0.5], [-1.0, 2.0, 0.0]], [0.0, 0.0])
+    M = torch.tensor([[1.0, 3.0, 2.5], [3.0, 1.0, 1.5]])  # mean (2, 2, 2)
+    C = torch.tensor([[4.0, 1.0, 1.25], [2.0, 2.0, 2.75], [0.0, 0.0, 0.0]])[:n_correct]
+    feats = torch.cat([M, C])
+    logits = torch.tensor([[0.0, 1.0]] * 2 + [[1.0, 0.0]] * n_correct)
+    return dec, _featureset(feats, torch.zeros(2 + n_correct), logits)
+
+
+def test_contribution_against_no_one_or_several_correct_samples() -> None:
+    w0 = torch.tensor([1.0, -2.0, 0.5], dtype=torch.float64)
+    mistakes = torch.tensor([2.0, 2.0, 2.0], dtype=torch.float64)
+    for n_correct, ref_mean, reference in (
+        (0, torch.zeros(3, dtype=torch.float64), "zero"),
+        (1, torch.tensor([4.0, 1.0, 1.25], dtype=torch.float64), "correct_class_mean"),
+        (2, torch.tensor([3.0, 1.5, 2.0], dtype=torch.float64), "correct_class_mean"),
+    ):
+        dec, fs = _correct_count_case(n_correct)
+        r = FINDERS.get("contribution")().find(dec, fs, 0)
+        delta_f = mistakes - ref_mean
+        torch.testing.assert_close(r.scores, (-w0 * delta_f).clamp_min(0))
+        assert r.settings["reference"] == reference and r.counts["correct"] == n_correct
+        # the list follows where the activation moved: lower on the mistakes -> insufficient
+        for row in r.insufficient:
+            assert delta_f[row["neuron"]] < 0
+        for row in r.excessive:
+            assert delta_f[row["neuron"]] >= 0
+    # 2 correct: Δf = (−1, 0.5, 0); n1 rose by less than 1 and opposes class 0: excessive
+    dec, fs = _correct_count_case(2)
+    r = FINDERS.get("contribution")().find(dec, fs, 0)
+    assert r.top_neurons("insufficient") == [0] and r.top_neurons("excessive") == [1]
+
+
+def test_gradient_with_the_class_mean_baseline_matches_autograd() -> None:
+    for n_correct in (0, 1, 2):
+        dec, fs = _correct_count_case(n_correct)
+        r = FINDERS.get("gradient")(baseline="class_mean").find(dec, fs, 0)
+        f = fs.features[:2].double().clone().requires_grad_(True)
+        logp = torch.log_softmax(F.linear(f, dec.weight.double(), dec.bias.double()), dim=1)[:, 0].sum()
+        (g,) = torch.autograd.grad(logp, f)
+        base = fs.features[2:].double().mean(0) if n_correct else torch.zeros(3, dtype=torch.float64)
+        dev = f.detach() - base
+        torch.testing.assert_close(r.scores, (-(g * dev).mean(0)).clamp_min(0))
+        insufficient = dev.mean(0) < 0
+        assert all(bool(insufficient[x["neuron"]]) for x in r.insufficient)
+        assert not any(bool(insufficient[x["neuron"]]) for x in r.excessive)
+    # the two mistakes sit symmetrically around the correct samples' mean on n1 (mean deviation 0) but their
+    # gradients differ: responsible, and (not lower on average) excessive
+    dec, fs = _correct_count_case(2)
+    fs.features[:2, 1] = torch.tensor([2.5, 0.5])  # around 1.5
+    r = FINDERS.get("gradient")(baseline="class_mean").find(dec, fs, 0)
+    assert float(r.scores[1]) > 0 and 1 in [x["neuron"] for x in r.excessive]
+
+
+def test_margin_deficit_direction_with_one_correct_sample_and_a_zero_mean_gap() -> None:
+    # three classes; the two class-0 mistakes were predicted as 1 and 2 (d differs), one correct sample
+    dec = nn.Linear(3, 3, bias=False)
+    with torch.no_grad():
+        dec.weight.copy_(torch.tensor([[1.0, 0.0, 0.0], [0.5, 2.0, 0.0], [0.0, 0.0, 3.0]]))
+    feats = torch.tensor([[3.0, 3.0, 0.0], [1.0, 0.0, 1.0], [2.0, 1.0, 2.0]])
+    logits = torch.tensor([[0.0, 1.0, 0.0], [0.0, 0.0, 1.0], [1.0, 0.0, 0.0]])
+    r = FINDERS.get("margin-deficit")().find(dec, _featureset(feats, torch.zeros(3), logits), 0)
+    assert r.settings["prototype"] == "correct_class_mean" and r.counts["correct"] == 1
+    # d = W[0] − W[k]: (0.5, −2, 0) and (1, 0, −3); proto − f: (−1, −2, 2) and (1, 1, 1)
+    torch.testing.assert_close(r.scores, torch.tensor([0.25, 2.0, 0.0], dtype=torch.float64))
+    # n0: the mistakes' mean equals the prototype (a zero gap), yet it is responsible: not lacking, so
+    # excessive; n1 is above the prototype: excessive; n2 (−1.5) is not responsible
+    assert r.top_neurons("excessive") == [1, 0] and r.insufficient == []
+    # no correct sample: the prototype is 0
+    none = FINDERS.get("margin-deficit")().find(dec, _featureset(feats[:2], torch.zeros(2), logits[:2]), 0)
+    assert none.settings["prototype"] == "zero" and none.counts["correct"] == 0
+
+
+def test_random_finder_scores_lie_in_0_1_and_fill_both_lists() -> None:
+    dec, fs = _random_problem(seed=4)
+    r = FINDERS.get("random")(top=32).find(dec, fs, 1, seed=2)
+    assert float(r.scores.min()) > 0 and float(r.scores.max()) < 1
+    assert len(r.insufficient) + len(r.excessive) == 32  # every neuron is listed, on one side or the other
+    assert 4 < len(r.insufficient) < 28
