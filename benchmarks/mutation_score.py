@@ -402,6 +402,7 @@ class Mutant:
     function: str = ""  # ``group_counts`` or ``Class.method``
     before: str = ""  # the lines the mutant changes, each stripped, joined by "\n"
     after: str = ""
+    context: str = ""  # the unchanged line just above the changed ones, stripped
     reason: str | None = None  # set when the mutant is listed as equivalent
 
 
@@ -462,6 +463,18 @@ def changed_lines(diff: str) -> tuple[str, str]:
     return "\n".join(removed), "\n".join(added)
 
 
+def context_line(diff: str) -> str:
+    """The unchanged line just above the first changed line of a unified diff, stripped ("" if none)."""
+    last = ""
+    for line in diff.splitlines():
+        if line.startswith(("---", "+++", "@@")):
+            continue
+        if line.startswith(("-", "+")):
+            return last
+        last = line[1:].strip() if line.startswith(" ") else line.strip()
+    return last
+
+
 def status_of(exit_code: int | None) -> str:
     from mutmut.stats import status_by_exit_code
 
@@ -478,10 +491,14 @@ class Equivalent:
     before: str
     after: str
     reason: str
+    #: the unchanged line just above, for mutants whose changed lines alone are ambiguous (two
+    #: ``continue`` → ``break`` in one function); ``None``: any
+    context: str | None = None
 
 
 def load_equivalents(path: Path = EQUIVALENT_FILE) -> list[Equivalent]:
-    """The reviewed list: ``[[mutant]]`` tables with ``file``, ``function``, ``before``, ``after``, ``reason``."""
+    """The reviewed list: ``[[mutant]]`` tables with ``file``, ``function``, ``before``, ``after``, ``reason``
+    and, where those are ambiguous, ``context`` (the unchanged line just above the change)."""
     if not path.exists():
         return []
     data = tomllib.loads(path.read_text(encoding="utf-8"))
@@ -499,6 +516,7 @@ def load_equivalents(path: Path = EQUIVALENT_FILE) -> list[Equivalent]:
                 _norm(entry["before"]),
                 _norm(entry["after"]),
                 entry["reason"].strip(),
+                entry["context"].strip() if "context" in entry else None,
             )
         )
     return out
@@ -528,7 +546,7 @@ def apply_equivalents(
                     mutant.function,
                     mutant.before,
                     mutant.after,
-                ):
+                ) and eq.context in (None, mutant.context):
                     mutant.reason = eq.reason
                     used.add(i)
                     if mutant.status in ("killed", "timeout"):
@@ -564,7 +582,9 @@ def read_results(workdir: Path, files: Sequence[str], only: Sequence[str] = ()) 
                 if only and not any(fnmatch.fnmatch(name, pattern) for pattern in only):
                     continue
                 mutant = Mutant(name, file, status_of(code), function_of(name))
-                mutant.before, mutant.after = changed_lines(get_diff_for_mutant(name, path=file))
+                diff = get_diff_for_mutant(name, path=file)
+                mutant.before, mutant.after = changed_lines(diff)
+                mutant.context = context_line(diff)
                 module.mutants.append(mutant)
             out.append(module)
     return out
@@ -710,6 +730,7 @@ def summary(modules: Sequence[ModuleScore]) -> dict[str, Any]:
                         "status": s.status,
                         "before": s.before,
                         "after": s.after,
+                        "context": s.context,
                     }
                     for s in m.survivors()
                 ],

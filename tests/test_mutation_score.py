@@ -163,9 +163,31 @@ def test_equivalent_list_needs_every_field_and_a_reason(tmp_path: Path) -> None:
         _equivalents(tmp_path / "b.toml", EQUIV.replace('reason = "at', 'reason = " "\n#'))
 
 
+def test_the_line_above_tells_apart_mutants_that_change_the_same_line(tmp_path: Path) -> None:
+    diff = "--- a\n+++ b\n@@ -1,4 +1,4 @@\n     for n in xs:\n         if n < 0:\n-            continue\n+            break\n"
+    assert ms.changed_lines(diff) == ("continue", "break") and ms.context_line(diff) == "if n < 0:"
+    module = ms.ModuleScore("pkg/tiny.py")
+    for name, context, status in (("m_1", "if n < 0:", "killed"), ("m_2", "if n > 9:", "survived")):
+        module.mutants.append(ms.Mutant(name, "pkg/tiny.py", status, "f", "continue", "break", context))
+    entry = (
+        EQUIV.replace('"clip"', '"f"')
+        .replace('"if x < lo:"', '"continue"')
+        .replace('"if x <= lo:"', '"break"')
+    )
+    stale, contradicted = ms.apply_equivalents(
+        [module], _equivalents(tmp_path / "eq.toml", entry + 'context = "if n > 9:"\n')
+    )
+    assert stale == [] and contradicted == [] and module.equivalent == 1
+    assert [m.name for m in module.mutants if m.reason] == ["m_2"]
+    # without a context the first mutant with those lines takes the entry: here the killed one
+    module.mutants[1].reason = None
+    _, contradicted = ms.apply_equivalents([module], _equivalents(tmp_path / "eq2.toml", entry))
+    assert [m.name for m in contradicted] == ["m_1"]
+
+
 def test_the_committed_equivalent_list_is_well_formed() -> None:
     entries = ms.load_equivalents()
-    keys = [(e.file, e.function, e.before, e.after) for e in entries]
+    keys = [(e.file, e.function, e.before, e.after, e.context) for e in entries]
     assert len(keys) == len(set(keys))  # one reason per mutant
     for e in entries:
         assert (BENCHMARKS.parent / e.file).exists(), e.file
