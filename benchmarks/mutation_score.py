@@ -531,11 +531,12 @@ def apply_equivalents(
 ) -> tuple[list[Equivalent], list[Mutant]]:
     """Mark listed mutants (matched on file, function and the changed lines) with their reason.
 
-    Returns the entries of files in ``modules`` that matched no mutant (stale: the code changed since
-    the review) and the listed mutants that were killed (not equivalent after all).
+    Returns the entries of functions in ``modules`` that matched no mutant (stale: the code changed
+    since the review; entries of functions a target's ``only`` leaves out are not its business) and the
+    listed mutants that were killed (not equivalent after all).
     """
     modules = list(modules)
-    files = {m.file for m in modules}
+    functions = {(m.file, m.function) for module in modules for m in module.mutants}
     used: set[int] = set()
     killed_but_listed = []
     for module in modules:
@@ -552,7 +553,7 @@ def apply_equivalents(
                     if mutant.status in ("killed", "timeout"):
                         killed_but_listed.append(mutant)
                     break
-    stale = [eq for i, eq in enumerate(equivalents) if eq.file in files and i not in used]
+    stale = [eq for i, eq in enumerate(equivalents) if (eq.file, eq.function) in functions and i not in used]
     return stale, killed_but_listed
 
 
