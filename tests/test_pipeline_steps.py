@@ -499,6 +499,9 @@ def test_make_selectors_checks_settings_before_any_work(tmp_path: Path) -> None:
     cfg.selector_settings = {"labels": {"file": str(file), "min_votes": 2}}
     sels = make_selectors(cfg, interactive=False)
     assert list(sels) == ["top", "labels"] and sels["labels"].min_votes == 2
+    # on a terminal the labels selector asks instead of reading a file: no error
+    cfg.selector_settings = {}
+    assert make_selectors(cfg, interactive=True)["labels"].file is None
     cfg.selector_settings = {"labels": {"file": str(file), "nope": 1}}
     with pytest.raises(UserError, match="selector_settings.labels: .*nope"):
         make_selectors(cfg, interactive=False)
@@ -583,4 +586,40 @@ def test_measure_causal_scores_the_given_mistakes_against_the_given_threshold(ti
     strict = causal_truth(effects, 0.25)
     assert np.array_equal(truth.insufficient, strict.insufficient) and np.array_equal(
         truth.excessive, strict.excessive
+    )
+
+
+def test_the_recovery_records_count_the_attribute_labels_of_the_neurons() -> None:
+    from neuroinspect.harness.choice import edited_record, list_records
+    from neuroinspect.methods.causal_truth import causal_truth, effects_from_activations
+
+    d = 6
+    effect = np.array([0.0, 1.0, 0.0, 3.0, -1.0, 2.0])
+    W = np.zeros((2, d))
+    W[1] = 1.0
+    effects = effects_from_activations(np.zeros((1, d)), effect[None, None, :], W, None, 1, [0])
+    truth = causal_truth(effects)
+    fres = _imp_result([1.0] * d)
+    fres.insufficient = [{"neuron": n, "prec5": 1.0, "imp": 1.0} for n in (3, 5, 0)]
+    labels = ["core", "spurious", "core", "spurious", "dead", "mixed"]
+    common: dict[str, Any] = {
+        "attribute_labels": labels,
+        "dataset": "spurious-shapes",
+        "model": "m",
+        "seed": 0,
+        "provenance": PROV,
+        "config": {"experiment": "e"},
+    }
+    ins, exc = list_records("contribution:x", fres, effects, truth, ks=(2, 3), **common)
+    assert ins["config"]["list"] == "insufficient" and exc["config"]["list"] == "excessive"
+    assert ins["metrics"]["attribute_labels_at_k"] == {
+        "2": {"spurious": 1, "mixed": 1},
+        "3": {"spurious": 1, "mixed": 1, "core": 1},
+    }
+    ns = NeuronSet("random-neurons", "random-neurons", None, [4, 1])
+    rec = edited_record(ns, effects, truth, k=2, **common)
+    assert rec["metrics"]["attribute_labels"] == {"dead": 1, "spurious": 1}
+    assert (
+        "attribute_labels"
+        not in edited_record(ns, effects, truth, k=2, **{**common, "attribute_labels": None})["metrics"]
     )
