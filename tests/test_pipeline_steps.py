@@ -517,6 +517,7 @@ def test_selection_context_holds_what_the_selectors_read() -> None:
         feats, torch.zeros(3, 2), torch.tensor([0, 0, 1]), None, torch.arange(3), ["a", "b", "c"]
     )
     dec = nn.Linear(2, 3)
+    clip = object()  # a loaded CLIP: handed on as it is
     logged: list[str] = []
     common: dict[str, Any] = {
         "surface": "model",
@@ -526,7 +527,7 @@ def test_selection_context_holds_what_the_selectors_read() -> None:
         "val_fs": val,
         "finder_ds": ds,
         "train_ds": train_ds,
-        "clip": None,
+        "clip": clip,
         "seed": 7,
         "device": "cpu",
         "log": logged.append,
@@ -539,6 +540,7 @@ def test_selection_context_holds_what_the_selectors_read() -> None:
     assert ctx.attributes == list(ds.spurious_names) and len(ctx.attributes) > 0
     assert ctx.benchmark_train is train_ds and ctx.dataset is ds
     assert ctx.visuals is None and ctx.seed == 7 and ctx.device == "cpu" and ctx.show_progress is False
+    assert ctx.clip is clip
     ctx.log("x")
     assert logged == ["x"]
     # not a benchmark: no attributes, no train split, the class names as prompts; a visual selector
@@ -553,6 +555,7 @@ def test_selection_context_holds_what_the_selectors_read() -> None:
     assert isinstance(vis, NeuronVisuals)
     assert vis.class_idx == 1 and vis.seed == 7 and vis.dataset is plain and vis.surface == "model"
     assert vis.class_names == ctx.prompts and vis.show_progress is True and vis.device == "cpu"
+    assert vis.clip is clip and ctx.clip is clip
 
 
 def test_measure_causal_scores_the_given_mistakes_against_the_given_threshold(tiny_shapes_ckpt: Path) -> None:
