@@ -659,7 +659,7 @@ def _listed(ins: int, exc: int, d: int = 16) -> FinderResult:
     return FinderResult(
         method="hand",
         class_idx=0,
-        insufficient=[{"neuron": n, "prec5": 1.0, "imp": 1.0} for n in range(ins)],
+        insufficient=[{"neuron": n, "prec5": 1.0, "imp": 1.0} for n in reversed(range(ins))],
         excessive=[{"neuron": d - 1 - n, "prec5": 1.0, "imp": 1.0} for n in range(exc)],
         scores=zeros,
         insufficient_scores=zeros,
@@ -670,10 +670,16 @@ def _listed(ins: int, exc: int, d: int = 16) -> FinderResult:
 
 
 def test_top_neurons_and_ordered_read_the_whole_printed_list() -> None:
-    r = _listed(ins=12, exc=3)
-    assert r.top_neurons() == list(range(10))  # the insufficient list, 10 rows by default
+    r = _listed(ins=12, exc=3)  # insufficient rows 11, 10, ..., 0; all scores 0, so the ranking is by index
+    assert r.top_neurons() == list(range(11, 1, -1))  # the insufficient list, 10 rows by default
     assert r.top_neurons("excessive") == [15, 14, 13]
-    assert r.ordered("insufficient")[:12] == list(range(12))  # every printed row first, not 10
+    assert r.ordered("insufficient") == [
+        *range(11, -1, -1),
+        12,
+        13,
+        14,
+        15,
+    ]  # every printed row first, not 10
     assert sorted(r.ordered("insufficient")) == list(range(16))
     with pytest.raises(ValueError, match="which must be 'both', 'insufficient' or 'excessive', got 'all'"):
         r.ranking("all")
