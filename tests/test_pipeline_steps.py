@@ -316,8 +316,23 @@ def test_editors_without_neurons_or_gamma_and_the_empty_selection() -> None:
     assert torch.equal(empty.decision.weight, dec.weight) and empty.decision is not dec
     assert empty.settings["gamma"] == 0.9 and empty.editor == "neuroinspect"
     assert after == measure(dec, test, 0, train_group_counts=counts, n_boot=0)
-    # an editor that reads group labels needs them
+    # an editor that reads group labels needs them; the others do not
     no_groups = FeatureSet(train.features, train.logits, train.labels, None, train.indices, train.paths, {})
+    edit, _ = pl.edit_and_measure(
+        "neuroinspect",
+        EDIT,
+        dec,
+        no_groups,
+        val,
+        test,
+        1,
+        [2],
+        gamma=0.9,
+        seed=0,
+        n_boot=0,
+        train_counts=None,
+    )
+    assert edit.neurons == [2]
     with pytest.raises(UserError, match="editor dfr:x needs group labels; the dataset has none"):
         pl.edit_and_measure(
             "dfr:x", {}, dec, no_groups, val, test, 1, None, gamma=None, seed=0, n_boot=0, train_counts=None
@@ -329,6 +344,9 @@ def test_no_edit_is_the_unchanged_layer() -> None:
     res = no_edit("neuroinspect", dec, 2, {"gamma": 1.1})
     assert res.editor == "neuroinspect" and res.class_idx == 2 and res.neurons == []
     assert torch.equal(res.decision.weight, dec.weight) and res.decision is not dec
+    with torch.no_grad():  # the result owns its weights: changing them leaves the layer given alone
+        res.decision.weight.add_(1.0)
+    assert torch.equal(dec.weight, torch.eye(3))
     assert res.settings == {"gamma": 1.1} and res.selected_epoch is None and res.history == []
     assert res.info == {"empty_selection": True}
     assert res.notes == ["the selector chose no neuron: the layer is unchanged"]
@@ -482,6 +500,8 @@ def test_needs_clip() -> None:
     top = SELECTORS.get("top")()
     assert not needs_clip({"top": top})
     assert needs_clip({"top": top, "clip": SELECTORS.get("clip")()})
+    # the clip selector reads CLIP itself, even over images optimized without it
+    assert needs_clip({"clip": SELECTORS.get("clip")(visualizer_settings={"use_clip": False})})
     assert needs_clip({"p": _Pictures()})  # CLIP-guided images by default
     assert not needs_clip({"p": _Pictures(use_clip=False)})
     natural = _Pictures()
@@ -518,6 +538,7 @@ def test_selection_context_holds_what_the_selectors_read() -> None:
     )
     dec = nn.Linear(2, 3)
     clip = object()  # a loaded CLIP: handed on as it is
+    device = torch.device("cpu")  # handed on as given (not the default's "cpu" string)
     logged: list[str] = []
     common: dict[str, Any] = {
         "surface": "model",
@@ -529,17 +550,19 @@ def test_selection_context_holds_what_the_selectors_read() -> None:
         "train_ds": train_ds,
         "clip": clip,
         "seed": 7,
-        "device": "cpu",
+        "device": device,
         "log": logged.append,
     }
-    ctx = pl.selection_context(benchmark=True, selectors={"top": SELECTORS.get("top")()}, **common)
+    ctx = pl.selection_context(
+        benchmark=True, selectors={"top": SELECTORS.get("top")()}, show_progress=True, **common
+    )
     assert ctx.surface == "model" and ctx.decision is dec and ctx.class_idx == 1
     assert ctx.class_names == ["triangle", "square", "other"]
     assert ctx.prompts == ["triangle", "square"]  # the benchmark's own class prompts
     assert ctx.class_means.tolist() == [[2.0, 4.0], [5.0, 0.0], [0.0, 0.0]]  # K = 3 rows, from val
     assert ctx.attributes == list(ds.spurious_names) and len(ctx.attributes) > 0
     assert ctx.benchmark_train is train_ds and ctx.dataset is ds
-    assert ctx.visuals is None and ctx.seed == 7 and ctx.device == "cpu" and ctx.show_progress is False
+    assert ctx.visuals is None and ctx.seed == 7 and ctx.device is device and ctx.show_progress is True
     assert ctx.clip is clip
     ctx.log("x")
     assert logged == ["x"]
@@ -547,14 +570,14 @@ def test_selection_context_holds_what_the_selectors_read() -> None:
     # gets shared visualizations
     plain = SimpleNamespace()
     ctx = pl.selection_context(
-        benchmark=False, selectors={"p": _Pictures()}, show_progress=True, **{**common, "finder_ds": plain}
+        benchmark=False, selectors={"p": _Pictures()}, show_progress=False, **{**common, "finder_ds": plain}
     )
-    assert ctx.attributes is None and ctx.benchmark_train is None and ctx.show_progress is True
+    assert ctx.attributes is None and ctx.benchmark_train is None and ctx.show_progress is False
     assert ctx.prompts == ["triangle", "square", "other"] and ctx.dataset is plain
     vis = ctx.visuals
     assert isinstance(vis, NeuronVisuals)
     assert vis.class_idx == 1 and vis.seed == 7 and vis.dataset is plain and vis.surface == "model"
-    assert vis.class_names == ctx.prompts and vis.show_progress is True and vis.device == "cpu"
+    assert vis.class_names == ctx.prompts and vis.show_progress is False and vis.device is device
     assert vis.clip is clip and ctx.clip is clip
 
 
