@@ -15,7 +15,7 @@ TINY = """
 [experiment]
 name = "tiny"
 dataset = "spurious-shapes"
-dataset_params = {{ n_train = 160, n_val = 64, n_test = 64 }}
+dataset_params = {{ n_train = {n_train}, n_val = {n_eval}, n_test = {n_eval} }}
 model = "resnet18"
 image_size = 32
 train = {{ epochs = 1, batch_size = 32 }}
@@ -28,9 +28,15 @@ n_boot = 20
 """
 
 
-def write_config(tmp_path: Path, editors: str = '["neuroinspect", "fc", "dfr", "random-neurons"]') -> Path:
+def write_config(
+    tmp_path: Path,
+    editors: str = '["neuroinspect", "fc", "dfr", "random-neurons"]',
+    n_train: int = 160,
+    n_eval: int = 64,
+) -> Path:
+    """The tiny config; ``n_train`` / ``n_eval`` (val and test): the spurious-shapes split sizes."""
     path = tmp_path / "tiny.toml"
-    path.write_text(TINY.format(editors=editors))
+    path.write_text(TINY.format(editors=editors, n_train=n_train, n_eval=n_eval))
     return path
 
 
@@ -130,7 +136,8 @@ def test_demo_with_config_writes_report_records_and_leaderboard(
 
 
 def test_bench_run_aggregates_seeds_and_resumes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    cfg = write_config(tmp_path, editors='["neuroinspect"]')
+    # what is checked here is the seeds' bookkeeping, not a number: a third of the demo test's data
+    cfg = write_config(tmp_path, editors='["neuroinspect"]', n_train=48, n_eval=24)
     out = tmp_path / "bench"
     assert main(["bench", "run", str(cfg), "--seeds", "0,1", "--out", str(out), "--no-progress"]) == 0
     records = read_records(out / "results.jsonl")
