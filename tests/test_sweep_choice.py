@@ -28,6 +28,7 @@ def _sweep(ckpt: Path) -> str:
 name = "choice"
 seeds = [0]
 workers = 0
+cpus_per_task = 1
 truth_samples = 2
 n_boot = 10
 batch_size = 64
