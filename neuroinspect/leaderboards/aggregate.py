@@ -53,7 +53,10 @@ from neuroinspect.harness.records import ACCURACY_KEYS, validate_record
 
 #: Config keys that never distinguish rows: paths, devices, bookkeeping (they vary between runs of
 #: the same method without changing what was measured). Keys ending in ``_path`` / ``_dir`` /
-#: ``_file`` / ``_sha256`` / ``_hash`` are ignored as well, at any depth of the config.
+#: ``_file`` / ``_sha256`` / ``_hash`` / ``_cache_key`` are ignored as well, at any depth of the
+#: config: a cache key names the inputs of one run (``exemplars`` records ``feature_cache_key``, a
+#: hash of the seed's checkpoint and of the data's file paths), so it differs per seed and per output
+#: folder for the same method and settings.
 IGNORED_CONFIG_KEYS = frozenset(
     {
         "seed",
@@ -89,6 +92,8 @@ IGNORED_CONFIG_KEYS = frozenset(
         "class_rule",
     }
 )
+#: Suffixes of config keys that are ignored like :data:`IGNORED_CONFIG_KEYS`.
+IGNORED_SUFFIXES = ("_path", "_dir", "_file", "_sha256", "_hash", "_cache_key")
 #: Config keys that are outcomes of a run rather than settings (a finder picks different neurons on
 #: each seed's model). They are ignored when grouping unless two runs of a group share a seed, in
 #: which case the group is split by them (e.g. two hand-picked neuron sets on the same model).
@@ -637,7 +642,7 @@ def metric_order(key: str) -> tuple[int, str]:
 
 
 def _ignored(key: str) -> bool:
-    return key in IGNORED_CONFIG_KEYS or key.endswith(("_path", "_dir", "_file", "_sha256", "_hash"))
+    return key in IGNORED_CONFIG_KEYS or key.endswith(IGNORED_SUFFIXES)
 
 
 def _clean(obj: Any, drop_outcomes: bool) -> Any:
