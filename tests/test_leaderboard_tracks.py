@@ -418,6 +418,11 @@ def test_cache_keys_never_split_visualization_rows() -> None:
     ]
     md = render([table], "md")
     assert "cache_key" not in md and "of 3" not in md
+    # one seed of another model on the same data is not "1 of 3": the 3 seeds were another model's
+    other = dict(exemplars_record("other0", "random", 0, 7, cache="x"), model="resnet18")
+    tables = build_tables([*recs, other])
+    assert [(t.model, t.benchmark_seeds) for t in tables] == [("resnet18", 1), ("resnet18@64px", 3)]
+    assert "of 3" not in render(tables, "md")
 
 
 def list_record(

@@ -1367,13 +1367,19 @@ def build_tables(
         rows_, _ = published.setdefault(pkey, ([], reason))
         rows_.append(row)
 
-    # the seeds measured on each benchmark's data: a row with fewer is marked
+    # the seeds measured on each benchmark's data with each model: a row with fewer is marked (another
+    # model's seeds say nothing about this one's, e.g. a one-seed study of another network)
     seeds: dict[tuple[Any, ...], set[int]] = defaultdict(set)
     for lr in measured_recs:
         rec = lr.record
-        seeds[(rec["task"], rec["dataset"], _fingerprint(_protocol(rec["config"])), _data_hash(rec))].add(
-            rec["seed"]
+        key = (
+            rec["task"],
+            rec["dataset"],
+            _fingerprint(_protocol(rec["config"])),
+            _data_hash(rec),
+            rec["model"],
         )
+        seeds[key].add(rec["seed"])
     # a dataset measured on more than one set of data (a user's folder beside the official release)
     hashes: dict[tuple[Any, ...], set[str]] = defaultdict(set)
     for key in by_key:
@@ -1384,7 +1390,7 @@ def build_tables(
         t = _make_table(rows[0].task, rows)
         t.fingerprint = info[key]["fp"]
         t.official = _official_flag(t.dataset, t.fingerprint)
-        t.benchmark_seeds = len(seeds[(t.task, t.dataset, key[4], key[5])])
+        t.benchmark_seeds = len(seeds[(t.task, t.dataset, key[4], key[5], key[6])])
         if len(hashes[(key[1], key[3], key[4])]) > 1:
             t.data_tag = f"data {key[5][:8]}" if key[5] else "data not fingerprinted"
         keyed.append(((*key[:5], 0, *key[5:]), t))
