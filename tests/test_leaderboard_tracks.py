@@ -571,3 +571,14 @@ def test_editor_variant_is_named_in_the_method_and_nulls_are_not_settings() -> N
     assert sorted(r.setting for r in build_tables(gamma)[0].rows) == ["gamma=1.02, lr=0.01", "lr=0.1"]
     alone = [dict(r, config={**r["config"], "lr": 0.1}) for r in gamma]
     assert sorted(r.setting for r in build_tables(alone)[0].rows) == ["gamma=1.02", "gamma=null"]
+
+
+def test_ties_on_the_sort_column_are_broken_by_the_next_headline_column() -> None:
+    recs = [
+        list_record(f"{f}{s}", f, s, "insufficient", {5: 1.0}, share=share)
+        for f, share in (("alpha", 0.03), ("beta", 0.06), ("gamma", 0.01))
+        for s in (0, 1)
+    ]
+    recs += [list_record(f"low{s}", "aardvark", s, "insufficient", {5: 0.8}, share=0.2) for s in (0, 1)]
+    (table,) = build_tables(recs)
+    assert [r.method_label for r in table.rows] == ["beta", "alpha", "gamma", "aardvark"]

@@ -1183,14 +1183,18 @@ def _class_title(row: Row) -> str | None:
     return "all classes" if row.class_idx is None else f"class {row.class_idx}"
 
 
-def _order_rows(rows: list[Row], sort_key: str | None) -> None:
-    lower = sort_key in LOWER_IS_BETTER
+def _order_rows(rows: list[Row], sort_key: str | None, then: Sequence[str] = ()) -> None:
+    """Best first by ``sort_key``; ties by the ``then`` columns in turn (e.g. P@5 ties by margin
+    share), each best first; then by method, so the order never depends on the input's."""
+
+    def value(r: Row, key: str | None) -> tuple[bool, float]:
+        v = r.metrics[key].mean if key and key in r.metrics else None
+        return (v is None, (v or 0.0) if key in LOWER_IS_BETTER else -(v or 0.0))
 
     def order(r: Row) -> tuple[Any, ...]:
-        v = r.metrics[sort_key].mean if sort_key and sort_key in r.metrics else None
         return (
-            v is None,
-            (v or 0.0) if lower else -(v or 0.0),
+            *value(r, sort_key),
+            *(x for k in then for x in value(r, k)),
             r.source != "measured",
             r.method_label,
             r.model,
@@ -1229,7 +1233,9 @@ def _make_table(
         columns = [_column(k, rows, headline=k in headline) for k in ordered]
     sort_key = _sort_key_for(task, headline, keys, rows)
     _assign_settings(rows)
-    _order_rows(rows, sort_key)
+    # chance columns describe the data, not the method: they do not break ties
+    then = [k for k in headline if k != sort_key and "chance" not in k]
+    _order_rows(rows, sort_key, then)
     first = rows[0]
     measured = [r for r in rows if r.source != "reported"] or rows
     models = {r.model for r in measured}
@@ -1298,7 +1304,8 @@ def build_tables(
     measured is dropped, except a published human study, which is kept beside the measured study
     tables of its task type. Tables come in track order (:data:`TRACK_ORDER`), then task type,
     dataset, protocol, data, model and class, each dataset's published table after its measured ones;
-    rows are sorted by the table's headline metric, best first, rows without it last.
+    rows are sorted by the table's headline metric, best first, rows without it last, ties by the
+    next headline columns.
     """
     recs = located(records)
     extra = located(reported, where="reported")
@@ -1492,7 +1499,7 @@ def _list_note(table: Table) -> str:
     if table.neuron_list == "edited":
         k = table.set_size or "k"
         return (
-            f"The neurons each pipeline edited (a set of {k} per seed), scored against the causal truth "
+            f"The neurons each pipeline edited (up to {k} per seed), scored against the causal truth "
             f"on the mistakes (either list): P@{k} = share of the set that is causal (an empty set scores 0), "
             f"margin share@{k} = the set's share of all neurons' positive effect on the class margin over "
             "the mistakes; the chance columns "
