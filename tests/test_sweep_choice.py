@@ -170,6 +170,13 @@ def test_sweep_runs_the_neuron_choice_grid_as_run_experiment_does(
         assert ours[k]["config"] == r["config"], k
         assert ours[k]["dataset_fingerprint"] == r["dataset_fingerprint"], k
     assert res.effects.oracle(K) == oracle
+    # one feature step: run_experiment's cache holds exactly the entries the sweep's feature nodes made
+    exp_keys = {p.stem for p in (tmp_path / "exp" / "cache" / "features").glob("*.pt")}
+    swept_keys = {
+        json.loads((d / "output.json").read_text())["result"]["cache_key"]
+        for d in (store / "features").iterdir()
+    }
+    assert len(swept_keys) == 3 and exp_keys == swept_keys  # train, val and test
 
 
 def _cfg(**sweep: Any) -> dict[str, Any]:

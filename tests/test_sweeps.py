@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -137,6 +138,32 @@ def test_a_checkpoint_is_loaded_once_for_all_seeds(tmp_path: Path, tiny_shapes_c
     counts = plan.by_stage()
     assert counts["train"] == 1 and counts["features"] == 3  # one load, one feature pass per split
     assert counts["evaluate"] == 3 and counts["find"] == 3  # the seed matters from here on
+
+
+def test_a_seed_pattern_loads_each_seeds_own_checkpoint(
+    tmp_path: Path, tiny_shapes_ckpt: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from neuroinspect.harness.checkpoint import file_sha256
+
+    for seed in (0, 1):
+        (tmp_path / f"seed-{seed}").mkdir()
+        shutil.copyfile(tiny_shapes_ckpt, tmp_path / f"seed-{seed}" / "best.pt")
+    pattern = tmp_path / "seed-{seed}" / "best.pt"
+    text = _from_checkpoint(pattern, "per-seed").replace("seeds = [0]", "seeds = [0, 1]")
+    plan = build_plan(load_sweep(_write(tmp_path, text)))
+    trains = [n for n in plan.nodes.values() if n.stage == "train"]
+    assert sorted(n.params["checkpoint"] for n in trains) == [
+        str((tmp_path / f"seed-{s}" / "best.pt").resolve()) for s in (0, 1)
+    ]
+    assert {n.params["checkpoint_sha256"] for n in trains} == {file_sha256(tiny_shapes_ckpt)}
+    # a seed without its file stops the sweep before anything runs, naming the seed and the file
+    out = tmp_path / "out"
+    path = _write(tmp_path, text.replace("seeds = [0, 1]", "seeds = [0, 1, 2]"), "three.toml")
+    assert main(["bench", "run", str(path), "--out", str(out), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "models.resnet18.checkpoint: has no file for seed 2" in err
+    assert str(tmp_path / "seed-2" / "best.pt") in err and "drop checkpoint to train in the sweep" in err
+    assert "Traceback" not in err and not out.exists()
 
 
 @pytest.mark.parametrize(
@@ -391,11 +418,10 @@ def test_a_sweep_under_a_local_ray_instance_matches_the_local_run(
     assert "Ray (a private local instance on 127.0.0.1" in summary["executor"]
     assert summary["stages"]["executed"] == summary["stages"]["planned"]
 
-    def metrics(folder: str) -> dict[str, object]:
-        recs = read_records(tmp_path / folder / "results.jsonl")
-        return {r["run_id"]: r["metrics"].get("after", r["metrics"].get("precision_at_k")) for r in recs}
-
-    assert metrics("ray") == metrics("local")  # same nodes, same keys, same numbers
+    # same nodes, same run ids, the same number in every metric (only timings may differ)
+    assert main(["bench", "compare", str(tmp_path / "local"), str(tmp_path / "ray")]) == 0
+    local_recs = read_records(tmp_path / "local" / "results.jsonl")
+    assert len(local_recs) == len(read_records(tmp_path / "ray" / "results.jsonl")) > 0
 
 
 # -- the progress display ---------------------------------------------------------------------------------

@@ -446,7 +446,8 @@ def stage_train(params: dict[str, Any], deps: dict[str, NodeOutput], ctx: StageC
 
 # -- features --------------------------------------------------------------------------------------
 def stage_features(params: dict[str, Any], deps: dict[str, NodeOutput], ctx: StageContext) -> StageResult:
-    """Pooled features of one split through the model's evaluation transform (:class:`FeatureCache`)."""
+    """Pooled features of one split through the model's evaluation transform (:func:`pipeline.split_features`)."""
+    from neuroinspect.harness import pipeline as pl
     from neuroinspect.harness.evaluation import checkpoint_eval_transform
     from neuroinspect.harness.features import FeatureCache
     from neuroinspect.harness.transforms import describe
@@ -456,17 +457,17 @@ def stage_features(params: dict[str, Any], deps: dict[str, NodeOutput], ctx: Sta
     transform = checkpoint_eval_transform(ckpt, params["dataset"])
     ds = _dataset_split(params, params["split"], transform)
     cache = FeatureCache(ctx.work)
-    desc = describe(transform)
-    fs = cache.get_or_compute(
-        ckpt.surface,
-        ckpt.sha256 or "",
+    fs = pl.split_features(
+        ckpt,
         ds,
+        transform,
+        cache,
         batch_size=int(params.get("batch_size", 256)),
         device=resolve_device(ctx.device),
-        transform_desc=desc,
         show_progress=ctx.show_progress,
     )
-    key = FeatureCache.key(ckpt.sha256 or "", ds, desc)
+    key = fs.meta["cache_key"]
+    desc = describe(transform)
     return StageResult(
         {
             "file": str(cache.path(key).relative_to(ctx.work)),
