@@ -985,15 +985,24 @@ def stage_visualize(params: dict[str, Any], deps: dict[str, NodeOutput], ctx: St
     neurons = [int(n) for n in deps["select"].result["neurons"]]
     if params.get("max_neurons"):  # the first N of the selection (a sweep's visualize_neurons)
         neurons = neurons[: int(params["max_neurons"])]
+    if not neurons:  # a selector may keep no candidate: nothing to picture, no record
+        return StageResult({"neurons": [], "class_idx": class_idx, "pairs": [], "wall_seconds_per_pair": []})
     seed = int(params["seed"])
     seed_everything(seed)
     with Provenance(ctx.device) as prov:
         clip = None
         if _uses_clip(cls, settings):
             from neuroinspect.clip.loader import DEFAULT_CLIP, load_clip
+            from neuroinspect.methods.concept_recovery import is_benchmark
 
-            spec = settings.get("clip") or inspect.signature(cls).parameters["clip"].default or DEFAULT_CLIP
-            clip = load_clip(str(spec), device=device)
+            if settings.get("clip"):  # the visualizer's own
+                clip = load_clip(str(settings["clip"]), device=device)
+            elif params.get("clip") or is_benchmark(params["dataset"]):
+                # the sweep's `clip`, or a bundled benchmark's synthetic CLIP: the one the selectors use
+                clip = _clip_for(params, device, ctx)
+            else:
+                spec = inspect.signature(cls).parameters["clip"].default or DEFAULT_CLIP
+                clip = load_clip(str(spec), device=device)
             settings["clip"] = clip
         features = load_features(deps["features"])
         accepted = inspect.signature(cls).parameters
@@ -1085,6 +1094,7 @@ def stage_visualize(params: dict[str, Any], deps: dict[str, NodeOutput], ctx: St
         )
         rec["artifact_dir"] = str(ctx.final / s.directory.relative_to(ctx.work))
         records.append(rec)
+    _stamp(records, deps["evaluate"])
     title = f"{params['visualizer']} | {model} on {params['dataset']} | class {class_idx} | seed {seed}"
     contact_sheet(saved, ctx.work / "pairs" / params["visualizer"], title=title)
     return StageResult(

@@ -456,6 +456,7 @@ def _plan_model(
                         "finder": f.name,
                         "selector": s.name,
                         "selector_settings": s.settings,
+                        **({"clip": cfg.clip} if cfg.clip else {}),
                     },
                     vdeps,
                     f"visualize {v.label} ← {f.label}/{s.label} · {where}",
