@@ -218,6 +218,16 @@ def test_shipped_sweep_configs_are_valid() -> None:
     # per model: 7 neuron sets (5 finders, 2 controls) x 3 neuron editors, fc and dfr once
     assert counts["select"] == 6 * 7 and counts["edit"] == 6 * (7 * 3 + 2)
     assert plan.naive_executions() > 10 * len(plan.nodes)
+    # the visual half reuses the bundled sweep's store: its models, features, finders and truths are
+    # the bundled sweep's nodes (seed 0), so it only renders, selects, edits and visualizes
+    visual = load_sweep(CONFIGS / "bundled-visual.toml")
+    assert visual.store == "runs/bundled/store"  # bundled.toml writes its store to runs/bundled/store
+    vplan = build_plan(visual)
+    for stage in ("train", "features", "evaluate", "find", "truth", "causal", "attributes"):
+        keys = {k for k, n in vplan.nodes.items() if n.stage == stage}
+        assert keys and keys <= set(plan.nodes), stage
+    assert {s.name for s in visual.selectors} == {"top", "core-sensitivity", "clip", "concept"}
+    assert {v.name for v in visual.visualizers} == {"clip_illusion", "lucent"}
     for path in sorted((CONFIGS / "paper").glob("*.toml")):
         cfg = load_sweep(path)
         assert cfg.preset == "paper" and all(d.class_idx is not None for d in cfg.datasets), path.name
