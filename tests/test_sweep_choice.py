@@ -325,6 +325,7 @@ def test_clip_selector_alone_and_clip_illusion_in_a_sweep_use_the_sweeps_clip(
 name = "clipped"
 seeds = [0]
 workers = 0
+cpus_per_task = 1
 truth_samples = 2
 n_boot = 10
 batch_size = 64
