@@ -44,7 +44,8 @@ def test_demo_with_config_writes_report_records_and_leaderboard(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "run"
-    assert main(["demo", "--config", str(write_config(tmp_path)), "--out", str(out), "--no-progress"]) == 0
+    cfg = write_config(tmp_path, n_train=64, n_eval=32)
+    assert main(["demo", "--config", str(cfg), "--out", str(out), "--no-progress"]) == 0
     records = read_records(out / "results.jsonl")
     recovery = [r for r in records if r["task"] == "neuron_recovery"]
     # one record per finder and list, and one per edited set (2 finders x top, the two controls)
@@ -59,7 +60,7 @@ def test_demo_with_config_writes_report_records_and_leaderboard(
         ]
     )
     # every record names the data it measured on and how the class was chosen (no class_idx: the worst)
-    assert all(r["dataset_fingerprint"]["splits"] == {"train": 160, "val": 64, "test": 64} for r in records)
+    assert all(r["dataset_fingerprint"]["splits"] == {"train": 64, "val": 32, "test": 32} for r in records)
     assert {r["config"]["class_rule"] for r in records} == {"worst_val"}
     editors = {r["method"]["editor"] for r in records if r["task"] == "mitigation"}
     assert editors == {"neuroinspect", "fc", "dfr", "random-neurons"}
@@ -131,7 +132,7 @@ def test_demo_with_config_writes_report_records_and_leaderboard(
     assert (out / "edited" / "neuroinspect.pt").is_file()
     assert "neuroinspect" in (out / "leaderboard.md").read_text()
     # a second run into the same folder must not overwrite results
-    assert main(["demo", "--config", str(write_config(tmp_path)), "--out", str(out), "--no-progress"]) == 2
+    assert main(["demo", "--config", str(cfg), "--out", str(out), "--no-progress"]) == 2
     assert "already holds a previous run" in capsys.readouterr().err
 
 
