@@ -72,8 +72,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
             "Exit status 0 when both hold the same records with the same numbers, 1 when they differ."
         ),
         epilog=(
-            "Example: the bundled sweep on the local pool and under a private Ray instance\n"
-            "  neuroinspect bench compare runs/bundled/results.jsonl runs/bundled-ray/results.jsonl"
+            "Examples:\n"
+            "  neuroinspect bench compare runs/bundled/results.jsonl runs/bundled-ray/results.jsonl\n"
+            "  neuroinspect bench compare runs/bundled runs/bundled-ray      (run folders: their results.jsonl)"
         ),
         formatter_class=_Formatter,
     )
