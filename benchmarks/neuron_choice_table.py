@@ -338,7 +338,7 @@ SMOKE = """
 [experiment]
 name = "neuron-choice-smoke"
 dataset = "spurious-shapes"
-dataset_params = {{ n_train = 160, n_val = 64, n_test = 64 }}
+dataset_params = {{ n_train = 48, n_val = 24, n_test = 24 }}
 model = "resnet18"
 image_size = 32
 train = {{ epochs = 1, batch_size = 32 }}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 os.environ["HF_HUB_OFFLINE"] = "1"
@@ -18,10 +19,20 @@ import neuroinspect  # noqa: E402,F401  (torchvision fix before anything imports
 torch.set_num_threads(1 if os.environ.get("PYTEST_XDIST_WORKER") else max(1, min(2, os.cpu_count() or 1)))
 
 
+_THREADS = torch.get_num_threads()
+
+
 @pytest.fixture(autouse=True)
-def _isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+def _isolated_cache(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[None]:
     monkeypatch.setenv("NEUROINSPECT_CACHE", str(tmp_path_factory.getbasetemp() / "ni-cache"))
     torch.manual_seed(0)
+    yield
+    # a sweep run in this process (workers = 0) sets torch's threads to its cpus_per_task (default: every
+    # core) and leaves them so; two xdist workers at two threads each on two cores run slower than at one
+    if torch.get_num_threads() != _THREADS:
+        torch.set_num_threads(_THREADS)
 
 
 #: dataset parameters of the tiny spurious-shapes checkpoint shared by the command-line tests

@@ -15,7 +15,7 @@ TINY = """
 [experiment]
 name = "tiny"
 dataset = "spurious-shapes"
-dataset_params = {{ n_train = 160, n_val = 64, n_test = 64 }}
+dataset_params = {{ n_train = {n_train}, n_val = {n_eval}, n_test = {n_eval} }}
 model = "resnet18"
 image_size = 32
 train = {{ epochs = 1, batch_size = 32 }}
@@ -28,9 +28,15 @@ n_boot = 20
 """
 
 
-def write_config(tmp_path: Path, editors: str = '["neuroinspect", "fc", "dfr", "random-neurons"]') -> Path:
+def write_config(
+    tmp_path: Path,
+    editors: str = '["neuroinspect", "fc", "dfr", "random-neurons"]',
+    n_train: int = 160,
+    n_eval: int = 64,
+) -> Path:
+    """The tiny config; ``n_train`` / ``n_eval`` (val and test): the spurious-shapes split sizes."""
     path = tmp_path / "tiny.toml"
-    path.write_text(TINY.format(editors=editors))
+    path.write_text(TINY.format(editors=editors, n_train=n_train, n_eval=n_eval))
     return path
 
 
@@ -38,7 +44,8 @@ def test_demo_with_config_writes_report_records_and_leaderboard(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "run"
-    assert main(["demo", "--config", str(write_config(tmp_path)), "--out", str(out), "--no-progress"]) == 0
+    cfg = write_config(tmp_path, n_train=64, n_eval=32)
+    assert main(["demo", "--config", str(cfg), "--out", str(out), "--no-progress"]) == 0
     records = read_records(out / "results.jsonl")
     recovery = [r for r in records if r["task"] == "neuron_recovery"]
     # one record per finder and list, and one per edited set (2 finders x top, the two controls)
@@ -53,7 +60,7 @@ def test_demo_with_config_writes_report_records_and_leaderboard(
         ]
     )
     # every record names the data it measured on and how the class was chosen (no class_idx: the worst)
-    assert all(r["dataset_fingerprint"]["splits"] == {"train": 160, "val": 64, "test": 64} for r in records)
+    assert all(r["dataset_fingerprint"]["splits"] == {"train": 64, "val": 32, "test": 32} for r in records)
     assert {r["config"]["class_rule"] for r in records} == {"worst_val"}
     editors = {r["method"]["editor"] for r in records if r["task"] == "mitigation"}
     assert editors == {"neuroinspect", "fc", "dfr", "random-neurons"}
@@ -125,12 +132,13 @@ def test_demo_with_config_writes_report_records_and_leaderboard(
     assert (out / "edited" / "neuroinspect.pt").is_file()
     assert "neuroinspect" in (out / "leaderboard.md").read_text()
     # a second run into the same folder must not overwrite results
-    assert main(["demo", "--config", str(write_config(tmp_path)), "--out", str(out), "--no-progress"]) == 2
+    assert main(["demo", "--config", str(cfg), "--out", str(out), "--no-progress"]) == 2
     assert "already holds a previous run" in capsys.readouterr().err
 
 
 def test_bench_run_aggregates_seeds_and_resumes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    cfg = write_config(tmp_path, editors='["neuroinspect"]')
+    # what is checked here is the seeds' bookkeeping, not a number: a third of the demo test's data
+    cfg = write_config(tmp_path, editors='["neuroinspect"]', n_train=48, n_eval=24)
     out = tmp_path / "bench"
     assert main(["bench", "run", str(cfg), "--seeds", "0,1", "--out", str(out), "--no-progress"]) == 0
     records = read_records(out / "results.jsonl")

@@ -209,8 +209,10 @@ def shapes_splits():
 
 def test_attribute_classifiers_read_the_background(shapes_splits):
     train, val = shapes_splits
+    # 64 of the 160 training images (x 4 counterfactual renders each): the same accuracy (1.0 on the
+    # val split) as all 160 (measured), in a fifth of the time
     clf = train_attribute_classifiers(
-        train, heldout=val, method="logreg", image_size=16, seed=0, show_progress=False
+        train, heldout=val, method="logreg", image_size=16, max_train=64, seed=0, show_progress=False
     )
     assert clf.accuracy["heldout"] == "spurious-shapes/val" and clf.accuracy["n_heldout"] == len(val)
     assert clf.accuracy["spurious"]["accuracy"] >= 0.95 and clf.accuracy["spurious"]["worst_group"] >= 0.9
@@ -221,7 +223,7 @@ def test_attribute_classifiers_read_the_background(shapes_splits):
     r = concept_recovery(_viz(images, 0), clf, "spurious", truth_value="water")
     assert r["shown"] == "spurious" and r["recovered"] and r["value_match"]
     again = train_attribute_classifiers(
-        train, heldout=val, method="logreg", image_size=16, seed=0, show_progress=False
+        train, heldout=val, method="logreg", image_size=16, max_train=64, seed=0, show_progress=False
     )
     assert again.accuracy == clf.accuracy
 

@@ -379,3 +379,206 @@ def test_study_rows_over_several_simulations() -> None:
         "| natural (exemplars) | simulated | 90.0 ± 2.8 | 90.1 ± 2.8 | 50 ± 0 | 1500 ± 0 | 50.0 ± 0.0 |" in md
     )
     assert "mean ± std over the runs instead of one run's interval" in md
+
+
+def exemplars_record(run_id: str, finder: str, seed: int, neuron: int, cache: str) -> dict[str, Any]:
+    """An ``exemplars`` pair as the sweep writes it: the visualizer's settings carry the key of the
+    seed's feature cache (a hash that differs per seed, and per output folder)."""
+    metrics = {
+        "faithfulness_activation_percentile_mean": 90.0 + seed,
+        "faithfulness_specificity_mean": 0.9,
+        "concept_recovered": True,
+        "concept_recovery": {"truth_label": "spurious", "recovered": True},
+    }
+    config = {
+        "k": 4,
+        "split": "val",
+        "feature_cache_key": cache,
+        "selector": {"name": "top", "clip_cache_key": f"c{seed}"},
+        "finder": finder,
+        "neurons": [neuron],
+    }
+    return make_record(
+        "visualization", "spurious-shapes", "resnet18@64px", {"visualizer": "exemplars"}, seed, metrics,
+        config, PROV, class_idx=seed % 2, run_id=run_id,
+    )  # fmt: skip
+
+
+def test_cache_keys_never_split_visualization_rows() -> None:
+    recs = [
+        exemplars_record(f"{f}{s}{n}", f, s, n, cache=f"{s:x}a5b86ae77a255d15ba2a8c1")
+        for f in ("counterfactual", "random")
+        for s in (0, 1, 2)
+        for n in (7, 9)
+    ]
+    (table,) = build_tables(recs)
+    assert [(r.method_label, r.setting, r.n_seeds, r.n_runs) for r in table.rows] == [
+        ("exemplars", "finder=counterfactual", 3, 6),
+        ("exemplars", "finder=random", 3, 6),
+    ]
+    md = render([table], "md")
+    assert "cache_key" not in md and "of 3" not in md
+    # one seed of another model on the same data is not "1 of 3": the 3 seeds were another model's
+    other = dict(exemplars_record("other0", "random", 0, 7, cache="x"), model="resnet18")
+    tables = build_tables([*recs, other])
+    assert [(t.model, t.benchmark_seeds) for t in tables] == [("resnet18", 1), ("resnet18@64px", 3)]
+    assert "of 3" not in render(tables, "md")
+
+
+def list_record(
+    run_id: str, finder: str, seed: int, which: str, p: dict[int, float], share: float, **method: str
+) -> dict[str, Any]:
+    """A flat per-list ``neuron_recovery`` record as the sweep writes it (``config.list``): a finder's
+    ``insufficient`` / ``excessive`` ranking at several k, or the ``edited`` set at k = its size."""
+    metrics: dict[str, Any] = {
+        "list": which,
+        "precision_at_k": {str(k): v for k, v in p.items()},
+        "margin_share_at_k": {str(k): share * k / 5 for k in p},
+        "chance_precision": 0.25 if which == "edited" else 0.15,
+        "chance_margin_share_at_k": {str(k): 0.01 * k / 5 for k in p},
+        "n_relevant": 80,
+        "flip_rate": 1.0,
+    }
+    config: dict[str, Any] = {"list": which, "class_rule": "worst_val", "variant": None}
+    if which == "edited":
+        metrics.update(n_selected=max(p), causal_selected=round(max(p) * p[max(p)]), core_let_through=seed)
+        config.update(k=max(p), source=finder, neurons=list(range(seed, seed + max(p))))
+    return make_record(
+        "neuron_recovery", "spurious-shapes", "resnet18@64px", {"finder": finder, **method}, seed,
+        metrics, config, PROV, class_idx=seed % 2, run_id=run_id,
+    )  # fmt: skip
+
+
+def test_edited_sets_get_their_own_table_beside_the_finders_lists(tmp_path: Path) -> None:
+    recs = [
+        list_record(f"{f}-{w}-{s}", f, s, w, {5: p5, 10: p5 / 2, 50: 0.1}, share=0.05 + 0.01 * s)
+        for f, p5 in (("counterfactual", 0.8), ("random", 0.2))
+        for w in ("insufficient", "excessive")
+        for s in (0, 1, 2)
+    ]
+    recs += [
+        list_record(f"{f}-ed-{s}", f, s, "edited", {50: p50 + 0.02 * s}, share=0.02, **sel)
+        for f, p50, sel in (
+            ("counterfactual", 0.6, {"selector": "top"}),
+            ("oracle-neurons", 0.96, {}),
+            ("random-neurons", 0.26, {}),
+        )
+        for s in (0, 1, 2)
+    ]
+    tables = build_tables(recs)
+    head = "Neuron recovery — spurious-shapes · resnet18@64px · worst class per seed (on the finder split)"
+    assert [t.title for t in tables] == [
+        f"{head} · insufficient list",
+        f"{head} · excessive list",
+        f"{head} · edited sets (k = 50)",
+    ]
+    ins, _, edited = tables
+    assert [c.label for c in ins.headline_columns()] == [
+        "P@5",
+        "Margin share@5",
+        "Chance P",
+        "Chance margin share@5",
+    ]
+    assert [c.label for c in edited.headline_columns()] == [
+        "P@50",
+        "Margin share@50",
+        "Chance P",
+        "Chance margin share@50",
+    ]
+    assert edited.sort_key == "precision_at_k.50"
+    assert [(r.method_label, r.n_seeds, r.setting) for r in edited.rows] == [
+        ("oracle-neurons", 3, ""),
+        ("counterfactual + top", 3, ""),
+        ("random-neurons", 3, ""),
+    ]
+    md = render(tables, "md")
+    assert "| Method | n | P@5 | Margin share@5 | Chance P | Chance margin share@5 |" in md
+    assert "| counterfactual | 3 | 80.00 ± 0.00 | 6.00 ± 1.00 | 15.00 ± 0.00 | 1.00 ± 0.00 |" in md
+    assert "| oracle-neurons | 3 | 98.00 ± 2.00 | 20.00 ± 0.00 | 25.00 ± 0.00 | 10.00 ± 0.00 |" in md
+    assert "| counterfactual + top | 3 | 62.00 ± 2.00 | 20.00 ± 0.00 | 25.00 ± 0.00 | 10.00 ± 0.00 |" in md
+    assert "list=" not in md and "| – |" not in md  # no empty P@5 cells, no list in a Setting column
+    # the CSV keeps every number of every record, counts included
+    rows = list(csv.DictReader(io.StringIO(render(tables, "csv"))))
+    ed = [r for r in rows if r["method"] == "counterfactual + top"]
+    assert len(ed) == 1 and ed[0]["core_let_through"] == "1.0" and ed[0]["causal_selected"] == "31.0"
+    assert [r["precision_at_k.10"] for r in rows if r["method"] == "random"] == ["10.0", "10.0"]
+
+    # edited sets of another size are another table
+    more = [
+        list_record(f"top5-{s}", "counterfactual", s, "edited", {5: 0.8}, 0.02, selector="top")
+        for s in (0, 1)
+    ]
+    titles = [t.title for t in build_tables(recs + more)]
+    assert f"{head} · edited sets (k = 5)" in titles and f"{head} · edited sets (k = 50)" in titles
+
+
+def test_committed_neuron_choice_records_render_their_edited_sets() -> None:
+    """The older neuron-choice records (k = 5 edited sets) still read: P@5 in every row."""
+    from neuroinspect.leaderboards import load_records
+
+    root = Path(__file__).resolve().parents[1] / "leaderboards" / "measured" / "neuron-choice"
+    tables = [
+        t
+        for t in build_tables(load_records([root / "spurious-shapes-k5.jsonl"]))
+        if t.task == "neuron_recovery"
+    ]
+    assert [t.subtitle.rsplit(" · ", 1)[1] for t in tables] == [
+        "insufficient list",
+        "excessive list",
+        "edited sets (k = 5)",
+    ]
+    for t in tables:
+        assert [c.label for c in t.headline_columns()][:2] == ["P@5", "Margin share@5"]
+        assert all(r.metrics["precision_at_k.5"].mean is not None for r in t.rows)
+
+
+def variant_record(run_id: str, seed: int, variant: str | None, lambda3: float, wga: float) -> dict[str, Any]:
+    return make_record(
+        "mitigation", "spurious-shapes", "resnet18@64px",
+        {"editor": "neuroinspect", "finder": "counterfactual", "selector": "top"}, seed,
+        {"before": block(0.5), "after": block(wga)},
+        {"selection": "val_acc", "uses_group_labels": False, "variant": variant, "lambda3": lambda3,
+         "finder_variant": None, "class_rule": "worst_val"},
+        PROV, class_idx=1, run_id=run_id,
+    )  # fmt: skip
+
+
+def test_editor_variant_is_named_in_the_method_and_nulls_are_not_settings() -> None:
+    recs = [variant_record(f"a{s}", s, None, 0.01, 0.7) for s in (0, 1)]
+    recs += [variant_record(f"b{s}", s, "l1", 1.0, 0.6) for s in (0, 1)]
+    (table,) = build_tables(recs)
+    assert [(r.method_label, r.setting) for r in table.rows] == [
+        ("counterfactual + top + neuroinspect", ""),
+        ("counterfactual + top + neuroinspect:l1", ""),
+    ]
+    md = render([table], "md")
+    assert "Setting" not in md and "null" not in md
+    # a finder's variant names the finder
+    fv = [
+        dict(r, config={**r["config"], "finder_variant": "deep"}, run_id=f"f{r['run_id']}") for r in recs[:2]
+    ]
+    labels = {r.method_label for r in build_tables(recs + fv)[0].rows}
+    assert "counterfactual:deep + top + neuroinspect" in labels
+
+    # a null is shown only where it is all that tells a row apart
+    gamma = [
+        dict(
+            variant_record(f"g{g}{s}", s, None, 0.01, 0.7), config={**recs[0]["config"], "gamma": g, "lr": lr}
+        )
+        for g, lr in ((None, 0.1), (1.02, 0.01))
+        for s in (0, 1)
+    ]
+    assert sorted(r.setting for r in build_tables(gamma)[0].rows) == ["gamma=1.02, lr=0.01", "lr=0.1"]
+    alone = [dict(r, config={**r["config"], "lr": 0.1}) for r in gamma]
+    assert sorted(r.setting for r in build_tables(alone)[0].rows) == ["gamma=1.02", "gamma=null"]
+
+
+def test_ties_on_the_sort_column_are_broken_by_the_next_headline_column() -> None:
+    recs = [
+        list_record(f"{f}{s}", f, s, "insufficient", {5: 1.0}, share=share)
+        for f, share in (("alpha", 0.03), ("beta", 0.06), ("gamma", 0.01))
+        for s in (0, 1)
+    ]
+    recs += [list_record(f"low{s}", "aardvark", s, "insufficient", {5: 0.8}, share=0.2) for s in (0, 1)]
+    (table,) = build_tables(recs)
+    assert [r.method_label for r in table.rows] == ["beta", "alpha", "gamma", "aardvark"]

@@ -341,11 +341,12 @@ def test_bench_leaderboard_rows_are_mean_and_spread_of_the_seed_records(bench: P
     # one row per finder and list (insufficient, excessive) and per edited set; the random-neurons
     # control draws other neurons on each seed, so its scores differ and a wrong spread would show
     # (the causal truth itself is the same on both seeds: same checkpoint, same mistakes)
-    (rec_table,) = [t for t in tables if t.task == "neuron_recovery"]
+    rec_tables = [t for t in tables if t.task == "neuron_recovery"]
     for finder, which, ks in (
         ("counterfactual", "insufficient", ("5", "10", "20")),
         ("random-neurons", "edited", ("3",)),
     ):
+        (rec_table,) = [t for t in rec_tables if t.neuron_list == which]  # one table per list
         (row,) = [r for r in rec_table.rows if r.method["finder"] == finder and r.config.get("list") == which]
         assert sorted(row.seeds) == [0, 1]
         for family in ("precision_at_k", "margin_share_at_k"):

@@ -104,11 +104,12 @@ def test_every_visual_selector_runs_on_clip_illusion_images_of_a_tiny_model(tiny
     cand = [5, 11, 40]
     out = {}
     for name, extra in (
+        ("clip", {}),  # first: it renders the images itself (a sweep runs each selector alone)
         ("core-sensitivity", {}),
-        ("clip", {}),
         ("concept", {"classifier_settings": {"method": "logreg", "max_train": 8, "image_size": 8}}),
     ):
-        sel = SELECTORS.get(name)(**settings, **extra).select(cand, 2, ctx)
+        with torch.no_grad():  # the caller's grad mode does not matter: the images are optimized
+            sel = SELECTORS.get(name)(**settings, **extra).select(cand, 2, ctx)
         assert set(sel.labels) == set(cand) and set(sel.labels.values()) <= set(LABELS)
         assert sel.neurons == [n for n in cand if sel.labels[n] == "spurious"][:2]
         out[name] = sel

@@ -28,6 +28,7 @@ def _sweep(ckpt: Path) -> str:
 name = "choice"
 seeds = [0]
 workers = 0
+cpus_per_task = 1
 truth_samples = 2
 n_boot = 10
 batch_size = 64
@@ -170,6 +171,13 @@ def test_sweep_runs_the_neuron_choice_grid_as_run_experiment_does(
         assert ours[k]["config"] == r["config"], k
         assert ours[k]["dataset_fingerprint"] == r["dataset_fingerprint"], k
     assert res.effects.oracle(K) == oracle
+    # one feature step: run_experiment's cache holds exactly the entries the sweep's feature nodes made
+    exp_keys = {p.stem for p in (tmp_path / "exp" / "cache" / "features").glob("*.pt")}
+    swept_keys = {
+        json.loads((d / "output.json").read_text())["result"]["cache_key"]
+        for d in (store / "features").iterdir()
+    }
+    assert len(swept_keys) == 3 and exp_keys == swept_keys  # train, val and test
 
 
 def _cfg(**sweep: Any) -> dict[str, Any]:
@@ -302,3 +310,67 @@ def test_plan_prints_the_bundled_sweeps_nodes_without_running(
     # 2 benchmarks x 3 seeds; per model 7 neuron sets x 3 neuron editors + fc + dfr
     assert "train 6 (of" in out and "causal 6 (of" in out and "select 42 (of" in out and "edit 138 (of" in out
     assert not any(tmp_path.iterdir())  # nothing trained, nothing written
+
+
+def test_clip_selector_alone_and_clip_illusion_in_a_sweep_use_the_sweeps_clip(
+    tmp_path: Path, tiny_shapes_ckpt: Path
+) -> None:
+    """The clip selector renders its own images (no other visual selector before it), a visualizer that
+    needs a CLIP gets the sweep's, an empty selection is pictured as nothing, and every visualization
+    record carries the data fingerprint."""
+    params = "{ " + ", ".join(f"{k} = {v}" for k, v in TINY_SHAPES.items()) + " }"
+    fast = "{ iters = 2, images_per_pair = 1 }"
+    text = f"""
+[sweep]
+name = "clipped"
+seeds = [0]
+workers = 0
+cpus_per_task = 1
+truth_samples = 2
+n_boot = 10
+batch_size = 64
+finders = ["counterfactual"]
+num_neurons = 2
+neuron_list = "both"
+clip = "synthetic-clip:random"
+concept_recovery = false
+
+[sweep.selectors.top]
+[sweep.selectors.clip]
+logit_scale = 0.0001
+margin = 0.1
+visualizer_settings = {fast}
+
+[[sweep.datasets]]
+name = "spurious-shapes"
+params = {params}
+
+[[sweep.models]]
+name = "resnet18"
+checkpoint = "{tiny_shapes_ckpt}"
+
+[sweep.editors.surgical]
+
+[sweep.visualizers.clip_illusion]
+iters = 2
+images_per_pair = 1
+"""
+    path = tmp_path / "clipped.toml"
+    path.write_text(text)
+    out = tmp_path / "sweep"
+    assert main(["bench", "run", str(path), "--out", str(out), "--no-progress"]) == 0
+    assert not (out / "failures").exists()
+    swept = read_records(out / "results.jsonl")
+    (judged,) = [r for r in swept if r["task"] == "neuron_recovery" and r["method"].get("selector") == "clip"]
+    # a logit scale of ~0 puts every candidate's p at 0.5: all unclear, none kept
+    assert (
+        judged["metrics"]["selection"]["counts"]["unclear"]
+        == judged["metrics"]["selection"]["candidates"]
+        > 0
+    )
+    assert judged["config"]["neurons"] == []
+    vis = [r for r in swept if r["task"] == "visualization"]
+    assert vis and {r["config"]["selector"]["name"] for r in vis} == {"top"}  # the empty set: no picture
+    assert all(r["method"]["visualizer"] == "clip_illusion" for r in vis)
+    assert all(r["dataset_fingerprint"] == swept[0]["dataset_fingerprint"] for r in vis)
+    assert all(r["metrics"].get("faithfulness_clip_score_mean") is not None for r in vis)  # scored by CLIP

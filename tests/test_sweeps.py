@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -139,6 +140,32 @@ def test_a_checkpoint_is_loaded_once_for_all_seeds(tmp_path: Path, tiny_shapes_c
     assert counts["evaluate"] == 3 and counts["find"] == 3  # the seed matters from here on
 
 
+def test_a_seed_pattern_loads_each_seeds_own_checkpoint(
+    tmp_path: Path, tiny_shapes_ckpt: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from neuroinspect.harness.checkpoint import file_sha256
+
+    for seed in (0, 1):
+        (tmp_path / f"seed-{seed}").mkdir()
+        shutil.copyfile(tiny_shapes_ckpt, tmp_path / f"seed-{seed}" / "best.pt")
+    pattern = tmp_path / "seed-{seed}" / "best.pt"
+    text = _from_checkpoint(pattern, "per-seed").replace("seeds = [0]", "seeds = [0, 1]")
+    plan = build_plan(load_sweep(_write(tmp_path, text)))
+    trains = [n for n in plan.nodes.values() if n.stage == "train"]
+    assert sorted(n.params["checkpoint"] for n in trains) == [
+        str((tmp_path / f"seed-{s}" / "best.pt").resolve()) for s in (0, 1)
+    ]
+    assert {n.params["checkpoint_sha256"] for n in trains} == {file_sha256(tiny_shapes_ckpt)}
+    # a seed without its file stops the sweep before anything runs, naming the seed and the file
+    out = tmp_path / "out"
+    path = _write(tmp_path, text.replace("seeds = [0, 1]", "seeds = [0, 1, 2]"), "three.toml")
+    assert main(["bench", "run", str(path), "--out", str(out), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "models.resnet18.checkpoint: has no file for seed 2" in err
+    assert str(tmp_path / "seed-2" / "best.pt") in err and "drop checkpoint to train in the sweep" in err
+    assert "Traceback" not in err and not out.exists()
+
+
 @pytest.mark.parametrize(
     ("snippet", "needle"),
     [
@@ -191,6 +218,16 @@ def test_shipped_sweep_configs_are_valid() -> None:
     # per model: 7 neuron sets (5 finders, 2 controls) x 3 neuron editors, fc and dfr once
     assert counts["select"] == 6 * 7 and counts["edit"] == 6 * (7 * 3 + 2)
     assert plan.naive_executions() > 10 * len(plan.nodes)
+    # the visual half reuses the bundled sweep's store: its models, features, finders and truths are
+    # the bundled sweep's nodes (seed 0), so it only renders, selects, edits and visualizes
+    visual = load_sweep(CONFIGS / "bundled-visual.toml")
+    assert visual.store == "runs/bundled/store"  # bundled.toml writes its store to runs/bundled/store
+    vplan = build_plan(visual)
+    for stage in ("train", "features", "evaluate", "find", "truth", "causal", "attributes"):
+        keys = {k for k, n in vplan.nodes.items() if n.stage == stage}
+        assert keys and keys <= set(plan.nodes), stage
+    assert {s.name for s in visual.selectors} == {"top", "core-sensitivity", "clip", "concept"}
+    assert {v.name for v in visual.visualizers} == {"clip_illusion", "lucent"}
     for path in sorted((CONFIGS / "paper").glob("*.toml")):
         cfg = load_sweep(path)
         assert cfg.preset == "paper" and all(d.class_idx is not None for d in cfg.datasets), path.name
@@ -391,11 +428,10 @@ def test_a_sweep_under_a_local_ray_instance_matches_the_local_run(
     assert "Ray (a private local instance on 127.0.0.1" in summary["executor"]
     assert summary["stages"]["executed"] == summary["stages"]["planned"]
 
-    def metrics(folder: str) -> dict[str, object]:
-        recs = read_records(tmp_path / folder / "results.jsonl")
-        return {r["run_id"]: r["metrics"].get("after", r["metrics"].get("precision_at_k")) for r in recs}
-
-    assert metrics("ray") == metrics("local")  # same nodes, same keys, same numbers
+    # same nodes, same run ids, the same number in every metric (only timings may differ)
+    assert main(["bench", "compare", str(tmp_path / "local"), str(tmp_path / "ray")]) == 0
+    local_recs = read_records(tmp_path / "local" / "results.jsonl")
+    assert len(local_recs) == len(read_records(tmp_path / "ray" / "results.jsonl")) > 0
 
 
 # -- the progress display ---------------------------------------------------------------------------------

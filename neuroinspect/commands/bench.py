@@ -1,4 +1,5 @@
-"""``neuroinspect bench run CONFIG.toml``: one experiment over several seeds → records → leaderboard."""
+"""``neuroinspect bench run CONFIG.toml``: one experiment over several seeds → records → leaderboard;
+``neuroinspect bench compare A B``: did two runs measure the same numbers?"""
 
 from __future__ import annotations
 
@@ -61,6 +62,32 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     add_sweep_arguments(r)
     r.set_defaults(func=run)
+
+    c = sub.add_parser(
+        "compare",
+        help="check that two runs measured the same numbers",
+        description=(
+            "Compare two results.jsonl files record by record (matched by run_id): every number under "
+            "metrics must agree; timings (keys ending in 'seconds') and provenance are not compared. "
+            "Exit status 0 when both hold the same records with the same numbers, 1 when they differ."
+        ),
+        epilog=(
+            "Examples:\n"
+            "  neuroinspect bench compare runs/bundled/results.jsonl runs/bundled-ray/results.jsonl\n"
+            "  neuroinspect bench compare runs/bundled runs/bundled-ray      (run folders: their results.jsonl)"
+        ),
+        formatter_class=_Formatter,
+    )
+    c.add_argument("a", help="a results.jsonl (or a run folder holding one)")
+    c.add_argument("b", help="the other results.jsonl (or run folder)")
+    c.add_argument(
+        "--atol",
+        type=float,
+        default=0.0,
+        help="largest absolute difference that still counts as the same number (default 0: exact)",
+    )
+    c.add_argument("--show", type=int, default=10, help="how many differences to list (default 10)")
+    c.set_defaults(func=compare)
     p.set_defaults(func=lambda args: _need_action(p))
     return p
 
@@ -125,6 +152,24 @@ def run(args: argparse.Namespace) -> int:
     print(md)
     print(f"records: {results}\nleaderboard: {out / 'leaderboard.md'}")
     return 0
+
+
+def compare(args: argparse.Namespace) -> int:
+    """``bench compare A B``: 0 when both runs measured the same numbers, 1 when not."""
+    from neuroinspect.harness.record_diff import compare_records
+    from neuroinspect.harness.records import read_records
+
+    if not args.atol >= 0:
+        raise UserError(f"--atol is {args.atol}; give a difference of 0 or more, e.g. --atol 1e-6.")
+    paths = []
+    for given in (args.a, args.b):
+        path = Path(given)
+        if path.is_dir():
+            path = path / "results.jsonl"
+        paths.append(path)
+    result = compare_records(read_records(paths[0]), read_records(paths[1]), atol=args.atol)
+    print(result.summary(str(paths[0]), str(paths[1]), show=max(0, args.show)))
+    return 0 if result.same else 1
 
 
 def _done_seeds(results: Path, name: str) -> set[int]:

@@ -161,10 +161,11 @@ def run_experiment(
     cache = FeatureCache(out_dir / "cache")
     with Provenance(str(device)) as prov_feat:
         feats = {
-            s: cache.get_or_compute(
-                surface,
-                ckpt.sha256 or "",
+            s: pl.split_features(
+                ckpt,
                 ds,
+                transform,
+                cache,
                 batch_size=cfg.batch_size,
                 device=device,
                 show_progress=show_progress,

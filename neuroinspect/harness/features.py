@@ -128,7 +128,8 @@ def default_cache_dir() -> Path:
 class FeatureCache:
     """Feature sets on disk under ``root/features/<key>.pt``.
 
-    ``key = sha256(checkpoint sha256, dataset fingerprint, transform description)``: a new
+    ``key = sha256(checkpoint sha256, dataset fingerprint, transform description)`` (the description is
+    :func:`~neuroinspect.harness.transforms.describe` of the dataset's transform unless given): a new
     checkpoint, a different split or a different transform never reads a stale entry.
     """
 
@@ -137,7 +138,11 @@ class FeatureCache:
 
     @staticmethod
     def key(checkpoint_sha: str, dataset: ImageDataset, transform_desc: str | None = None) -> str:
-        desc = transform_desc if transform_desc is not None else repr(dataset.transform)
+        from neuroinspect.harness.transforms import describe
+
+        # describe(), not repr(): a repr may hold a memory address, which would miss the cache in every
+        # new process
+        desc = transform_desc if transform_desc is not None else describe(dataset.transform)
         h = hashlib.sha256("|".join([checkpoint_sha, dataset.fingerprint(), desc]).encode())
         return h.hexdigest()[:24]
 
@@ -158,7 +163,9 @@ class FeatureCache:
         path = self.path(self.key(checkpoint_sha, dataset, transform_desc))
         if path.is_file():
             try:
-                return FeatureSet.from_payload(torch.load(path, map_location="cpu", weights_only=True))
+                cached = FeatureSet.from_payload(torch.load(path, map_location="cpu", weights_only=True))
+                cached.meta["cache_key"] = path.stem
+                return cached
             except Exception:  # noqa: BLE001 - a damaged entry is recomputed, never trusted
                 path.unlink(missing_ok=True)
         fs = extract_features(

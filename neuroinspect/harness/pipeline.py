@@ -10,6 +10,8 @@ and metrics on both (``tests/test_sweep_choice.py`` checks it).
 step                      what it computes
 ========================  ====================================================================
 :func:`train_model`       a classifier trained on a dataset (the preset with the config's overrides)
+:func:`split_features`    one split's pooled penultimate features, cached by checkpoint, data and
+                          transform (the same cache entry for every path)
 :func:`choose_class`      the class to debug: given, or the worst on the finder split (ties: the
                           lowest index; classes without samples are never chosen)
 :func:`class_mistakes`    the class's mistakes on the finder split (dataset index, path, prediction)
@@ -120,6 +122,39 @@ def train_model(
         "n_train": len(train_ds),
     }
     return ckpt, summary
+
+
+# -- features --------------------------------------------------------------------------------------
+def split_features(
+    ckpt: Any,
+    dataset: Any,
+    transform: Any,
+    cache: Any,
+    *,
+    batch_size: int = 256,
+    device: Any = "cpu",
+    show_progress: bool = False,
+) -> Any:
+    """The pooled penultimate features of one split, ``features`` (N, D), with labels, groups and logits.
+
+    ``ckpt`` is a :class:`~neuroinspect.harness.checkpoint.Checkpoint`, ``dataset`` a split loaded
+    with ``transform`` (the checkpoint's evaluation transform), ``cache`` a
+    :class:`~neuroinspect.harness.features.FeatureCache`. The entry's key is (checkpoint sha256,
+    dataset fingerprint, :func:`~neuroinspect.harness.transforms.describe` of ``transform``): stable
+    across processes, so ``run_experiment`` and a sweep's ``features`` node over the same store read
+    one entry. The key is in ``meta["cache_key"]``.
+    """
+    from neuroinspect.harness.transforms import describe
+
+    return cache.get_or_compute(
+        ckpt.surface,
+        ckpt.sha256 or "",
+        dataset,
+        batch_size=batch_size,
+        device=device,
+        transform_desc=describe(transform),
+        show_progress=show_progress,
+    )
 
 
 # -- the class to debug ----------------------------------------------------------------------------

@@ -446,7 +446,8 @@ def stage_train(params: dict[str, Any], deps: dict[str, NodeOutput], ctx: StageC
 
 # -- features --------------------------------------------------------------------------------------
 def stage_features(params: dict[str, Any], deps: dict[str, NodeOutput], ctx: StageContext) -> StageResult:
-    """Pooled features of one split through the model's evaluation transform (:class:`FeatureCache`)."""
+    """Pooled features of one split through the model's evaluation transform (:func:`pipeline.split_features`)."""
+    from neuroinspect.harness import pipeline as pl
     from neuroinspect.harness.evaluation import checkpoint_eval_transform
     from neuroinspect.harness.features import FeatureCache
     from neuroinspect.harness.transforms import describe
@@ -456,17 +457,17 @@ def stage_features(params: dict[str, Any], deps: dict[str, NodeOutput], ctx: Sta
     transform = checkpoint_eval_transform(ckpt, params["dataset"])
     ds = _dataset_split(params, params["split"], transform)
     cache = FeatureCache(ctx.work)
-    desc = describe(transform)
-    fs = cache.get_or_compute(
-        ckpt.surface,
-        ckpt.sha256 or "",
+    fs = pl.split_features(
+        ckpt,
         ds,
+        transform,
+        cache,
         batch_size=int(params.get("batch_size", 256)),
         device=resolve_device(ctx.device),
-        transform_desc=desc,
         show_progress=ctx.show_progress,
     )
-    key = FeatureCache.key(ckpt.sha256 or "", ds, desc)
+    key = fs.meta["cache_key"]
+    desc = describe(transform)
     return StageResult(
         {
             "file": str(cache.path(key).relative_to(ctx.work)),
@@ -984,15 +985,24 @@ def stage_visualize(params: dict[str, Any], deps: dict[str, NodeOutput], ctx: St
     neurons = [int(n) for n in deps["select"].result["neurons"]]
     if params.get("max_neurons"):  # the first N of the selection (a sweep's visualize_neurons)
         neurons = neurons[: int(params["max_neurons"])]
+    if not neurons:  # a selector may keep no candidate: nothing to picture, no record
+        return StageResult({"neurons": [], "class_idx": class_idx, "pairs": [], "wall_seconds_per_pair": []})
     seed = int(params["seed"])
     seed_everything(seed)
     with Provenance(ctx.device) as prov:
         clip = None
         if _uses_clip(cls, settings):
             from neuroinspect.clip.loader import DEFAULT_CLIP, load_clip
+            from neuroinspect.methods.concept_recovery import is_benchmark
 
-            spec = settings.get("clip") or inspect.signature(cls).parameters["clip"].default or DEFAULT_CLIP
-            clip = load_clip(str(spec), device=device)
+            if settings.get("clip"):  # the visualizer's own
+                clip = load_clip(str(settings["clip"]), device=device)
+            elif params.get("clip") or is_benchmark(params["dataset"]):
+                # the sweep's `clip`, or a bundled benchmark's synthetic CLIP: the one the selectors use
+                clip = _clip_for(params, device, ctx)
+            else:
+                spec = inspect.signature(cls).parameters["clip"].default or DEFAULT_CLIP
+                clip = load_clip(str(spec), device=device)
             settings["clip"] = clip
         features = load_features(deps["features"])
         accepted = inspect.signature(cls).parameters
@@ -1084,6 +1094,7 @@ def stage_visualize(params: dict[str, Any], deps: dict[str, NodeOutput], ctx: St
         )
         rec["artifact_dir"] = str(ctx.final / s.directory.relative_to(ctx.work))
         records.append(rec)
+    _stamp(records, deps["evaluate"])
     title = f"{params['visualizer']} | {model} on {params['dataset']} | class {class_idx} | seed {seed}"
     contact_sheet(saved, ctx.work / "pairs" / params["visualizer"], title=title)
     return StageResult(

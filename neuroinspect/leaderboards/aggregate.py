@@ -14,7 +14,11 @@ debug a class, the same class (or the same rule for choosing it, ``config.class_
   paired differences. Headline: WGA after, Δ WGA, test accuracy after, Δ test, class accuracy after.
 - *Neuron recovery* (``neuron_recovery``): precision@k of the finder's ranking, per list
   (``metrics.lists.<list>.precision_at_k``, ``margin_share``, ``chance_at_k``) or flat
-  (``metrics.precision_at_k``, ``chance_precision``). Headline: P@5, margin share and chance per list.
+  (``metrics.precision_at_k``, ``margin_share_at_k``, ``chance_precision``,
+  ``chance_margin_share_at_k``). Flat records of one list (``config.list``: ``insufficient``,
+  ``excessive``; ``edited``, the set a pipeline edited, scored at k = its size) make a table per list,
+  and edited sets one per set size. Headline: P@k, margin share@k and their chance rates, with k = 5
+  for a finder's lists and k = the set size for edited sets.
 - *Visualization faithfulness* (``visualization``): the automatic metrics of
   :mod:`neuroinspect.methods.visualizers.faithfulness` and concept recovery, averaged over the
   method's (neuron, class) pairs; one table per (dataset, model), whatever class each neuron is
@@ -53,7 +57,10 @@ from neuroinspect.harness.records import ACCURACY_KEYS, validate_record
 
 #: Config keys that never distinguish rows: paths, devices, bookkeeping (they vary between runs of
 #: the same method without changing what was measured). Keys ending in ``_path`` / ``_dir`` /
-#: ``_file`` / ``_sha256`` / ``_hash`` are ignored as well, at any depth of the config.
+#: ``_file`` / ``_sha256`` / ``_hash`` / ``_cache_key`` are ignored as well, at any depth of the
+#: config: a cache key names the inputs of one run (``exemplars`` records ``feature_cache_key``, a
+#: hash of the seed's checkpoint and of the data's file paths), so it differs per seed and per output
+#: folder for the same method and settings.
 IGNORED_CONFIG_KEYS = frozenset(
     {
         "seed",
@@ -89,6 +96,8 @@ IGNORED_CONFIG_KEYS = frozenset(
         "class_rule",
     }
 )
+#: Suffixes of config keys that are ignored like :data:`IGNORED_CONFIG_KEYS`.
+IGNORED_SUFFIXES = ("_path", "_dir", "_file", "_sha256", "_hash", "_cache_key")
 #: Config keys that are outcomes of a run rather than settings (a finder picks different neurons on
 #: each seed's model). They are ignored when grouping unless two runs of a group share a seed, in
 #: which case the group is split by them (e.g. two hand-picked neuron sets on the same model).
@@ -96,6 +105,14 @@ OUTCOME_CONFIG_KEYS = frozenset({"neurons", "class_idx", "classes"})
 #: Dataset parameters that define a different benchmark and so a table of their own (MetaShift's
 #: ``protocol``); other dataset parameters only tell rows apart.
 TABLE_PARAMS = ("protocol",)
+#: Where a record's config keeps the variant label of a method role, per task (the sweep's
+#: ``"neuroinspect:l1"`` entries, :func:`neuroinspect.harness.choice.split_variant`): the label is
+#: part of the method's name, not a setting.
+VARIANT_KEYS = {
+    "mitigation": {"editor": "variant", "finder": "finder_variant"},
+    "evaluation": {"editor": "variant", "finder": "finder_variant"},
+    "neuron_recovery": {"finder": "variant"},
+}
 #: Reported-row bookkeeping in ``config`` that is not a setting of the method.
 REPORTED_META_KEYS = frozenset({"notes", "n_seeds", "mean_convention", "table", "source_table"})
 #: The record field with the dataset fingerprint (:mod:`neuroinspect.datasets.fingerprint`).
@@ -173,6 +190,9 @@ METRIC_HELP = {
     "faithfulness_deletion_auc": "target as the most-attributed pixels are deleted; lower = more faithful",
     "faithfulness_deletion_auc_random": "the same with a random pixel order (the control)",
     "margin_share": "share of the class margin deficit carried by the list's neurons",
+    "margin_share_at_k": "the first k neurons' share (an edited set: all its neurons') of all neurons' positive effect on the class margin over the mistakes",
+    "chance_margin_share_at_k": "the margin share of k random neurons",
+    "chance_precision": "the precision of random neurons: the share of all neurons that are in the truth",
 }
 #: Metrics that are fractions in [0, 1] and are shown as percentages.
 FRACTION_METRICS = frozenset(ACCURACY_KEYS) | {
@@ -200,6 +220,8 @@ AT_K_LABELS = {
     "recall_at_k": "R",
     "spurious_precision_at_k": "spurious P",
     "chance_at_k": "Chance@",
+    "margin_share_at_k": "Margin share@",
+    "chance_margin_share_at_k": "Chance margin share@",
 }
 AT_K_FAMILIES = tuple(AT_K_LABELS)
 #: Neuron lists in the order their columns appear (others follow alphabetically).
@@ -310,11 +332,18 @@ class Row:
     #: study rows: ``metrics.task_type`` and ``metrics.participants`` (human | simulated | mixed)
     task_type: str | None = None
     participants: str | None = None
+    #: neuron-recovery records of one list (``config.list``: insufficient, excessive, edited)
+    neuron_list: str | None = None
+    #: edited sets: the set size k their P@k is scored at (``config.k``)
+    set_size: int | None = None
+    #: variant labels of the method's roles (``{"editor": "l1"}``: :data:`VARIANT_KEYS`)
+    variants: dict[str, str] = field(default_factory=dict)
 
     @property
     def method_label(self) -> str:
         """The method's names, finder first, then selector, visualizer, editor
-        (``counterfactual + neuroinspect``); a study condition reads ``natural (exemplars)``."""
+        (``counterfactual + neuroinspect``), each with its variant label as the config names it
+        (``neuroinspect:l1``); a study condition reads ``natural (exemplars)``."""
         if "condition" in self.method:
             cond = self.method["condition"]
             vis = self.method.get("visualizer", "none")
@@ -322,9 +351,14 @@ class Row:
         roles = [r for r in METHOD_ROLE_ORDER if r in self.method] + sorted(
             r for r in self.method if r not in METHOD_ROLE_ORDER
         )
+
         # editors that ignore neurons record finder "none": the label is then just the editor
-        names = [self.method[r] for r in roles if self.method[r] not in ("none", "")]
-        return " + ".join(names) or " + ".join(self.method[r] for r in roles)
+        def name(role: str) -> str:
+            label = self.variants.get(role)
+            return f"{self.method[role]}:{label}" if label else self.method[role]
+
+        names = [name(r) for r in roles if self.method[r] not in ("none", "")]
+        return " + ".join(names) or " + ".join(name(r) for r in roles)
 
     @property
     def n_seeds(self) -> int | None:
@@ -381,6 +415,10 @@ class Table:
     benchmark_seeds: int | None = None
     #: ``"data 1a2b3c4d"`` when one dataset has tables on different data in this build
     data_tag: str = ""
+    #: neuron recovery: the list every row scores (``None``: rows hold every list, or no list)
+    neuron_list: str | None = None
+    #: neuron recovery of edited sets: the set size k shared by every row
+    set_size: int | None = None
 
     @property
     def track(self) -> str:
@@ -404,6 +442,8 @@ class Table:
             parts.append(self.model)
         if self.class_text is not None:
             parts.append(self.class_text)
+        if self.neuron_list:
+            parts.append(list_title(self.neuron_list, self.set_size))
         text = " · ".join(parts)
         return f"{text} — published results" if self.kind == "published" else text
 
@@ -415,7 +455,8 @@ class Table:
     def slug(self) -> str:
         bits = [self.task, self.task_type or "", self.dataset]
         bits += [f"{k}-{_short(v)}" for k, v in sorted(self.dataset_params.items())]
-        bits += [self.data_tag, self.model or "", self.class_text or "", self.kind]
+        bits += [self.data_tag, self.model or "", self.class_text or ""]
+        bits += [list_title(self.neuron_list, self.set_size) if self.neuron_list else "", self.kind]
         raw = "-".join(b for b in bits if b)
         slug = "".join(c if c.isalnum() or c in "-_" else "-" for c in raw.lower())
         while "--" in slug:
@@ -432,6 +473,13 @@ class Table:
 
     def headline_columns(self) -> list[Column]:
         return [c for c in self.columns if c.headline]
+
+
+def list_title(name: str, set_size: int | None = None) -> str:
+    """How a table names the neuron list its rows score: ``insufficient list``, ``edited sets (k = 50)``."""
+    if name == "edited":
+        return f"edited sets (k = {set_size})" if set_size else "edited sets"
+    return f"{name} list"
 
 
 def _task_type_text(task_type: str) -> str:
@@ -637,7 +685,7 @@ def metric_order(key: str) -> tuple[int, str]:
 
 
 def _ignored(key: str) -> bool:
-    return key in IGNORED_CONFIG_KEYS or key.endswith(("_path", "_dir", "_file", "_sha256", "_hash"))
+    return key in IGNORED_CONFIG_KEYS or key.endswith(IGNORED_SUFFIXES)
 
 
 def _clean(obj: Any, drop_outcomes: bool) -> Any:
@@ -800,7 +848,42 @@ def _make_row(members: Sequence[LocatedRecord], split_on_outcomes: bool = False)
         fingerprint=dict(fp) if isinstance(fp, Mapping) else None,
         task_type=_task_type(first),
         participants=str(participants) if participants is not None else None,
+        neuron_list=_neuron_list(first),
+        set_size=_set_size(first),
+        variants=_variants(first),
     )
+
+
+def _variants(rec: Mapping[str, Any]) -> dict[str, str]:
+    """``{role: label}`` for the method roles whose variant label the config records."""
+    out = {}
+    for role, key in VARIANT_KEYS.get(rec["task"], {}).items():
+        label = rec["config"].get(key)
+        if role in rec["method"] and isinstance(label, str) and label:
+            out[role] = label
+    return out
+
+
+def _neuron_list(rec: Mapping[str, Any]) -> str | None:
+    """The list a flat ``neuron_recovery`` record scores (``config.list``, else ``metrics.list``)."""
+    if rec["task"] != "neuron_recovery":
+        return None
+    for block in (rec["config"], rec["metrics"]):
+        name = block.get("list")
+        if isinstance(name, str) and name:
+            return name
+    return None
+
+
+def _set_size(rec: Mapping[str, Any]) -> int | None:
+    """An edited set's size k: ``config.k``, else the one k its ``precision_at_k`` is given at."""
+    if _neuron_list(rec) != "edited":
+        return None
+    k = rec["config"].get("k")
+    if isinstance(k, int) and not isinstance(k, bool) and k > 0:
+        return k
+    ks = list(_at_k(rec["metrics"].get("precision_at_k")))
+    return int(ks[0]) if len(ks) == 1 and ks[0].isdigit() else None
 
 
 # -------------------------------------------------------------------------------------------- columns
@@ -833,7 +916,9 @@ def _column(key: str, rows: Sequence[Row], headline: bool = False) -> Column:
             headline=headline,
         )
     if head in AT_K_LABELS and metric:
-        return Column(key, _at_k_label(head, metric), percent=True, headline=headline)
+        return Column(
+            key, _at_k_label(head, metric), percent=True, headline=headline, help=METRIC_HELP.get(head, "")
+        )
     if key.startswith("concept_recovered"):
         return Column(
             key, METRIC_LABELS.get(key, key), decimals=1, headline=headline, help=METRIC_HELP.get(key, "")
@@ -947,7 +1032,16 @@ def _headline_keys(task: str, keys: Sequence[str], rows: Sequence[Row]) -> list[
                 f"lists.{name}.margin_share",
                 f"lists.{name}.chance_at_k.{k}",
             ]
-        wanted += [f"precision_at_k.{k}", "margin_share", "chance_precision"]
+        sizes = {r.set_size for r in rows if r.source != "reported"}
+        if len(sizes) == 1 and (size := sizes.pop()) and f"precision_at_k.{size}" in keys:
+            k = str(size)  # an edited set is scored at k = its size
+        wanted += [
+            f"precision_at_k.{k}",
+            f"margin_share_at_k.{k}",
+            "margin_share",
+            "chance_precision",
+            f"chance_margin_share_at_k.{k}",
+        ]
         out = [w for w in wanted if filled(w)]
         if (
             lists
@@ -1005,10 +1099,11 @@ def _short(v: Any) -> str:
     return v if isinstance(v, str) else _fingerprint(v)
 
 
-def _flat_config(config: Mapping[str, Any], outcomes: bool) -> dict[str, str]:
+def _flat_config(config: Mapping[str, Any], outcomes: bool, task: str = "") -> dict[str, str]:
     out: dict[str, str] = {}
+    named = set(VARIANT_KEYS.get(task, {}).values())  # in the method label
     for k, v in _clean(config, drop_outcomes=not outcomes).items():
-        if k in ("selection", "uses_group_labels") or k in REPORTED_META_KEYS:
+        if k in ("selection", "uses_group_labels") or k in REPORTED_META_KEYS or k in named:
             continue
         if k == "dataset_params" and isinstance(v, Mapping):
             v = {k2: v2 for k2, v2 in v.items() if k2 not in TABLE_PARAMS}
@@ -1023,20 +1118,28 @@ def _flat_config(config: Mapping[str, Any], outcomes: bool) -> dict[str, str]:
 def _assign_settings(rows: Sequence[Row]) -> None:
     """Rows that would look identical (same method, model, class, source, participants) get the
     config values that tell them apart, e.g. ``gamma=1.02``; a key that is repeated under a nested
-    block (``finder.k`` beside ``k``) is named once."""
+    block (``finder.k`` beside ``k``) is named once. A null (or absent) value is left out of a row's
+    setting unless nothing else would be left to tell that row apart (then ``gamma=null``)."""
     clusters: dict[tuple[Any, ...], list[Row]] = defaultdict(list)
     for r in rows:
         clusters[(r.method_label, r.model, r.class_text, r.source, r.participants)].append(r)
     for members in clusters.values():
         if len(members) < 2:
             continue
-        flats = [_flat_config(r.config, outcomes=r.split_on_outcomes) for r in members]
+        flats = [_flat_config(r.config, outcomes=r.split_on_outcomes, task=r.task) for r in members]
         keys = sorted({k for f in flats for k in f})
         differing = [k for k in keys if len({f.get(k) for f in flats}) > 1]
         top = {k for k in differing if "." not in k}
         differing = [k for k in differing if not ("." in k and k.split(".", 1)[1] in top)]
-        for r, f in zip(members, flats, strict=True):
-            r.setting = ", ".join(f"{k}={f.get(k, '—')}" for k in differing)
+        full = [[f"{k}={f.get(k, '—')}" for k in differing] for f in flats]
+        short = [
+            [f"{k}={f[k]}" for k in differing if f.get(k, "null") != "null"] or parts
+            for f, parts in zip(flats, full, strict=True)
+        ]
+        # a null left out must not make two rows read alike (absent beside null)
+        shown = short if len({tuple(p) for p in short}) == len(short) else full
+        for r, parts in zip(members, shown, strict=True):
+            r.setting = ", ".join(parts)
 
 
 # --------------------------------------------------------------------------------------------- tables
@@ -1053,7 +1156,17 @@ def _table_key(row: Row) -> tuple[Any, ...]:
         row.fingerprint.get("sha256", "") if row.fingerprint else "",
         row.model,
         _fingerprint(_class_key_of_row(row)),
+        _list_key(row),
     )
+
+
+def _list_key(row: Row) -> str:
+    """Neuron-recovery rows of one list are a table of their own (lists in :data:`LIST_ORDER`),
+    edited sets one per set size: P@5 of a ranking and P@50 of a set are not the same measure."""
+    if not row.neuron_list:
+        return ""
+    order = LIST_ORDER.index(row.neuron_list) if row.neuron_list in LIST_ORDER else len(LIST_ORDER)
+    return f"{order}:{row.neuron_list}:{row.set_size or 0:09d}"
 
 
 def _class_key_of_row(row: Row) -> Any:
@@ -1070,14 +1183,18 @@ def _class_title(row: Row) -> str | None:
     return "all classes" if row.class_idx is None else f"class {row.class_idx}"
 
 
-def _order_rows(rows: list[Row], sort_key: str | None) -> None:
-    lower = sort_key in LOWER_IS_BETTER
+def _order_rows(rows: list[Row], sort_key: str | None, then: Sequence[str] = ()) -> None:
+    """Best first by ``sort_key``; ties by the ``then`` columns in turn (e.g. P@5 ties by margin
+    share), each best first; then by method, so the order never depends on the input's."""
+
+    def value(r: Row, key: str | None) -> tuple[bool, float]:
+        v = r.metrics[key].mean if key and key in r.metrics else None
+        return (v is None, (v or 0.0) if key in LOWER_IS_BETTER else -(v or 0.0))
 
     def order(r: Row) -> tuple[Any, ...]:
-        v = r.metrics[sort_key].mean if sort_key and sort_key in r.metrics else None
         return (
-            v is None,
-            (v or 0.0) if lower else -(v or 0.0),
+            *value(r, sort_key),
+            *(x for k in then for x in value(r, k)),
             r.source != "measured",
             r.method_label,
             r.model,
@@ -1116,7 +1233,9 @@ def _make_table(
         columns = [_column(k, rows, headline=k in headline) for k in ordered]
     sort_key = _sort_key_for(task, headline, keys, rows)
     _assign_settings(rows)
-    _order_rows(rows, sort_key)
+    # chance columns describe the data, not the method: they do not break ties
+    then = [k for k in headline if k != sort_key and "chance" not in k]
+    _order_rows(rows, sort_key, then)
     first = rows[0]
     measured = [r for r in rows if r.source != "reported"] or rows
     models = {r.model for r in measured}
@@ -1136,6 +1255,11 @@ def _make_table(
         fingerprint=fp if kind == "measured" else None,
         reason=reason,
     )
+    lists = {r.neuron_list for r in measured}
+    if share and len(lists) == 1:
+        table.neuron_list = lists.pop()
+        sizes = {r.set_size for r in measured}
+        table.set_size = sizes.pop() if len(sizes) == 1 else None
     return table
 
 
@@ -1180,7 +1304,8 @@ def build_tables(
     measured is dropped, except a published human study, which is kept beside the measured study
     tables of its task type. Tables come in track order (:data:`TRACK_ORDER`), then task type,
     dataset, protocol, data, model and class, each dataset's published table after its measured ones;
-    rows are sorted by the table's headline metric, best first, rows without it last.
+    rows are sorted by the table's headline metric, best first, rows without it last, ties by the
+    next headline columns.
     """
     recs = located(records)
     extra = located(reported, where="reported")
@@ -1249,13 +1374,19 @@ def build_tables(
         rows_, _ = published.setdefault(pkey, ([], reason))
         rows_.append(row)
 
-    # the seeds measured on each benchmark's data: a row with fewer is marked
+    # the seeds measured on each benchmark's data with each model: a row with fewer is marked (another
+    # model's seeds say nothing about this one's, e.g. a one-seed study of another network)
     seeds: dict[tuple[Any, ...], set[int]] = defaultdict(set)
     for lr in measured_recs:
         rec = lr.record
-        seeds[(rec["task"], rec["dataset"], _fingerprint(_protocol(rec["config"])), _data_hash(rec))].add(
-            rec["seed"]
+        key = (
+            rec["task"],
+            rec["dataset"],
+            _fingerprint(_protocol(rec["config"])),
+            _data_hash(rec),
+            rec["model"],
         )
+        seeds[key].add(rec["seed"])
     # a dataset measured on more than one set of data (a user's folder beside the official release)
     hashes: dict[tuple[Any, ...], set[str]] = defaultdict(set)
     for key in by_key:
@@ -1266,7 +1397,7 @@ def build_tables(
         t = _make_table(rows[0].task, rows)
         t.fingerprint = info[key]["fp"]
         t.official = _official_flag(t.dataset, t.fingerprint)
-        t.benchmark_seeds = len(seeds[(t.task, t.dataset, key[4], key[5])])
+        t.benchmark_seeds = len(seeds[(t.task, t.dataset, key[4], key[5], key[6])])
         if len(hashes[(key[1], key[3], key[4])]) > 1:
             t.data_tag = f"data {key[5][:8]}" if key[5] else "data not fingerprinted"
         keyed.append(((*key[:5], 0, *key[5:]), t))
@@ -1314,9 +1445,18 @@ def _notes(table: Table) -> list[str]:
     if any(r.uses_group_labels for r in table.rows):
         notes.append("† uses group labels (for training or model selection); unmarked methods use none.")
     if any(r.class_rule for r in table.rows):
-        notes.append(
-            "The class is chosen per seed (the worst class); the Class column lists the classes it picked."
+        picked = sorted({c for r in table.rows if r.class_rule for c in r.classes})
+        which = (
+            f"class {picked[0]} on every seed"
+            if len(picked) == 1
+            else "classes " + ", ".join(str(c) for c in picked)
         )
+        notes.append(
+            f"The class is chosen per seed (the worst class): {which} here; "
+            "each row's classes are in the CSV and under `--columns all`."
+        )
+    if table.neuron_list:
+        notes.append(_list_note(table))
     if table.task == "visualization":
         notes.append(
             "Means over each method's (neuron, class) pairs; ± is the standard deviation over the pairs "
@@ -1352,6 +1492,25 @@ def _notes(table: Table) -> list[str]:
             f"Some runs share a seed ({names}): n counts distinct seeds, the statistics use every run."
         )
     return notes
+
+
+def _list_note(table: Table) -> str:
+    """What a neuron-recovery table of one list measures, in a sentence."""
+    if table.neuron_list == "edited":
+        k = table.set_size or "k"
+        return (
+            f"The neurons each pipeline edited (up to {k} per seed), scored against the causal truth "
+            f"on the mistakes (either list): P@{k} = share of the set that is causal (an empty set scores 0), "
+            f"margin share@{k} = the set's share of all neurons' positive effect on the class margin over "
+            "the mistakes; the chance columns "
+            f"are {k} random neurons. Set sizes, causal counts and core neurons let through are in the CSV."
+        )
+    return (
+        f"Each finder's {table.neuron_list} ranking scored against that list's causal truth on the "
+        "mistakes: P@k = share of its first k neurons that are causal, margin share@k = their share of "
+        "all neurons' positive effect on the class margin over the mistakes; the chance columns are k "
+        "random neurons."
+    )
 
 
 def _fewer_seeds(row: Row, table: Table) -> bool:

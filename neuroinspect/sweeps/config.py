@@ -118,7 +118,13 @@ class ModelEntry:
     pretrained: bool | str | None = None
     preset: str | None = None
     train: dict[str, Any] = field(default_factory=dict)
+    #: a checkpoint file to load instead of training; ``{seed}`` in it is replaced by each seed
     checkpoint: str | None = None
+
+    def checkpoint_for(self, seed: int) -> str:
+        """The checkpoint file of ``seed`` (``{seed}`` replaced); only for a model with a checkpoint."""
+        assert self.checkpoint is not None
+        return self.checkpoint.replace("{seed}", str(seed))
 
 
 @dataclass(frozen=True)
@@ -513,12 +519,28 @@ def validate_methods(cfg: SweepConfig) -> None:
     if cfg.visualizers and cfg.visualize_split not in ("train", "val", "test"):
         raise _fail(src, "visualize_split", f"is {cfg.visualize_split!r}; use train, val or test.")
     for m in cfg.models:
-        if m.checkpoint is not None and not Path(m.checkpoint).expanduser().is_file():
-            raise _fail(
-                src,
-                f"models.{m.label}.checkpoint",
-                f"file {m.checkpoint} does not exist; fix the path or drop checkpoint to train.",
-            )
+        if m.checkpoint is not None:
+            missing = [
+                p
+                for p in dict.fromkeys(m.checkpoint_for(s) for s in cfg.seeds)
+                if not Path(p).expanduser().is_file()
+            ]
+            if missing and "{seed}" in m.checkpoint:
+                seeds = [s for s in cfg.seeds if m.checkpoint_for(s) in missing]
+                raise _fail(
+                    src,
+                    f"models.{m.label}.checkpoint",
+                    f"has no file for seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))} "
+                    f"({', '.join(missing)}); train {'them' if len(seeds) > 1 else 'it'} there first "
+                    '(e.g. neuroinspect bench run EXPERIMENT.toml, whose checkpoint = "...seed-{seed}/best.pt" '
+                    "trains into that path), or drop checkpoint to train in the sweep.",
+                )
+            if missing:
+                raise _fail(
+                    src,
+                    f"models.{m.label}.checkpoint",
+                    f"file {m.checkpoint} does not exist; fix the path or drop checkpoint to train.",
+                )
         if isinstance(m.pretrained, str):
             from neuroinspect.harness.models import _looks_like_path
 

@@ -5,7 +5,8 @@ chain of stages; most of the chain is shared with other cells. Nodes are keyed l
 them (:func:`neuroinspect.harness.stages.node_key`), so a node that two cells need is planned, run
 and stored once:
 
-- one ``train`` per (dataset variant, model, seed) (one per checkpoint when a model gives one);
+- one ``train`` per (dataset variant, model, seed) (one per checkpoint file when a model gives one;
+  ``{seed}`` in its path names one file per seed);
 - one ``features`` per (model, split), one ``evaluate`` per model (the class to debug and the
   metrics before editing), one ``truth`` and one ``causal`` (the mistakes' causal effects) per model
   (bundled benchmarks), one ``attributes`` per dataset variant (concept recovery of visualizations);
@@ -177,7 +178,7 @@ def build_plan(cfg: SweepConfig) -> Plan:
             for seed in cfg.seeds:
                 where = f"{d.label}/{m.label}/seed{seed}"
                 if m.checkpoint:
-                    path = _resolve(m.checkpoint)
+                    path = _resolve(m.checkpoint_for(seed))
                     assert path is not None
                     if path not in ckpt_sha:
                         ckpt_sha[path] = file_sha256(path)
@@ -455,6 +456,7 @@ def _plan_model(
                         "finder": f.name,
                         "selector": s.name,
                         "selector_settings": s.settings,
+                        **({"clip": cfg.clip} if cfg.clip else {}),
                     },
                     vdeps,
                     f"visualize {v.label} ← {f.label}/{s.label} · {where}",

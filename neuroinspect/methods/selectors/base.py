@@ -135,16 +135,17 @@ class NeuronVisuals:
                 kwargs["clip"] = self.clip
             vis = VISUALIZERS.get(method)(**kwargs)
             t0 = time.perf_counter()
-            out = vis.visualize(
-                self.surface,
-                todo,
-                self.class_idx if conditioned else None,
-                dataset=self.dataset,
-                class_names=self.class_names,
-                seed=self.seed,
-                device=self.device,
-                show_progress=self.show_progress,
-            )
+            with torch.enable_grad():  # synthetic images are optimized, whatever the caller's grad mode
+                out = vis.visualize(
+                    self.surface,
+                    todo,
+                    self.class_idx if conditioned else None,
+                    dataset=self.dataset,
+                    class_names=self.class_names,
+                    seed=self.seed,
+                    device=self.device,
+                    show_progress=self.show_progress,
+                )
             self.wall_seconds += time.perf_counter() - t0
             for n, v in zip(todo, out, strict=True):
                 self._cache[(method, key, conditioned, n)] = v

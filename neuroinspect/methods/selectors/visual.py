@@ -70,14 +70,10 @@ class ClipSelector(_VisualSelector):
         self.logit_scale = None if logit_scale is None else float(logit_scale)
         self.attributes = None if attributes is None else [str(a) for a in attributes]
 
-    @torch.no_grad()
     def label(
         self, candidates: Sequence[int], ctx: SelectionContext
     ) -> tuple[dict[int, str], dict[int, float]]:
-        from neuroinspect.clip.prompts import class_text_embeddings
-
-        clip = ctx.clip
-        if clip is None:
+        if ctx.clip is None:
             raise UserError("the clip selector needs a CLIP model: set `clip` in the experiment config.")
         attrs = self.attributes or ctx.attributes
         if not attrs:
@@ -85,7 +81,17 @@ class ClipSelector(_VisualSelector):
                 "the clip selector needs the domain's attribute names (attributes=[...]); "
                 "the bundled benchmarks supply their spurious values."
             )
-        vis = self._visuals(candidates, ctx)
+        vis = self._visuals(candidates, ctx)  # optimized pictures: rendered with gradients on
+        with torch.no_grad():
+            return self._score(candidates, ctx, vis, list(attrs))
+
+    def _score(
+        self, candidates: Sequence[int], ctx: SelectionContext, vis: Any, attrs: list[str]
+    ) -> tuple[dict[int, str], dict[int, float]]:
+        from neuroinspect.clip.prompts import class_text_embeddings
+
+        clip = ctx.clip
+        assert clip is not None
         device = clip.device
         t_cls = class_text_embeddings(clip, [ctx.prompts[ctx.class_idx]], renormalize=True).to(device)
         t_att = class_text_embeddings(clip, list(attrs), renormalize=True).to(device)
