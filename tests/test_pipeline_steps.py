@@ -553,16 +553,14 @@ def test_selection_context_holds_what_the_selectors_read() -> None:
         "device": device,
         "log": logged.append,
     }
-    ctx = pl.selection_context(
-        benchmark=True, selectors={"top": SELECTORS.get("top")()}, show_progress=True, **common
-    )
+    ctx = pl.selection_context(benchmark=True, selectors={"top": SELECTORS.get("top")()}, **common)
     assert ctx.surface == "model" and ctx.decision is dec and ctx.class_idx == 1
     assert ctx.class_names == ["triangle", "square", "other"]
     assert ctx.prompts == ["triangle", "square"]  # the benchmark's own class prompts
     assert ctx.class_means.tolist() == [[2.0, 4.0], [5.0, 0.0], [0.0, 0.0]]  # K = 3 rows, from val
     assert ctx.attributes == list(ds.spurious_names) and len(ctx.attributes) > 0
     assert ctx.benchmark_train is train_ds and ctx.dataset is ds
-    assert ctx.visuals is None and ctx.seed == 7 and ctx.device is device and ctx.show_progress is True
+    assert ctx.visuals is None and ctx.seed == 7 and ctx.device is device and ctx.show_progress is False
     assert ctx.clip is clip
     ctx.log("x")
     assert logged == ["x"]
