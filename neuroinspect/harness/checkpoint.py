@@ -71,6 +71,15 @@ def save_checkpoint(
     return atomic_torch_save(path, payload)
 
 
+#: in a checkpoint path, replaced by the seed: one model file per seed (``runs/models/seed-{seed}/best.pt``)
+SEED_FIELD = "{seed}"
+
+
+def checkpoint_for_seed(path: str | Path, seed: int) -> str:
+    """``path`` with :data:`SEED_FIELD` replaced by ``seed`` (unchanged when it has none)."""
+    return str(path).replace(SEED_FIELD, str(seed))
+
+
 def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as fh:

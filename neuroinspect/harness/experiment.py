@@ -33,7 +33,7 @@ from neuroinspect.datasets.fingerprint import fingerprint_splits, stamp
 from neuroinspect.errors import UserError
 from neuroinspect.fileio import atomic_write_json
 from neuroinspect.harness import pipeline as pl
-from neuroinspect.harness.checkpoint import Checkpoint, load_checkpoint
+from neuroinspect.harness.checkpoint import SEED_FIELD, Checkpoint, checkpoint_for_seed, load_checkpoint
 from neuroinspect.harness.choice import make_selectors, resolve_pipelines, select_sets, split_variant
 from neuroinspect.harness.config import ExperimentConfig
 from neuroinspect.harness.evaluation import checkpoint_eval_transform
@@ -83,8 +83,8 @@ def _train_or_load(
     model_dir = out_dir / "model"
     if cfg.checkpoint:
         # "{seed}" in the path makes it a per-seed model cache: loaded when present, trained into it when not
-        path = Path(str(cfg.checkpoint).replace("{seed}", str(seed)))
-        if path.is_file() or "{seed}" not in str(cfg.checkpoint):
+        path = Path(checkpoint_for_seed(cfg.checkpoint, seed))
+        if path.is_file() or SEED_FIELD not in str(cfg.checkpoint):
             ckpt = load_checkpoint(path, expect_dataset=cfg.dataset)
             return ckpt, {"checkpoint": str(path), "trained": False}
         from neuroinspect.harness.training import BEST_NAME

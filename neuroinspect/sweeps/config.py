@@ -123,8 +123,10 @@ class ModelEntry:
 
     def checkpoint_for(self, seed: int) -> str:
         """The checkpoint file of ``seed`` (``{seed}`` replaced); only for a model with a checkpoint."""
+        from neuroinspect.harness.checkpoint import checkpoint_for_seed
+
         assert self.checkpoint is not None
-        return self.checkpoint.replace("{seed}", str(seed))
+        return checkpoint_for_seed(self.checkpoint, seed)
 
 
 @dataclass(frozen=True)
@@ -475,6 +477,7 @@ def validate_methods(cfg: SweepConfig) -> None:
     """Every dataset, preset, method and setting exists (instantiating finders and editors with their
     settings); a :class:`UserError` naming the key otherwise. Reads no data."""
     from neuroinspect.datasets import get_dataset
+    from neuroinspect.harness.checkpoint import SEED_FIELD
     from neuroinspect.harness.choice import split_variant
     from neuroinspect.harness.presets import get_preset
     from neuroinspect.harness.stages import CHOICE_KEYS
@@ -525,7 +528,7 @@ def validate_methods(cfg: SweepConfig) -> None:
                 for p in dict.fromkeys(m.checkpoint_for(s) for s in cfg.seeds)
                 if not Path(p).expanduser().is_file()
             ]
-            if missing and "{seed}" in m.checkpoint:
+            if missing and SEED_FIELD in m.checkpoint:
                 seeds = [s for s in cfg.seeds if m.checkpoint_for(s) in missing]
                 raise _fail(
                     src,
