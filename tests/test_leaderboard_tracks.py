@@ -573,6 +573,25 @@ def test_editor_variant_is_named_in_the_method_and_nulls_are_not_settings() -> N
     assert sorted(r.setting for r in build_tables(alone)[0].rows) == ["gamma=1.02", "gamma=null"]
 
 
+def test_one_method_at_two_set_sizes_reads_apart_even_when_the_seeds_classes_differ() -> None:
+    """A sweep part at k = 5 on seed 0 beside the main grid at k = 50 on three seeds: the per-seed worst
+    classes differ (``worst (1)`` against ``worst (0, 1)``), and the Setting column still names k."""
+    main = [
+        dict(
+            variant_record(f"m{s}", s, None, 0.01, 0.7),
+            class_idx=s % 2,
+            config={**variant_record("x", 0, None, 0.01, 0.7)["config"], "k": 50},
+        )
+        for s in (0, 1, 2)
+    ]
+    part = [dict(variant_record("p0", 0, None, 0.01, 0.6), config={**main[0]["config"], "k": 5})]
+    (table,) = build_tables(main + part)
+    assert sorted((r.class_text, r.setting) for r in table.rows) == [
+        ("worst (0, 1)", "k=50"),
+        ("worst (1)", "k=5"),
+    ]
+
+
 def test_ties_on_the_sort_column_are_broken_by_the_next_headline_column() -> None:
     recs = [
         list_record(f"{f}{s}", f, s, "insufficient", {5: 1.0}, share=share)

@@ -1116,13 +1116,15 @@ def _flat_config(config: Mapping[str, Any], outcomes: bool, task: str = "") -> d
 
 
 def _assign_settings(rows: Sequence[Row]) -> None:
-    """Rows that would look identical (same method, model, class, source, participants) get the
-    config values that tell them apart, e.g. ``gamma=1.02``; a key that is repeated under a nested
+    """Rows that would look identical (same method, model, source, participants) get the config values
+    that tell them apart, e.g. ``gamma=1.02``. The class is not part of that test: a table holds one
+    class or one rule, so rows of one method whose Class differ (``worst (0)`` on one seed beside
+    ``worst (0, 1)`` on three) differ in coverage, not in what was run. A key that is repeated under a nested
     block (``finder.k`` beside ``k``) is named once. A null (or absent) value is left out of a row's
     setting unless nothing else would be left to tell that row apart (then ``gamma=null``)."""
     clusters: dict[tuple[Any, ...], list[Row]] = defaultdict(list)
     for r in rows:
-        clusters[(r.method_label, r.model, r.class_text, r.source, r.participants)].append(r)
+        clusters[(r.method_label, r.model, r.source, r.participants)].append(r)
     for members in clusters.values():
         if len(members) < 2:
             continue
