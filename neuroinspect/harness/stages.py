@@ -889,7 +889,7 @@ def stage_render(params: dict[str, Any], deps: dict[str, NodeOutput], ctx: Stage
         out = visuals.get(cand, method, settings, conditioned) if cand else []
     finally:
         surface.cpu()
-    torch.save([dataclasses.asdict(v) for v in out], ctx.work / RENDERED)
+    torch.save([_tensors_and_plain(dataclasses.asdict(v)) for v in out], ctx.work / RENDERED)
     return StageResult(
         {
             "candidates": cand,
@@ -902,11 +902,27 @@ def stage_render(params: dict[str, Any], deps: dict[str, NodeOutput], ctx: Stage
     )
 
 
+def _tensors_and_plain(obj: Any) -> Any:
+    """``obj`` with numpy arrays as tensors and numpy scalars as Python numbers, so that the file loads
+    with ``weights_only=True`` (no pickled code runs when a store is read)."""
+    import numpy as np
+
+    if isinstance(obj, dict):
+        return {k: _tensors_and_plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_tensors_and_plain(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return torch.from_numpy(obj.copy())
+    if isinstance(obj, np.generic):
+        return obj.item()
+    return obj
+
+
 def load_rendered(node: NodeOutput) -> list[Any]:
     """The :class:`~neuroinspect.methods.visualizers.Visualization` list of a ``render`` node, one per candidate."""
     from neuroinspect.methods.visualizers import Visualization
 
-    rows = torch.load(node.path(node.result["file"]), map_location="cpu", weights_only=False)
+    rows = torch.load(node.path(node.result["file"]), map_location="cpu", weights_only=True)
     return [Visualization(**row) for row in rows]
 
 
