@@ -428,6 +428,9 @@ checkpoint = "{tiny_shapes_ckpt}"
     assert len(renders) == 4
     selects = [n for n in plan.nodes.values() if n.stage == "select" and not n.params.get("control")]
     assert len(selects) == 6 and all(n.deps["render"] in renders for n in selects)
+    # one clip node, read by every render (CLIP-guided images) and every select (CLIP-guided pictures)
+    (clip,) = [k for k, n in plan.nodes.items() if n.stage == "clip"]
+    assert all(n.deps["clip"] == clip for n in [*renders.values(), *selects])
     for f in ("counterfactual", "random"):
         shared = {
             n.deps["render"]

@@ -258,6 +258,9 @@ def test_shipped_sweep_configs_are_valid() -> None:
     for stage in ("train", "features", "evaluate", "find", "truth", "causal"):
         assert counts[stage] == main_counts[stage], stage
     assert counts["render"] == 2 * 3  # (benchmark, finder) at seed 0
+    assert counts["clip"] == 2  # one synthetic CLIP per benchmark, before every node that reads it
+    clip_readers = {n.stage for n in plan.nodes.values() if "clip" in n.deps}
+    assert clip_readers == {"render", "select", "visualize"}
     readers = [n.deps["render"] for n in plan.nodes.values() if n.stage == "select" and "render" in n.deps]
     assert len(readers) == 2 * 3 * 3 and all(readers.count(r) == 3 for r in set(readers))
     # per model at seed 0: 3 finders x 4 selectors + 2 controls at k = 5

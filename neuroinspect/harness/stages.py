@@ -42,6 +42,9 @@ causal        dataset, root, dataset_params, split,       model, val, evaluate �
                                                           benchmarks)
 attributes    dataset, root, dataset_params, settings,    — → attribute classifiers (concept
               seed                                        recovery of visualizations)
+clip          dataset, root, dataset_params, clip         — → the CLIP's description; the CLIP is
+                                                          ready (a synthetic one trained into the
+                                                          cache) for the nodes that read it
 select        a (finder, selector) choice: finder,        model, val, evaluate, find, [render] → one
               selector, settings, num_neurons,            set (key, neurons, candidates, the
               neuron_list, candidate_pool, gamma, clip,   selector's labels) and its γ
@@ -106,6 +109,7 @@ STAGE_VERSIONS: dict[str, int] = {
     "truth": 1,
     "causal": 1,
     "attributes": 1,
+    "clip": 1,
     "select": 2,
     "render": 1,
     "recovery": 2,
@@ -740,6 +744,20 @@ def _clip_for(params: Mapping[str, Any], device: Any, ctx: StageContext) -> Any:
     return resolve_clip(cfg, device, ctx.log, ctx.show_progress)
 
 
+def stage_clip(params: dict[str, Any], deps: dict[str, NodeOutput], ctx: StageContext) -> StageResult:
+    """The CLIP that the CLIP-reading nodes of one dataset variant use (``clip``: the sweep's spec, or
+    ``None`` for a bundled benchmark's synthetic CLIP), made ready before them: loaded, or trained once
+    into the cache (``choice.resolve_clip``). As a node of its own, it is scheduled like any stage;
+    before it, the first node that needed the CLIP trained it while a second worker sat waiting on the
+    cache's lock (4.5 min of an idle worker in the bundled sweep under Ray)."""
+    from neuroinspect.runtime import resolve_device
+
+    clip = _clip_for(params, resolve_device(ctx.device), ctx)
+    info = clip.describe()
+    info.pop("config", None)
+    return StageResult({"clip": info})
+
+
 def stage_select(params: dict[str, Any], deps: dict[str, NodeOutput], ctx: StageContext) -> StageResult:
     """One neuron set and its editing target γ: a (finder, selector) choice from the finder's candidate
     pool (:func:`pipeline.select_pair`), or a control (``params["control"]``: ``oracle-neurons`` from the
@@ -1044,7 +1062,7 @@ def stage_edit(params: dict[str, Any], deps: dict[str, NodeOutput], ctx: StageCo
 
 
 # -- visualize -------------------------------------------------------------------------------------
-def _uses_clip(cls: type, settings: Mapping[str, Any]) -> bool:
+def visualizer_uses_clip(cls: type, settings: Mapping[str, Any]) -> bool:
     import inspect
 
     accepted = inspect.signature(cls).parameters
@@ -1086,7 +1104,7 @@ def stage_visualize(params: dict[str, Any], deps: dict[str, NodeOutput], ctx: St
     seed_everything(seed)
     with Provenance(ctx.device) as prov:
         clip = None
-        if _uses_clip(cls, settings):
+        if visualizer_uses_clip(cls, settings):
             from neuroinspect.clip.loader import DEFAULT_CLIP, load_clip
             from neuroinspect.methods.concept_recovery import is_benchmark
 
@@ -1214,6 +1232,7 @@ STAGES: dict[str, StageFn] = {
     "truth": stage_truth,
     "causal": stage_causal,
     "attributes": stage_attributes,
+    "clip": stage_clip,
     "select": stage_select,
     "render": stage_render,
     "recovery": stage_recovery,

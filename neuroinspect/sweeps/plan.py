@@ -12,7 +12,9 @@ and stored once:
   (bundled benchmarks), one ``attributes`` per dataset variant (concept recovery of visualizations);
 - one ``find`` per (model, class, finder variant), one ``select`` per (finder run, selector variant),
   and one ``render`` per (finder run, candidate pool, picture settings): the images that every visual
-  selector of that finder run reads (``core-sensitivity``, ``clip`` and ``concept`` share them),
+  selector of that finder run reads (``core-sensitivity``, ``clip`` and ``concept`` share them);
+  one ``clip`` per dataset variant that a node reads a CLIP of (the sweep's, or a benchmark's
+  synthetic one: trained once, before the nodes that read it),
   and per model one ``select`` per (control, k) for the ``controls`` (k: every ``num_neurons`` the
   selectors use; γ from the first finder's ``imp``, as ``run_experiment`` takes the main finder's);
 - one leaf per result: ``recovery`` per finder run (its two lists) and per selection (the edited set;
@@ -393,6 +395,10 @@ def _plan_model(
                     leaves.append(visuals[v_label])
                 plan.add_cell(cell, leaves)
 
+    def clip_node() -> str:
+        """The CLIP every CLIP-reading node of this dataset variant depends on (one node per variant)."""
+        return plan.add("clip", {**data, "clip": cfg.clip}, {}, f"clip {cfg.clip or 'synthetic'} · {d.label}")
+
     cell_base = {"dataset": d.label, "model": m.label, "seed": str(seed)}
     finders: list[MethodVariant | None] = list(cfg.finders) or [None]
     finds: dict[str, str] = {}
@@ -425,8 +431,11 @@ def _plan_model(
             if find is not None and f is not None and s is not None:
                 choice = selector_choice(cfg, s)
                 sel_deps = {"model": model, "val": feats["val"], "evaluate": ev, "find": find}
-                ask = _visual_request(s)
+                ask, reads_clip = _visual_request(s)
+                if reads_clip:
+                    sel_deps["clip"] = clip_node()
                 if ask is not None:  # one render per (finder run, candidates, picture settings)
+                    guided = ask["method"] == "clip_illusion" and ask["settings"].get("use_clip", True)
                     sel_deps["render"] = plan.add(
                         "render",
                         {
@@ -437,7 +446,12 @@ def _plan_model(
                             "clip": cfg.clip,
                             "seed": seed,
                         },
-                        {"model": model, "evaluate": ev, "find": find},
+                        {
+                            "model": model,
+                            "evaluate": ev,
+                            "find": find,
+                            **({"clip": clip_node()} if guided else {}),
+                        },
                         f"render {ask['method']} of {f.label}'s candidates · {where}",
                     )
                 sel = plan.add(
@@ -478,6 +492,8 @@ def _plan_model(
                 vdeps = {"model": model, "features": feats["vis"], "evaluate": ev, "select": sel}
                 if truth is not None and attrs_key is not None:
                     vdeps.update({"truth": truth, "attributes": attrs_key})
+                if _visualizer_reads_shared_clip(v, cfg, benchmark):
+                    vdeps["clip"] = clip_node()
                 visuals[v.label] = plan.add(
                     "visualize",
                     {
@@ -563,17 +579,31 @@ def _plan_model(
                 )
 
 
-def _visual_request(s: MethodVariant) -> dict[str, Any] | None:
-    """The pictures selector entry ``s`` reads (:func:`choice.visual_request`), ``None`` if it reads none."""
+def _visual_request(s: MethodVariant) -> tuple[dict[str, Any] | None, bool]:
+    """The pictures selector entry ``s`` reads (:func:`choice.visual_request`; ``None`` if it reads none)
+    and whether it reads a CLIP (:func:`choice.needs_clip`)."""
     from types import SimpleNamespace
 
-    from neuroinspect.harness.choice import make_selectors, visual_request
+    from neuroinspect.harness.choice import make_selectors, needs_clip, visual_request
 
     settings = {k: v for k, v in s.settings.items() if k not in CHOICE_KEYS}
     sel = make_selectors(
         SimpleNamespace(selectors=[s.name], selector_settings={s.name: settings}), interactive=False
     )[s.name]
-    return visual_request(sel)
+    return visual_request(sel), needs_clip({s.name: sel})
+
+
+def _visualizer_reads_shared_clip(v: MethodVariant, cfg: SweepConfig, benchmark: bool) -> bool:
+    """Whether visualizer entry ``v`` reads the sweep's CLIP (or a benchmark's synthetic one), as
+    ``stages.stage_visualize`` resolves it; a visualizer with a ``clip`` of its own does not."""
+    from neuroinspect.harness.stages import visualizer_uses_clip
+    from neuroinspect.methods.visualizers import VISUALIZERS, load_all
+
+    load_all()
+    cls = VISUALIZERS.get(v.name)
+    return (
+        visualizer_uses_clip(cls, v.settings) and not v.settings.get("clip") and bool(cfg.clip or benchmark)
+    )
 
 
 def plan_text(plan: Plan) -> str:
