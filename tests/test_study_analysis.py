@@ -563,3 +563,18 @@ def test_a_condition_left_empty_by_the_exclusions_gets_no_record() -> None:
     records = study_records(res, prov)
     assert [r["method"]["condition"] for r in records] == ["none", "vis"]
     assert all(r["metrics"]["n_excluded"] == 1 for r in records)
+
+
+def test_power_counts_no_detection_where_the_paired_test_has_no_p_value() -> None:
+    """Every participant improves by exactly the same amount: the paired test has no spread to test
+    against (compare.paired_test gives no p-value), so the power simulation must not count a detection;
+    the same improvement with spread is detected."""
+    from neuroinspect.studies.analysis.compare import paired_test
+    from neuroinspect.studies.analysis.power import paired_t_detections
+
+    same = np.array([[[5, 8]] * 6])  # 1 simulation × 6 participants × (a, b) correct of 10
+    spread = np.array([[[5, 8], [4, 8], [5, 9], [3, 8], [5, 7], [4, 9]]])
+    assert math.isnan(paired_test(same[0, :, 0] / 10, same[0, :, 1] / 10)["p_t"])
+    assert paired_t_detections(same, 10, 0.05).tolist() == [False]
+    assert paired_t_detections(spread, 10, 0.05).tolist() == [True]
+    assert paired_t_detections(spread[..., ::-1], 10, 0.05).tolist() == [False]  # b worse: not "b > a"

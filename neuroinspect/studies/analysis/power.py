@@ -74,8 +74,10 @@ def paired_t_detections(counts: np.ndarray, trials: int, alpha: float) -> np.nda
     with np.errstate(divide="ignore", invalid="ignore"):
         t = mean / (sd / math.sqrt(n))
     p = 2.0 * stats.t.sf(np.abs(t), n - 1)
-    # sd = 0 gives p = NaN (no spread to test against): not a detection, as in compare.paired_test
-    return (np.nan_to_num(p, nan=1.0) < alpha) & (mean > 0)
+    # sd = 0 (every participant moved by the same amount, or none moved) leaves no spread to test
+    # against: not a detection, as compare.paired_test gives no p-value then (t would be ±inf or NaN)
+    p = np.where(sd > 0, np.nan_to_num(p, nan=1.0), 1.0)
+    return (p < alpha) & (mean > 0)
 
 
 def simulated_power(
