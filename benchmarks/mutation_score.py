@@ -95,10 +95,6 @@ TARGETS: dict[str, Target] = {
             "tests/test_fingerprint.py",
         ),
     ),
-    "features": Target(
-        ("neuroinspect/harness/features.py",),
-        ("tests/test_determinism.py", "tests/test_finders.py", "tests/test_editors.py"),
-    ),
     "aggregate": Target(
         ("neuroinspect/leaderboards/aggregate.py",),
         (
@@ -359,17 +355,68 @@ FOCUSED: dict[str, Target] = {
             "neuroinspect/studies/analysis/power.py",
         ),
         ("tests/test_study_analysis.py",),
+        # the formulas and the per-condition tables the study report prints (every function of these
+        # modules that computes a number or picks the rows it is computed on)
         only=_only(
             "neuroinspect.studies.analysis.accuracy",
             "wilson_interval",
             "binomial_p_value",
             "mean_2sem",
             "bootstrap_mean_interval",
+            "main_trials",
+            "participant_accuracy",
+            "accuracy_table",
+            "ratings",
+            "participant_ratings",
+            "rating_table",
         )
-        + _only("neuroinspect.studies.analysis.agreement", "kappa_binary", "cohen_kappa")
-        + _only("neuroinspect.studies.analysis.compare", "holm", "paired_test")
-        + _only("neuroinspect.studies.analysis.confidence", "confidence_auc")
-        + _only("neuroinspect.studies.analysis.power", "paired_t_detections", "normal_approx_n"),
+        + _only(
+            "neuroinspect.studies.analysis.agreement",
+            "kappa_binary",
+            "cohen_kappa",
+            "_numeric_key",
+            "_correct_matrix",
+            "error_consistency",
+            "repeated_pairs",
+            "test_retest",
+            "krippendorff_table",
+        )
+        + _only("neuroinspect.studies.analysis.compare", "holm", "paired_test", "paired_comparisons")
+        + _only(
+            "neuroinspect.studies.analysis.confidence",
+            "confidence_auc",
+            "calibration_table",
+            "confidence_summary",
+        )
+        + _only(
+            "neuroinspect.studies.analysis.power",
+            "paired_t_detections",
+            "simulated_power",
+            "normal_approx_n",
+            "power_analysis",
+        ),
+    ),
+    # the feature cache (issue 13: "the feature cache key ignoring the checkpoint"): the key, hit, miss
+    # and recompute rules, the pooled extraction, and one split through pipeline.split_features.
+    # FeatureSet.num_features and .preds are properties, which mutmut does not mutate
+    "features": Target(
+        ("neuroinspect/harness/features.py", "neuroinspect/harness/pipeline.py"),
+        ("tests/test_features.py", "tests/test_determinism.py", "tests/test_pipeline_steps.py"),
+        timeout_constant=10.0,
+        only=_only(
+            "neuroinspect.harness.features",
+            "FeatureSet.__len__",
+            "FeatureSet.subset",
+            "FeatureSet.to_payload",
+            "FeatureSet.from_payload",
+            "extract_features",
+            "default_cache_dir",
+            "FeatureCache.__init__",
+            "FeatureCache.key",
+            "FeatureCache.path",
+            "FeatureCache.get_or_compute",
+        )
+        + _only("neuroinspect.harness.pipeline", "split_features"),
     ),
 }
 
