@@ -90,6 +90,59 @@ def test_extraction_returns_each_images_features_logits_and_labels_in_dataset_or
     assert capsys.readouterr().err.endswith("(3 batches)\n")
 
 
+class ChannelMeans(torch.nn.Module):
+    """A hand-made surface in float64: features = each image's mean red, green and blue (D = 3), the
+    decision layer reads red for class 0 and green for class 1 (K = 2)."""
+
+    num_features, num_classes = 3, 2
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.decision = torch.nn.Linear(3, 2, dtype=torch.float64)
+        with torch.no_grad():
+            self.decision.weight.copy_(torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]))
+            self.decision.bias.zero_()
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return x.double().mean(dim=(2, 3))
+
+
+def _to_tensor(image: Any) -> torch.Tensor:
+    return torch.from_numpy(np.asarray(image, dtype=np.float32) / 255.0).permute(2, 0, 1)
+
+
+def test_extraction_on_a_model_whose_features_are_known(surface: Any) -> None:
+    # image i is flat: red 50 i, green 200 - 50 i, blue 7
+    n = 4
+    images = np.zeros((n, 4, 4, 3), dtype=np.uint8)
+    for i in range(n):
+        images[i] = (50 * i, 200 - 50 * i, 7)
+    ds = InMemoryImageDataset(
+        images,
+        name="flat",
+        split="test",
+        samples=[Sample(f"flat/{i}", label=i % 2) for i in range(n)],
+        classes=["red", "green"],
+        transform=_to_tensor,
+    )
+    fs = extract_features(ChannelMeans(), ds, batch_size=3, show_progress=False)
+    want = torch.tensor([[50.0 * i, 200.0 - 50 * i, 7.0] for i in range(n)]) / 255
+    # float32 whatever the model computes in: the cache and every finder read N x D float32
+    assert fs.features.dtype == fs.logits.dtype == torch.float32
+    torch.testing.assert_close(fs.features, want)
+    torch.testing.assert_close(fs.logits, want[:, :2])
+    assert fs.preds.tolist() == [1, 1, 0, 0] and fs.labels.tolist() == [0, 1, 0, 1]
+    assert fs.groups is None and fs.paths == [f"flat/{i}" for i in range(n)]
+    # a model left in training mode is evaluated in eval mode (batch norm on running statistics)
+    truth, _ = _truth(surface, _dataset(surface))
+    surface.train()
+    try:
+        trained_mode = extract_features(surface, _dataset(surface), batch_size=N, show_progress=False)
+    finally:
+        surface.eval()
+    torch.testing.assert_close(trained_mode.features, truth, rtol=1e-5, atol=1e-6)
+
+
 def test_a_dataset_without_groups_gives_none_and_an_empty_one_gives_empty_tensors(surface: Any) -> None:
     plain = extract_features(surface, _dataset(surface, groups=False), batch_size=2, show_progress=False)
     assert plain.groups is None and plain.meta["num_groups"] == 0 and len(plain) == N
@@ -229,6 +282,13 @@ def test_the_device_and_batch_size_asked_for_reach_the_extraction(
         surface, "sha-a", _dataset(surface), batch_size=3, device=device, show_progress=False
     )
     assert seen == [{"batch_size": 3, "device": device, "show_progress": False}]
+    from neuroinspect.harness.pipeline import split_features
+
+    ds = _dataset(surface, seed=2)
+    split_features(
+        SimpleNamespace(surface=surface, sha256="s"), ds, ds.transform, FeatureCache(tmp_path), device=device
+    )
+    assert seen[1] == {"batch_size": 256, "device": device, "show_progress": False}
 
 
 # -- one split through the pipeline's step ----------------------------------------------------------------
