@@ -2,8 +2,8 @@
 is recomputed (a damaged or untrusted entry, another checkpoint, data or transform), and one split
 through ``pipeline.split_features``.
 
-Every case runs a random 16-px test resnet on a handful of hand-made images, so each answer is the
-model's own output on those images, computed beside the cache.
+The model is hand-made (:class:`ChannelMeans`: a feature is an image's mean red, green or blue), so
+every answer is known from the images alone; a random test resnet checks the training-mode case.
 """
 
 from __future__ import annotations
@@ -19,22 +19,40 @@ import torch
 from neuroinspect.datasets import InMemoryImageDataset, Sample
 from neuroinspect.harness import features as F
 from neuroinspect.harness.features import FeatureCache, FeatureSet, default_cache_dir, extract_features
-from neuroinspect.harness.transforms import describe, eval_transform
+from neuroinspect.harness.transforms import describe
 
 N = 5  # images per split: batches of 2 give 3 batches, the last one short
 
 
-@pytest.fixture(scope="module")
+class ChannelMeans(torch.nn.Module):
+    """A surface computing in float64: features (D = 3) are each image's mean red, green and blue; the
+    decision layer (K = 3) gives class 0 the green, class 1 the blue and class 2 the red mean."""
+
+    num_features, num_classes = 3, 3
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.decision = torch.nn.Linear(3, 3, dtype=torch.float64)
+        with torch.no_grad():
+            self.decision.weight.copy_(torch.eye(3).roll(1, dims=1))
+            self.decision.bias.zero_()
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return x.double().mean(dim=(2, 3))
+
+
+@pytest.fixture
 def surface() -> Any:
-    from neuroinspect.harness.models import create_model
-
-    torch.manual_seed(0)
-    return create_model("test_resnet", num_classes=3, image_size=16).eval()
+    return ChannelMeans()
 
 
-def _dataset(surface: Any, groups: bool = True, n: int = N, seed: int = 0, split: str = "val") -> Any:
+def _to_tensor(image: Any) -> torch.Tensor:
+    return torch.from_numpy(np.asarray(image, dtype=np.float32) / 255.0).permute(2, 0, 1)
+
+
+def _dataset(groups: bool = True, n: int = N, seed: int = 0, split: str = "val", size: int = 4) -> Any:
     rng = np.random.default_rng(seed)
-    images = rng.integers(0, 256, size=(n, 16, 16, 3), dtype=np.uint8)
+    images = rng.integers(0, 256, size=(n, size, size, 3), dtype=np.uint8)
     samples = [
         Sample(f"toy/{split}/{i:03d}", label=(2 * i + 1) % 3, group=(i % 2) if groups else None)
         for i in range(n)
@@ -46,16 +64,14 @@ def _dataset(surface: Any, groups: bool = True, n: int = N, seed: int = 0, split
         samples=samples,
         classes=["a", "b", "c"],
         group_names=["g0", "g1"] if groups else None,
-        transform=eval_transform(surface.data_config, "benchmark"),
+        transform=_to_tensor,
         params={"seed": seed, "n": n},
     )
 
 
-def _truth(surface: Any, ds: Any) -> tuple[torch.Tensor, torch.Tensor]:
-    """The model's pooled features (N×D) and logits (N×K) on every image of ``ds``, in dataset order."""
-    with torch.no_grad():
-        f = surface.features(torch.stack([ds[i]["image"] for i in range(len(ds))]))
-        return f, surface.decision(f)
+def _truth(ds: Any) -> torch.Tensor:
+    """Each image's mean red, green and blue in [0, 1], N×3 float32: ChannelMeans' features."""
+    return torch.from_numpy(ds.images.astype(np.float64).mean(axis=(1, 2)) / 255.0).float()
 
 
 def _entries(root: Path) -> list[str]:
@@ -66,88 +82,55 @@ def _entries(root: Path) -> list[str]:
 def test_extraction_returns_each_images_features_logits_and_labels_in_dataset_order(
     surface: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    ds = _dataset(surface)
-    f, logits = _truth(surface, ds)
+    ds = _dataset()
+    want = _truth(ds)
     fs = extract_features(surface, ds, batch_size=2, show_progress=False)
-    assert len(fs) == N and fs.features.shape == (N, surface.num_features) and fs.num_features == 96
-    torch.testing.assert_close(fs.features, f, rtol=1e-5, atol=1e-6)
-    torch.testing.assert_close(fs.logits, logits, rtol=1e-5, atol=1e-6)
+    assert len(fs) == N and fs.num_features == 3
+    # float32 whatever the model computes in: the cache and every finder read N x D float32
     assert fs.features.dtype == fs.logits.dtype == torch.float32
+    torch.testing.assert_close(fs.features, want)
+    torch.testing.assert_close(fs.logits, want[:, [1, 2, 0]])  # green, blue, red
+    assert fs.preds.tolist() == want[:, [1, 2, 0]].argmax(1).tolist()
     assert fs.labels.tolist() == [1, 0, 2, 1, 0] and fs.labels.dtype == torch.int64
     assert fs.groups is not None and fs.groups.tolist() == [0, 1, 0, 1, 0] and fs.groups.dtype == torch.int64
     assert fs.indices.tolist() == list(range(N)) and fs.indices.dtype == torch.int64
     assert fs.paths == [f"toy/val/{i:03d}" for i in range(N)]
-    assert fs.preds.tolist() == logits.argmax(1).tolist()
     assert fs.meta == {"dataset": "toy", "split": "val", "num_groups": 2, "classes": ["a", "b", "c"]}
     assert not fs.features.requires_grad and not fs.logits.requires_grad  # no graph kept
     assert capsys.readouterr().err == ""  # show_progress=False: nothing said
     # the batch size changes nothing but the number of batches, which the stage's log line counts
     one = extract_features(surface, ds, batch_size=N)
-    torch.testing.assert_close(one.features, f, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(one.features, want)
     err = capsys.readouterr().err
     assert err.startswith("features toy/val: done in ") and err.endswith("s (1 batches)\n"), err
     extract_features(surface, ds, batch_size=2, show_progress=True)
     assert capsys.readouterr().err.endswith("(3 batches)\n")
 
 
-class ChannelMeans(torch.nn.Module):
-    """A hand-made surface in float64: features = each image's mean red, green and blue (D = 3), the
-    decision layer reads red for class 0 and green for class 1 (K = 2)."""
+def test_a_model_left_in_training_mode_is_evaluated_in_eval_mode() -> None:
+    from neuroinspect.harness.models import create_model
+    from neuroinspect.harness.transforms import eval_transform
 
-    num_features, num_classes = 3, 2
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.decision = torch.nn.Linear(3, 2, dtype=torch.float64)
-        with torch.no_grad():
-            self.decision.weight.copy_(torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]))
-            self.decision.bias.zero_()
-
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        return x.double().mean(dim=(2, 3))
-
-
-def _to_tensor(image: Any) -> torch.Tensor:
-    return torch.from_numpy(np.asarray(image, dtype=np.float32) / 255.0).permute(2, 0, 1)
-
-
-def test_extraction_on_a_model_whose_features_are_known(surface: Any) -> None:
-    # image i is flat: red 50 i, green 200 - 50 i, blue 7
-    n = 4
-    images = np.zeros((n, 4, 4, 3), dtype=np.uint8)
-    for i in range(n):
-        images[i] = (50 * i, 200 - 50 * i, 7)
-    ds = InMemoryImageDataset(
-        images,
-        name="flat",
-        split="test",
-        samples=[Sample(f"flat/{i}", label=i % 2) for i in range(n)],
-        classes=["red", "green"],
-        transform=_to_tensor,
+    torch.manual_seed(0)
+    resnet = create_model("test_resnet", num_classes=3, image_size=16).eval()
+    ds = _dataset(size=16)
+    ds.transform = eval_transform(resnet.data_config, "benchmark")
+    with torch.no_grad():  # batch norm on its running statistics, not on the batch's
+        truth = resnet.features(torch.stack([ds[i]["image"] for i in range(len(ds))]))
+    resnet.train()
+    fs = extract_features(resnet, ds, batch_size=N, show_progress=False)
+    torch.testing.assert_close(
+        fs.features,
+        truth,
     )
-    fs = extract_features(ChannelMeans(), ds, batch_size=3, show_progress=False)
-    want = torch.tensor([[50.0 * i, 200.0 - 50 * i, 7.0] for i in range(n)]) / 255
-    # float32 whatever the model computes in: the cache and every finder read N x D float32
-    assert fs.features.dtype == fs.logits.dtype == torch.float32
-    torch.testing.assert_close(fs.features, want)
-    torch.testing.assert_close(fs.logits, want[:, :2])
-    assert fs.preds.tolist() == [1, 1, 0, 0] and fs.labels.tolist() == [0, 1, 0, 1]
-    assert fs.groups is None and fs.paths == [f"flat/{i}" for i in range(n)]
-    # a model left in training mode is evaluated in eval mode (batch norm on running statistics)
-    truth, _ = _truth(surface, _dataset(surface))
-    surface.train()
-    try:
-        trained_mode = extract_features(surface, _dataset(surface), batch_size=N, show_progress=False)
-    finally:
-        surface.eval()
-    torch.testing.assert_close(trained_mode.features, truth, rtol=1e-5, atol=1e-6)
 
 
 def test_a_dataset_without_groups_gives_none_and_an_empty_one_gives_empty_tensors(surface: Any) -> None:
-    plain = extract_features(surface, _dataset(surface, groups=False), batch_size=2, show_progress=False)
+    plain = extract_features(surface, _dataset(groups=False), batch_size=2, show_progress=False)
     assert plain.groups is None and plain.meta["num_groups"] == 0 and len(plain) == N
-    empty = extract_features(surface, _dataset(surface, n=0), show_progress=False)
-    assert empty.features.shape == (0, 96) and empty.logits.shape == (0, 3)
+    empty = extract_features(surface, _dataset(n=0), show_progress=False)
+    assert empty.features.shape == (0, 3) and empty.logits.shape == (0, 3)
+    assert empty.features.dtype == empty.logits.dtype == torch.float32
     assert empty.labels.shape == empty.indices.shape == (0,) and empty.paths == []
     assert empty.labels.dtype == empty.indices.dtype == torch.int64
     assert empty.groups is not None and empty.groups.shape == (0,) and empty.groups.dtype == torch.int64
@@ -193,8 +176,8 @@ def test_the_cache_lives_under_neuroinspect_cache_or_the_home_folder(
     assert FeatureCache(str(tmp_path / "given")).path("abc") == tmp_path / "given" / "features" / "abc.pt"
 
 
-def test_the_key_is_stable_across_versions_and_names_checkpoint_data_and_transform(surface: Any) -> None:
-    ds = _dataset(surface)
+def test_the_key_is_stable_across_versions_and_names_checkpoint_data_and_transform() -> None:
+    ds = _dataset()
     key = FeatureCache.key("sha-a", ds, "eval")
     # pinned: the first 24 hex digits of sha256("sha-a|fp|eval"). Another rule would make every cache
     # written so far a miss (hours of features on a real dataset), so a change must be deliberate
@@ -206,8 +189,8 @@ def test_the_key_is_stable_across_versions_and_names_checkpoint_data_and_transfo
     assert FeatureCache.key("sha-a", ds) == FeatureCache.key("sha-a", ds, describe(ds.transform))
     others = {
         FeatureCache.key("sha-b", ds, "eval"),
-        FeatureCache.key("sha-a", _dataset(surface, seed=1), "eval"),
-        FeatureCache.key("sha-a", _dataset(surface, split="test"), "eval"),
+        FeatureCache.key("sha-a", _dataset(seed=1), "eval"),
+        FeatureCache.key("sha-a", _dataset(split="test"), "eval"),
         FeatureCache.key("sha-a", ds, "eval-ref"),
         FeatureCache.key("sha-a", ds),
     }
@@ -218,8 +201,8 @@ def test_the_key_is_stable_across_versions_and_names_checkpoint_data_and_transfo
 def test_a_miss_stores_the_features_and_a_hit_reads_them_back_without_the_model(
     surface: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    ds = _dataset(surface)
-    f, logits = _truth(surface, ds)
+    ds = _dataset()
+    f = _truth(ds)
     cache = FeatureCache(tmp_path)
     key = FeatureCache.key("sha-a", ds, "eval")
     first = cache.get_or_compute(
@@ -227,7 +210,10 @@ def test_a_miss_stores_the_features_and_a_hit_reads_them_back_without_the_model(
     )
     assert _entries(tmp_path) == [f"{key}.pt"]  # one file, at the documented path, no temporary left
     assert first.meta["cache_key"] == key
-    torch.testing.assert_close(first.features, f, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(
+        first.features,
+        f,
+    )
     assert capsys.readouterr().err.endswith("(3 batches)\n")  # extracted, in batches of 2, and said so
 
     class Broken(torch.nn.Module):  # a hit must not run the model at all
@@ -246,14 +232,17 @@ def test_a_miss_stores_the_features_and_a_hit_reads_them_back_without_the_model(
 
 
 def test_a_damaged_or_untrusted_entry_is_recomputed_and_replaced(surface: Any, tmp_path: Path) -> None:
-    ds = _dataset(surface)
-    f, _ = _truth(surface, ds)
+    ds = _dataset()
+    f = _truth(ds)
     cache = FeatureCache(tmp_path)
     path = cache.path(FeatureCache.key("sha-a", ds, "eval"))
     path.parent.mkdir(parents=True)
     path.write_bytes(b"not a torch file")
     fs = cache.get_or_compute(surface, "sha-a", ds, transform_desc="eval", show_progress=False)
-    torch.testing.assert_close(fs.features, f, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(
+        fs.features,
+        f,
+    )
     assert fs.meta["cache_key"] == path.stem
     assert torch.equal(FeatureSet.from_payload(torch.load(path, weights_only=True)).features, fs.features)
     # an entry holding an arbitrary Python object is never unpickled (it could run code): recomputed
@@ -262,7 +251,10 @@ def test_a_damaged_or_untrusted_entry_is_recomputed_and_replaced(surface: Any, t
     payload["features"] = torch.zeros_like(fs.features)
     torch.save(payload, path)
     again = cache.get_or_compute(surface, "sha-a", ds, transform_desc="eval", show_progress=False)
-    torch.testing.assert_close(again.features, f, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(
+        again.features,
+        f,
+    )
     assert again.meta["dataset"] == "toy"
 
 
@@ -279,12 +271,12 @@ def test_the_device_and_batch_size_asked_for_reach_the_extraction(
     monkeypatch.setattr(F, "extract_features", spy)
     device = torch.device("cpu")
     FeatureCache(tmp_path).get_or_compute(
-        surface, "sha-a", _dataset(surface), batch_size=3, device=device, show_progress=False
+        surface, "sha-a", _dataset(), batch_size=3, device=device, show_progress=False
     )
     assert seen == [{"batch_size": 3, "device": device, "show_progress": False}]
     from neuroinspect.harness.pipeline import split_features
 
-    ds = _dataset(surface, seed=2)
+    ds = _dataset(seed=2)
     split_features(
         SimpleNamespace(surface=surface, sha256="s"), ds, ds.transform, FeatureCache(tmp_path), device=device
     )
@@ -297,12 +289,15 @@ def test_split_features_keys_by_the_checkpoints_hash_the_data_and_the_transform(
 ) -> None:
     from neuroinspect.harness.pipeline import split_features
 
-    ds = _dataset(surface)
-    f, _ = _truth(surface, ds)
+    ds = _dataset()
+    f = _truth(ds)
     cache = FeatureCache(tmp_path)
     ckpt = SimpleNamespace(surface=surface, sha256="sha-a")
     fs = split_features(ckpt, ds, ds.transform, cache, batch_size=2, show_progress=True)
-    torch.testing.assert_close(fs.features, f, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(
+        fs.features,
+        f,
+    )
     assert capsys.readouterr().err.endswith("(3 batches)\n")
     # the same entry as any other reader of this checkpoint, split and transform (a sweep's node)
     key = FeatureCache.key("sha-a", ds, describe(ds.transform))
