@@ -354,7 +354,7 @@ FOCUSED: dict[str, Target] = {
             "neuroinspect/studies/analysis/confidence.py",
             "neuroinspect/studies/analysis/power.py",
         ),
-        ("tests/test_study_analysis.py",),
+        ("tests/test_study_analysis.py", "tests/test_study_statistics.py"),
         # the formulas, and the accuracy table and paired comparisons built from them (the study's
         # headline numbers). The other tables (error consistency, test-retest, Krippendorff, ratings,
         # calibration, the power search: 1,100 more mutants, over an hour a pass on two shared cores)
