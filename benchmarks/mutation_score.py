@@ -95,10 +95,6 @@ TARGETS: dict[str, Target] = {
             "tests/test_fingerprint.py",
         ),
     ),
-    "features": Target(
-        ("neuroinspect/harness/features.py",),
-        ("tests/test_determinism.py", "tests/test_finders.py", "tests/test_editors.py"),
-    ),
     "aggregate": Target(
         ("neuroinspect/leaderboards/aggregate.py",),
         (
@@ -358,18 +354,47 @@ FOCUSED: dict[str, Target] = {
             "neuroinspect/studies/analysis/confidence.py",
             "neuroinspect/studies/analysis/power.py",
         ),
-        ("tests/test_study_analysis.py",),
+        ("tests/test_study_analysis.py", "tests/test_study_statistics.py"),
+        # the formulas, and the accuracy table and paired comparisons built from them (the study's
+        # headline numbers). The other tables (error consistency, test-retest, Krippendorff, ratings,
+        # calibration, the power search: 1,100 more mutants, over an hour a pass on two shared cores)
+        # run in the full `analysis` target
         only=_only(
             "neuroinspect.studies.analysis.accuracy",
             "wilson_interval",
             "binomial_p_value",
             "mean_2sem",
             "bootstrap_mean_interval",
+            "main_trials",
+            "participant_accuracy",
+            "accuracy_table",
         )
         + _only("neuroinspect.studies.analysis.agreement", "kappa_binary", "cohen_kappa")
-        + _only("neuroinspect.studies.analysis.compare", "holm", "paired_test")
+        + _only("neuroinspect.studies.analysis.compare", "holm", "paired_test", "paired_comparisons")
         + _only("neuroinspect.studies.analysis.confidence", "confidence_auc")
         + _only("neuroinspect.studies.analysis.power", "paired_t_detections", "normal_approx_n"),
+    ),
+    # the feature cache (issue 13: "the feature cache key ignoring the checkpoint"): the key, hit, miss
+    # and recompute rules, the pooled extraction, and one split through pipeline.split_features.
+    # FeatureSet.num_features and .preds are properties, which mutmut does not mutate
+    "features": Target(
+        ("neuroinspect/harness/features.py", "neuroinspect/harness/pipeline.py"),
+        ("tests/test_features.py", "tests/test_determinism.py", "tests/test_pipeline_steps.py"),
+        timeout_constant=10.0,
+        only=_only(
+            "neuroinspect.harness.features",
+            "FeatureSet.__len__",
+            "FeatureSet.subset",
+            "FeatureSet.to_payload",
+            "FeatureSet.from_payload",
+            "extract_features",
+            "default_cache_dir",
+            "FeatureCache.__init__",
+            "FeatureCache.key",
+            "FeatureCache.path",
+            "FeatureCache.get_or_compute",
+        )
+        + _only("neuroinspect.harness.pipeline", "split_features"),
     ),
 }
 

@@ -77,7 +77,6 @@ class FeatureSet:
         return cls(**d)
 
 
-@torch.no_grad()
 def extract_features(
     surface: ModelSurface,
     dataset: ImageDataset,
@@ -87,36 +86,39 @@ def extract_features(
     show_progress: bool = True,
 ) -> FeatureSet:
     """Run the frozen backbone over ``dataset`` (whose transform yields normalized tensors)."""
-    surface = surface.to(device).eval()
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
-    feats, logits, labels, groups, indices = [], [], [], [], []
-    for batch in progress(
-        loader, desc=f"features {dataset.name}/{dataset.split}", enabled=show_progress, unit="batches"
-    ):
-        x = batch["image"].to(device)
-        f = surface.features(x)
-        feats.append(f.float().cpu())
-        logits.append(surface.decision(f).float().cpu())
-        labels.append(batch["label"])
-        groups.append(batch["group"])
-        indices.append(batch["index"])
-    idx = torch.cat(indices) if indices else torch.zeros(0, dtype=torch.long)
-    grp = torch.cat(groups) if groups else torch.zeros(0, dtype=torch.long)
-    D, K = surface.num_features, surface.num_classes
-    return FeatureSet(
-        features=torch.cat(feats) if feats else torch.zeros(0, D),
-        logits=torch.cat(logits) if logits else torch.zeros(0, K),
-        labels=torch.cat(labels).long() if labels else torch.zeros(0, dtype=torch.long),
-        groups=grp.long() if dataset.group_names is not None else None,
-        indices=idx.long(),
-        paths=[dataset.samples[i].path for i in idx.tolist()],
-        meta={
-            "dataset": dataset.name,
-            "split": dataset.split,
-            "num_groups": dataset.num_groups,
-            "classes": dataset.classes,
-        },
-    )
+    # a context, not a @torch.no_grad() decorator: the mutation check (benchmarks/mutation_score.py)
+    # leaves decorated functions out
+    with torch.no_grad():
+        surface = surface.to(device).eval()
+        loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
+        feats, logits, labels, groups, indices = [], [], [], [], []
+        for batch in progress(
+            loader, desc=f"features {dataset.name}/{dataset.split}", enabled=show_progress, unit="batches"
+        ):
+            x = batch["image"].to(device)
+            f = surface.features(x)
+            feats.append(f.float().cpu())
+            logits.append(surface.decision(f).float().cpu())
+            labels.append(batch["label"])
+            groups.append(batch["group"])
+            indices.append(batch["index"])
+        idx = torch.cat(indices) if indices else torch.zeros(0, dtype=torch.long)
+        grp = torch.cat(groups) if groups else torch.zeros(0, dtype=torch.long)
+        D, K = surface.num_features, surface.num_classes
+        return FeatureSet(
+            features=torch.cat(feats) if feats else torch.zeros(0, D),
+            logits=torch.cat(logits) if logits else torch.zeros(0, K),
+            labels=torch.cat(labels).long() if labels else torch.zeros(0, dtype=torch.long),
+            groups=grp.long() if dataset.group_names is not None else None,
+            indices=idx.long(),
+            paths=[dataset.samples[i].path for i in idx.tolist()],
+            meta={
+                "dataset": dataset.name,
+                "split": dataset.split,
+                "num_groups": dataset.num_groups,
+                "classes": dataset.classes,
+            },
+        )
 
 
 def default_cache_dir() -> Path:

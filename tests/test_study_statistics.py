@@ -1,0 +1,194 @@
+"""The study statistics at their edges: empty and one-participant cases, a confidence level other than
+95%, the exact/approximate switch of the Wilcoxon test, ordered categories in the weighted kappa, and
+the accuracy table and paired comparisons wired to the formulas they document.
+
+Expected values are textbook formulas worked by hand or closed-form answers (a two-point bootstrap),
+not the code under test.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from neuroinspect.studies.analysis import accuracy, agreement, compare, confidence, power
+from neuroinspect.studies.responses import normalize_responses
+
+SLEEP_1 = [0.7, -1.6, -0.2, -1.2, -0.1, 3.4, 3.7, 0.8, 0.0, 2.0]
+SLEEP_2 = [1.9, 0.8, 1.1, 0.1, -0.1, 4.4, 5.5, 1.6, 4.6, 3.4]
+
+
+def _wilson(k: int, n: int, level: float) -> tuple[float, float]:
+    """Wilson's score interval, the textbook formula."""
+    z = stats.norm.ppf(0.5 + level / 2)
+    center = (k + z * z / 2) / (n + z * z)
+    half = z / (n + z * z) * math.sqrt(k * (n - k) / n + z * z / 4)
+    return center - half, center + half
+
+
+def test_intervals_and_tests_of_nothing_are_nan_and_of_one_trial_are_defined() -> None:
+    assert all(math.isnan(v) for v in accuracy.wilson_interval(0, 0))
+    assert accuracy.wilson_interval(1, 1) == pytest.approx(_wilson(1, 1, 0.95))
+    assert accuracy.wilson_interval(3, 4, level=0.5) == pytest.approx(_wilson(3, 4, 0.5))
+    assert math.isnan(accuracy.binomial_p_value(0, 0, 0.5))
+    assert accuracy.binomial_p_value(1, 1, 0.5) == 1.0  # both outcomes equally likely
+    assert accuracy.binomial_p_value(1, 1, 0.8) == pytest.approx(1.0)  # 0.2 <= 0.8: both tails
+    assert accuracy.binomial_p_value(0, 1, 0.8) == pytest.approx(0.2)  # only the observed tail
+    assert all(math.isnan(v) for v in accuracy.mean_2sem([]))
+    mean, sem2 = accuracy.mean_2sem([0.4])
+    assert mean == 0.4 and math.isnan(sem2)
+    assert accuracy.mean_2sem([0.2, 0.6]) == pytest.approx((0.4, 2 * (0.4 / math.sqrt(2)) / math.sqrt(2)))
+
+
+def test_the_bootstrap_honours_its_level_and_its_two_participant_case() -> None:
+    assert all(math.isnan(v) for v in accuracy.bootstrap_mean_interval([0.3]))
+    # two participants: a resampled mean is 0, 1/2 or 1 with probabilities 1/4, 1/2, 1/4, so the
+    # central 40% is {1/2} and the central 95% spans [0, 1]
+    assert accuracy.bootstrap_mean_interval([0.0, 1.0], 400, level=0.4) == (0.5, 0.5)
+    assert accuracy.bootstrap_mean_interval([0.0, 1.0], 400) == (0.0, 1.0)
+    # a large sample: mean ± z SE at each level
+    x = np.random.default_rng(3).normal(0.7, 0.1, size=400)
+    se = x.std(ddof=1) / math.sqrt(x.size)
+    for level in (0.5, 0.8):
+        z = stats.norm.ppf(0.5 + level / 2)
+        low, high = accuracy.bootstrap_mean_interval(x, n_boot=4000, seed=1, level=level)
+        assert low == pytest.approx(x.mean() - z * se, abs=0.2 * z * se), level
+        assert high == pytest.approx(x.mean() + z * se, abs=0.2 * z * se), level
+
+
+def test_paired_test_of_fewer_than_two_pairs_and_at_another_level() -> None:
+    one = compare.paired_test([1.0], [2.5])
+    assert one["n_pairs"] == 1.0 and one["diff"] == 1.5 and one["df"] == 0.0
+    assert all(math.isnan(one[k]) for k in ("diff_low", "diff_high", "t", "p_t", "d_z", "p_wilcoxon"))
+    none = compare.paired_test([], [])
+    assert none["n_pairs"] == 0.0 and math.isnan(none["diff"]) and math.isnan(none["df"])
+    # R: t.test(sleep$extra[11:20], sleep$extra[1:10], paired = TRUE, conf.level = 0.9)
+    res = compare.paired_test(SLEEP_1, SLEEP_2, level=0.9)
+    assert (res["diff_low"], res["diff_high"]) == pytest.approx((0.8669947, 2.2930053), abs=1e-6)
+    assert res["df"] == 9.0 and res["n_pairs"] == 10.0
+
+
+def test_wilcoxon_is_exact_up_to_fifty_pairs_without_ties_or_zeros() -> None:
+    # n distinct positive differences: exactly 2 / 2^n when exact; the normal approximation is far off
+    for n, exact in ((50, True), (51, False)):
+        p = compare.paired_test(np.zeros(n), np.arange(1, n + 1) / 100)["p_wilcoxon"]
+        assert (p == pytest.approx(2 / 2**n, rel=1e-9)) is exact, n
+    # a zero difference: the approximation with zeros dropped (R's default), not the exact test
+    p = compare.paired_test(np.zeros(6), [0.0, 0.1, 0.2, 0.3, 0.4, 0.5])["p_wilcoxon"]
+    v, n = 15, 5
+    mu, sd = n * (n + 1) / 4, math.sqrt(n * (n + 1) * (2 * n + 1) / 24)
+    assert p == pytest.approx(2 * stats.norm.sf((v - mu - 0.5) / sd), rel=1e-9)
+    assert math.isnan(compare.paired_test([0.1, 0.2], [0.1, 0.2])["p_wilcoxon"])
+
+
+def test_kappas_of_nothing_and_of_ordered_categories() -> None:
+    assert math.isnan(agreement.kappa_binary([], []))
+    assert math.isnan(agreement.kappa_binary([0, 0, 0], [0, 0, 0]))  # both always wrong
+    empty = agreement.cohen_kappa([], [])
+    assert empty["n"] == 0.0 and all(math.isnan(empty[k]) for k in ("agreement", "kappa", "se"))
+    same = agreement.cohen_kappa(["a", "a"], ["a", "a"])
+    assert same["agreement"] == 1.0 and math.isnan(same["kappa"]) and same["n"] == 2.0
+    # ratings 2 < 9 < 10 (not "10" < "2" < "9"): cells (10, 9), (9, 10), (2, 2); linear weights
+    # 1 - |i - j| / 2 give observed 2/3 and expected 5/9 (uniform margins), so kappa = 1/4
+    res = agreement.cohen_kappa(["10", "9", "2"], ["9", "10", "2"], weights="linear")
+    assert res["kappa"] == pytest.approx(0.25) and res["agreement"] == pytest.approx(1 / 3)
+    assert res["se"] > 0
+    # unweighted: observed 1/3, expected 1/3 -> 0
+    assert agreement.cohen_kappa(["10", "9", "2"], ["9", "10", "2"])["kappa"] == pytest.approx(0.0)
+
+
+def test_confidence_auc_needs_right_and_wrong_answers() -> None:
+    assert math.isnan(confidence.confidence_auc([1, 2], [1, 1]))
+    assert math.isnan(confidence.confidence_auc([1, 2], [0, 0]))
+    # right answers at 3 and 2, wrong at 1 and 2: pairs (3>1), (3>2), (2>1), (2=2) -> 3.5 / 4
+    assert confidence.confidence_auc([3, 1, 2, 2], [1, 0, 1, 0]) == 0.875
+
+
+def test_power_helpers_at_their_edges() -> None:
+    assert power.normal_approx_n(0.2, 0.0) == -1 and power.normal_approx_n(math.nan, 0.1) == -1
+    # ((z_0.995 + z_0.9) * 0.2 / 0.1)^2 = 59.5 -> 60
+    z = stats.norm.ppf(0.995) + stats.norm.ppf(0.9)
+    assert power.normal_approx_n(0.2, 0.1, alpha=0.01, power=0.9) == math.ceil((z * 2) ** 2) == 60
+    # three simulations of three participants, 10 trials: b better with spread, b worse, no change
+    counts = np.array([[[5, 7], [4, 7], [5, 9]], [[7, 5], [7, 4], [9, 5]], [[5, 5], [6, 6], [4, 4]]])
+    assert power.paired_t_detections(counts, 10, 0.05).tolist() == [True, False, False]
+    # diffs 0.2, 0.3, 0.4: t = 0.3 / (0.1 / sqrt 3) = 5.196, two-sided p = 0.035
+    assert power.paired_t_detections(counts[:1], 10, 0.04).tolist() == [True]
+    assert power.paired_t_detections(counts[:1], 10, 0.03).tolist() == [False]
+
+
+def _responses(rows: list[dict]) -> pd.DataFrame:
+    base = {"trial_kind": "main", "block": 0, "response": "A", "confidence": 3, "rt_s": 2.0}
+    return normalize_responses(pd.DataFrame([{**base, "trial_id": f"t{i}", **r} for i, r in enumerate(rows)]))
+
+
+def test_the_accuracy_table_per_condition_is_the_documented_formulas_of_its_rows() -> None:
+    answers = {  # participant -> condition -> right/wrong per unit
+        "p1": {"none": [1, 0, 1, 1], "vis": [1, 1, 1, 1]},
+        "p2": {"none": [0, 0, 1, 0], "vis": [1, 1, 0, 1]},
+        "p3": {"none": [1, 1, 1, 0], "vis": [1, 0, 1, 1]},
+    }
+    rows = [
+        {"participant": p, "condition": c, "unit": f"u{u}", "correct": k}
+        for p, conds in answers.items()
+        for c, ks in conds.items()
+        for u, k in enumerate(ks)
+    ]
+    rows.append({"participant": "p1", "condition": "vis", "unit": "u9", "correct": None})  # no answer key
+    rows.append(
+        {"participant": "p2", "condition": "vis", "unit": "u8", "correct": 0, "trial_kind": "practice"}
+    )
+    df = _responses(rows)
+    per = accuracy.participant_accuracy(df)
+    assert per[["participant", "condition", "n", "k"]].values.tolist() == [
+        ["p1", "none", 4, 3],
+        ["p1", "vis", 4, 4],
+        ["p2", "none", 4, 1],
+        ["p2", "vis", 4, 3],
+        ["p3", "none", 4, 3],
+        ["p3", "vis", 4, 3],
+    ]
+    assert per["accuracy"].tolist() == [0.75, 1.0, 0.25, 0.75, 0.75, 0.75]
+    table = accuracy.accuracy_table(df, ["vis", "none", "absent"], chance=0.25, n_boot=300, seed=5)
+    assert table["condition"].tolist() == ["vis", "none", "absent"]
+    vis, none, absent = (table.iloc[i] for i in range(3))
+    assert (vis["n_trials"], vis["n_correct"], vis["n_participants"], vis["n_units"]) == (12, 10, 3, 4)
+    assert vis["accuracy"] == pytest.approx(10 / 12) and none["accuracy"] == pytest.approx(7 / 12)
+    assert (vis["ci_low"], vis["ci_high"]) == pytest.approx(_wilson(10, 12, 0.95))
+    assert vis["p_value"] == pytest.approx(stats.binom.sf(9, 12, 0.25), rel=1e-9)  # upper tail only
+    assert vis["participant_mean"] == pytest.approx(np.mean([1.0, 0.75, 0.75]))
+    assert none["participant_2sem"] == pytest.approx(2 * np.std([0.75, 0.25, 0.75], ddof=1) / math.sqrt(3))
+    assert (none["boot_low"], none["boot_high"]) == accuracy.bootstrap_mean_interval(
+        [0.75, 0.25, 0.75], n_boot=300, seed=5 + 7919
+    )
+    assert absent["n_trials"] == 0 and absent["n_participants"] == 0 and math.isnan(absent["accuracy"])
+    assert math.isnan(absent["ci_low"]) and math.isnan(absent["p_value"]) and math.isnan(absent["boot_low"])
+    empty = accuracy.participant_accuracy(df[df["trial_kind"] == "catch"])
+    assert list(empty.columns) == ["participant", "condition", "n", "k", "accuracy"] and empty.empty
+
+
+def test_paired_comparisons_of_a_missing_condition_and_of_nothing() -> None:
+    per = pd.DataFrame(
+        [
+            {"participant": p, "condition": c, "accuracy": v}
+            for p, (a, b) in {"p1": (0.5, 0.7), "p2": (0.6, 0.7), "p3": (0.4, 0.8)}.items()
+            for c, v in (("a", a), ("b", b))
+        ]
+    )
+    out = compare.paired_comparisons(per, ["a", "b", "c"], level=0.95)
+    assert [(r.a, r.b) for r in out.itertuples()] == [("a", "b"), ("a", "c"), ("b", "c")]
+    ab, ac = out.iloc[0], out.iloc[1]
+    assert ab["n_pairs"] == 3 and out["n_pairs"].dtype.kind == "i"
+    assert ab["mean_a"] == pytest.approx(0.5) and ab["mean_b"] == pytest.approx(0.7333333)
+    assert ab["diff"] == pytest.approx(0.2333333)
+    assert (
+        ac["n_pairs"] == 0 and math.isnan(ac["mean_a"]) and math.isnan(ac["mean_b"]) and math.isnan(ac["p_t"])
+    )
+    # Holm over the one defined p-value of each test is that p-value
+    assert ab["p_t_holm"] == pytest.approx(ab["p_t"]) and math.isnan(ac["p_t_holm"])
+    assert ab["p_wilcoxon_holm"] == pytest.approx(ab["p_wilcoxon"])
+    assert compare.paired_comparisons(per, ["a"]).empty
