@@ -75,3 +75,26 @@ def test_seed_everything_makes_torch_and_numpy_repeatable() -> None:
     seed_everything(3)
     b = (torch.rand(3), np.random.rand(3))
     assert torch.equal(a[0], b[0]) and np.array_equal(a[1], b[1])
+
+
+def test_exclusive_lock_makes_another_process_wait_until_it_is_released(tmp_path: Path) -> None:
+    """Sweep workers that need the same cached file (a synthetic CLIP) take this lock: while one holds
+    it, another process cannot; once released (or the holder dies), it can."""
+    import subprocess
+    import sys
+
+    from neuroinspect.fileio import exclusive
+
+    lock = tmp_path / "sub" / "clip.pt.lock"
+    probe = (
+        "import fcntl, sys\n"
+        f"fh = open({str(lock)!r}, 'a+b')\n"
+        "try:\n"
+        "    fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)\n"
+        "except BlockingIOError:\n"
+        "    sys.exit(3)\n"
+    )
+    with exclusive(lock):
+        assert lock.is_file()  # created, with its folder
+        assert subprocess.run([sys.executable, "-c", probe]).returncode == 3
+    assert subprocess.run([sys.executable, "-c", probe]).returncode == 0

@@ -15,7 +15,7 @@ from conftest import TINY_SHAPES
 from neuroinspect.cli import main
 from neuroinspect.errors import UserError
 from neuroinspect.harness.records import read_records
-from neuroinspect.sweeps.config import parse_sweep
+from neuroinspect.sweeps.config import load_sweep, parse_sweep
 from neuroinspect.sweeps.plan import build_plan
 
 K = 3
@@ -307,8 +307,10 @@ def test_plan_prints_the_bundled_sweeps_nodes_without_running(
     bundled = Path(__file__).resolve().parent.parent / "configs" / "bundled.toml"
     assert main(["bench", "run", str(bundled), "--plan"]) == 0
     out = capsys.readouterr().out
-    # 2 benchmarks x 3 seeds; per model 7 neuron sets x 3 neuron editors + fc + dfr
-    assert "train 6 (of" in out and "causal 6 (of" in out and "select 42 (of" in out and "edit 138 (of" in out
+    # 2 benchmarks x 3 seeds; per model 7 neuron sets x 3 neuron editors + fc + dfr; the visual part at
+    # seed 0: per benchmark 3 finders x 4 selectors + 2 controls, each edited by surgical and neuroinspect
+    assert "train 6 (of" in out and "causal 6 (of" in out and "render 6 (of" in out
+    assert "select 70 (of" in out and f"edit {138 + 2 * 14 * 2} (of" in out
     assert not any(tmp_path.iterdir())  # nothing trained, nothing written
 
 
@@ -374,3 +376,88 @@ images_per_pair = 1
     assert all(r["method"]["visualizer"] == "clip_illusion" for r in vis)
     assert all(r["dataset_fingerprint"] == swept[0]["dataset_fingerprint"] for r in vis)
     assert all(r["metrics"].get("faithfulness_clip_score_mean") is not None for r in vis)  # scored by CLIP
+
+
+def test_visual_selectors_of_one_finder_run_read_one_render_node(
+    tmp_path: Path, tiny_shapes_ckpt: Path
+) -> None:
+    """core-sensitivity and clip with the same picture settings: one ``render`` node per finder run, read
+    by both select nodes (neither optimizes an image itself), and a select node given the render node
+    chooses exactly what it chooses when it renders the candidates itself."""
+    from neuroinspect.harness.stages import STAGES, StageContext, StageStore
+
+    params = "{ " + ", ".join(f"{k} = {v}" for k, v in TINY_SHAPES.items()) + " }"
+    fast = "{ iters = 2, images_per_pair = 1 }"
+    text = f"""
+[sweep]
+name = "shared"
+seeds = [0]
+workers = 0
+cpus_per_task = 1
+truth_samples = 2
+n_boot = 10
+batch_size = 64
+finders = ["counterfactual", "random"]
+num_neurons = 2
+neuron_list = "both"
+clip = "synthetic-clip:random"
+concept_recovery = false
+
+[sweep.selectors.core-sensitivity]
+threshold = 1.0
+visualizer_settings = {fast}
+[sweep.selectors.clip]
+margin = 0.0
+visualizer_settings = {fast}
+[sweep.selectors."clip:other"]
+visualizer_settings = {{ iters = 3, images_per_pair = 1 }}
+
+[[sweep.datasets]]
+name = "spurious-shapes"
+params = {params}
+
+[[sweep.models]]
+name = "resnet18"
+checkpoint = "{tiny_shapes_ckpt}"
+"""
+    path = tmp_path / "shared.toml"
+    path.write_text(text)
+    plan = build_plan(load_sweep(path))
+    renders = {k: n for k, n in plan.nodes.items() if n.stage == "render"}
+    # per finder: one render for the two selectors that share settings, one for clip:other's
+    assert len(renders) == 4
+    selects = [n for n in plan.nodes.values() if n.stage == "select" and not n.params.get("control")]
+    assert len(selects) == 6 and all(n.deps["render"] in renders for n in selects)
+    for f in ("counterfactual", "random"):
+        shared = {
+            n.deps["render"]
+            for n in selects
+            if n.params["finder"] == f and n.params["selector"] != "clip:other"
+        }
+        other = {
+            n.deps["render"]
+            for n in selects
+            if n.params["finder"] == f and n.params["selector"] == "clip:other"
+        }
+        assert len(shared) == 1 and len(other) == 1 and shared != other
+
+    out = tmp_path / "sweep"
+    assert main(["bench", "run", str(path), "--out", str(out), "--no-progress"]) == 0
+    assert not (out / "failures").exists()
+    store = StageStore(out / "store")
+    for n in selects:
+        node = store.load("select", n.key)
+        assert node.result["rendered_here"] == 0  # every picture came from the render node
+        ask = store.load("render", n.deps["render"]).result
+        assert node.result["candidates"] == ask["candidates"] and len(ask["candidates"]) == 6
+
+    # the same select node without its render node: it optimizes the same 6 pictures itself
+    n = next(n for n in selects if n.params["selector"] == "core-sensitivity")
+    deps = {role: store.load(plan.nodes[k].stage, k) for role, k in n.deps.items() if role != "render"}
+    work = tmp_path / "alone"
+    work.mkdir()
+    alone = STAGES["select"](dict(n.params), deps, StageContext(work=work, final=work, key=n.key)).result
+    shared_result = store.load("select", n.key).result
+    assert alone["rendered_here"] == 6
+    assert alone["neurons"] == shared_result["neurons"]
+    assert alone["selection"]["scores"] == shared_result["selection"]["scores"]

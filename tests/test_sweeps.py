@@ -3,6 +3,7 @@ resume after SIGKILL, the folder lock, failing cells, Ray on loopback, and the p
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import os
@@ -140,6 +141,26 @@ def test_a_checkpoint_is_loaded_once_for_all_seeds(tmp_path: Path, tiny_shapes_c
     assert counts["evaluate"] == 3 and counts["find"] == 3  # the seed matters from here on
 
 
+def test_a_part_adds_a_grid_that_shares_the_stages_it_has_in_common(
+    tmp_path: Path, tiny_shapes_ckpt: Path
+) -> None:
+    """[[sweep.parts]]: a second grid (here seed 1 only, k = 3) in the same run, results and store; the
+    nodes both grids need (features, evaluation, the finder run of seed 0's class) run once."""
+    text = _from_checkpoint(tiny_shapes_ckpt, "parted").replace("seeds = [0]", "seeds = [0, 1]")
+    text += "\n[[sweep.parts]]\nseeds = [1]\nselectors = { top = { num_neurons = 3 } }\n"
+    cfg = load_sweep(_write(tmp_path, text))
+    plan = build_plan(cfg)
+    alone = build_plan(dataclasses.replace(cfg, parts=[]))
+    added = {plan.nodes[k].stage for k in set(plan.nodes) - set(alone.nodes)}
+    assert added == {"select", "recovery"}  # seed 1's set of 3 and its score (fc reads no neurons: shared)
+    out = tmp_path / "out"
+    assert main(["bench", "run", str(_write(tmp_path, text)), "--out", str(out), "--no-progress"]) == 0
+    records = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    edited = [r for r in records if r["task"] == "neuron_recovery" and r["config"]["list"] == "edited"]
+    assert sorted((r["seed"], len(r["config"]["neurons"])) for r in edited) == [(0, 2), (1, 2), (1, 3)]
+    assert sum(r["task"] == "mitigation" for r in records) == 2  # one fc edit per seed, not one per grid
+
+
 def test_a_seed_pattern_loads_each_seeds_own_checkpoint(
     tmp_path: Path, tiny_shapes_ckpt: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -188,6 +209,14 @@ def test_a_seed_pattern_loads_each_seeds_own_checkpoint(
             "sweep.selectors.top.num_neurons: must be at least 1",
         ),
         ("visualizers = { exemplars = { kk = 3 } }\n", "sweep.visualizers.exemplars.kk: unknown setting"),
+        ('parts = [{ seeds = [0] }, { finders = ["nope"] }]\n', "part 2 ([[sweep.parts]]): sweep.finders"),
+        (
+            "parts = [{ workers = 1 }]\n",
+            "sweep.workers: is where and how the whole sweep runs; set it in [sweep]",
+        ),
+        ("parts = [{}]\n", "part 1 ([[sweep.parts]]): sweep.parts: is empty"),
+        ("parts = [{ epochs = 3 }]\n", "part 1 ([[sweep.parts]]): sweep.epochs: unknown key"),
+        ('parts = "visual"\n', "sweep.parts: must be [[sweep.parts]] tables"),
         ('datasets = [{ name = "spurious-shapes", root2 = "x" }]\n', "sweep.datasets[0].root2: unknown key"),
         (
             'datasets = [{ name = "colored-digits", train = { epoch = 3 } }]\n',
@@ -215,19 +244,24 @@ def test_shipped_sweep_configs_are_valid() -> None:
     assert {f.name for f in bundled.finders} >= {"counterfactual", "margin-deficit", "random"}
     assert bundled.controls == ["oracle-neurons", "random-neurons"]
     assert {e.name for e in bundled.editors} >= {"surgical", "neuroinspect", "neuroinspect:l1", "fc", "dfr"}
+    main_plan = build_plan(dataclasses.replace(bundled, parts=[]))
+    main_counts = main_plan.by_stage()
     # per model: 7 neuron sets (5 finders, 2 controls) x 3 neuron editors, fc and dfr once
-    assert counts["select"] == 6 * 7 and counts["edit"] == 6 * (7 * 3 + 2)
+    assert main_counts["select"] == 6 * 7 and main_counts["edit"] == 6 * (7 * 3 + 2)
     assert plan.naive_executions() > 10 * len(plan.nodes)
-    # the visual half reuses the bundled sweep's store: its models, features, finders and truths are
-    # the bundled sweep's nodes (seed 0), so it only renders, selects, edits and visualizes
-    visual = load_sweep(CONFIGS / "bundled-visual.toml")
-    assert visual.store == "runs/bundled/store"  # bundled.toml writes its store to runs/bundled/store
-    vplan = build_plan(visual)
-    for stage in ("train", "features", "evaluate", "find", "truth", "causal", "attributes"):
-        keys = {k for k, n in vplan.nodes.items() if n.stage == stage}
-        assert keys and keys <= set(plan.nodes), stage
+    # the visual half is a part on seed 0 of the same models: it trains nothing, extracts no feature,
+    # runs no finder of its own; it renders each finder's candidates once for its three visual selectors
+    (visual,) = bundled.parts
+    assert visual.seeds == [0] and visual.num_neurons == 5 and visual.name == bundled.name
     assert {s.name for s in visual.selectors} == {"top", "core-sensitivity", "clip", "concept"}
     assert {v.name for v in visual.visualizers} == {"clip_illusion", "lucent"}
+    for stage in ("train", "features", "evaluate", "find", "truth", "causal"):
+        assert counts[stage] == main_counts[stage], stage
+    assert counts["render"] == 2 * 3  # (benchmark, finder) at seed 0
+    readers = [n.deps["render"] for n in plan.nodes.values() if n.stage == "select" and "render" in n.deps]
+    assert len(readers) == 2 * 3 * 3 and all(readers.count(r) == 3 for r in set(readers))
+    # per model at seed 0: 3 finders x 4 selectors + 2 controls at k = 5
+    assert counts["select"] == main_counts["select"] + 2 * (3 * 4 + 2)
     for path in sorted((CONFIGS / "paper").glob("*.toml")):
         cfg = load_sweep(path)
         assert cfg.preset == "paper" and all(d.class_idx is not None for d in cfg.datasets), path.name

@@ -118,6 +118,18 @@ def make_selectors(cfg: Any, interactive: bool | None = None) -> dict[str, Any]:
     return out
 
 
+def visual_request(selector: Any) -> dict[str, Any] | None:
+    """What a visual selector asks :meth:`NeuronVisuals.get` for: ``{"method", "settings",
+    "conditioned"}``; ``None`` for a selector that does not look at pictures."""
+    if not getattr(selector, "uses_visualizations", False):
+        return None
+    return {
+        "method": selector.visualizer,
+        "settings": dict(selector.visualizer_settings),
+        "conditioned": bool(getattr(selector, "conditioned", True)),
+    }
+
+
 def needs_clip(selectors: Mapping[str, Any]) -> bool:
     """Whether any selector reads CLIP or CLIP-guided images."""
     for sel in selectors.values():
@@ -150,6 +162,17 @@ def resolve_clip(cfg: Any, device: Any, log: Log, show_progress: bool = True) ->
     if spec == f"synthetic-clip:{cfg.dataset}" and is_benchmark(cfg.dataset):
         path = default_synthetic_path(cfg.dataset)
         if not path.is_file():
+            _train_default_clip(cfg, path, device, log, show_progress)
+    return load_clip(spec, device=device)
+
+
+def _train_default_clip(cfg: Any, path: Any, device: Any, log: Log, show_progress: bool) -> None:
+    """Train a bundled benchmark's synthetic CLIP into ``path``, once: concurrent workers of a sweep that
+    need it wait for the first one (a lock beside the file) and then load its result."""
+    from neuroinspect.fileio import exclusive
+
+    with exclusive(f"{path}.lock"):
+        if not path.is_file():
             if cfg.dataset_params:
                 raise UserError(
                     f"no synthetic CLIP at {path} for {cfg.dataset} with parameters {cfg.dataset_params}: train one with "
@@ -165,7 +188,6 @@ def resolve_clip(cfg: Any, device: Any, log: Log, show_progress: bool = True) ->
             train_synthetic_clip(
                 cfg.dataset, out=path, params=params, seed=0, device=device, show_progress=show_progress
             )
-    return load_clip(spec, device=device)
 
 
 def class_means(features: torch.Tensor, labels: torch.Tensor, num_classes: int) -> torch.Tensor:
@@ -206,14 +228,9 @@ def select_sets(
             # every candidate the visual selectors will look at, optimized in one batch per visualizer setting
             wanted: dict[str, tuple[dict[str, Any], list[int]]] = {}
             for f, s in pairs:
-                sel = selectors[s]
-                if not getattr(sel, "uses_visualizations", False):
+                args = visual_request(selectors[s])
+                if args is None:
                     continue
-                args = {
-                    "method": sel.visualizer,
-                    "settings": dict(sel.visualizer_settings),
-                    "conditioned": bool(getattr(sel, "conditioned", True)),
-                }
                 key = repr(sorted(args.items(), key=lambda kv: kv[0]))
                 cand = finder_results[f].ordered(cfg.neuron_list)[:pool]
                 entry = wanted.setdefault(key, (args, []))
@@ -408,4 +425,5 @@ __all__ = [
     "resolve_pipelines",
     "select_sets",
     "split_variant",
+    "visual_request",
 ]

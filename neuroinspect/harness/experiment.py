@@ -481,13 +481,12 @@ def run_experiment(
 
 def _visual_args(selectors: Mapping[str, Any]) -> dict[str, Any]:
     """The visualizer settings of the first visual selector (so the report reuses its images)."""
+    from neuroinspect.harness.choice import visual_request
+
     for sel in selectors.values():
-        if getattr(sel, "uses_visualizations", False):
-            return {
-                "method": sel.visualizer,
-                "settings": dict(sel.visualizer_settings),
-                "conditioned": bool(getattr(sel, "conditioned", True)),
-            }
+        args = visual_request(sel)
+        if args is not None:
+            return args
     return {}
 
 

@@ -42,12 +42,15 @@ causal        dataset, root, dataset_params, split,       model, val, evaluate �
                                                           benchmarks)
 attributes    dataset, root, dataset_params, settings,    — → attribute classifiers (concept
               seed                                        recovery of visualizations)
-select        a (finder, selector) choice: finder,        model, val, evaluate, find → one neuron
+select        a (finder, selector) choice: finder,        model, val, evaluate, find, [render] → one
               selector, settings, num_neurons,            set (key, neurons, candidates, the
               neuron_list, candidate_pool, gamma, clip,   selector's labels) and its γ
               seed, dataset; or a control: ``control``    (``pipeline.select_pair``); a control:
               (oracle-neurons, random-neurons), finder    model, find (γ), [causal] →
               (whose ``imp`` gives γ), num_neurons, seed  ``pipeline.control_set``
+render        dataset, split, num_neurons, neuron_list,   model, evaluate, find → ``visuals.pt``:
+              candidate_pool, method, settings,           one Visualization per candidate, read by
+              conditioned, clip, seed                     every visual selector of that finder run
 recovery      ks, experiment, finder_split, neuron_list,  model, evaluate, causal, [truth] and
               candidate_pool, seed, [finder]              ``find`` → the finder's per-list
                                                           ``neuron_recovery`` records, or
@@ -67,8 +70,9 @@ Selectors are the registry of :mod:`neuroinspect.methods.selectors` (``top``, ``
 settings (:data:`CHOICE_KEYS`), the rest go to the selector's constructor. Visual selectors get the
 :class:`~neuroinspect.methods.selectors.SelectionContext` that ``run_experiment`` builds
 (``pipeline.selection_context``) and the CLIP that ``choice.resolve_clip`` resolves; their
-CLIP-Illusion images are optimized per select node (``run_experiment`` batches every pair's
-candidates in one call, so the pictures, not the rule, can differ between the two paths).
+CLIP-Illusion images come from one ``render`` node per finder run, shared by every visual selector
+of that run (``run_experiment`` batches every finder's candidates in one call, so the pictures, not
+the rule, can differ between the two paths).
 """
 
 from __future__ import annotations
@@ -103,6 +107,7 @@ STAGE_VERSIONS: dict[str, int] = {
     "causal": 1,
     "attributes": 1,
     "select": 2,
+    "render": 1,
     "recovery": 2,
     "edit": 2,
     "visualize": 1,
@@ -747,6 +752,7 @@ def stage_select(params: dict[str, Any], deps: dict[str, NodeOutput], ctx: Stage
     seed_everything(seed)
     k = int(params["num_neurons"])
     res = load_finder_result(deps["find"])
+    sctx = None
     if params.get("control"):
         ckpt = load_model(deps["model"])
         effects = load_causal(deps["causal"])[0] if "causal" in deps else None
@@ -771,7 +777,6 @@ def stage_select(params: dict[str, Any], deps: dict[str, NodeOutput], ctx: Stage
             SimpleNamespace(selectors=[name], selector_settings={name: dict(params.get("settings") or {})}),
             interactive=False,
         )
-        sctx = None
         if split_variant(name)[0] != "top":  # top reads nothing but the candidates' order
             from neuroinspect.datasets import get_dataset
             from neuroinspect.harness.evaluation import checkpoint_eval_transform
@@ -798,6 +803,15 @@ def stage_select(params: dict[str, Any], deps: dict[str, NodeOutput], ctx: Stage
                 log=ctx.log,
             )
             sctx.interactive = False
+            if "render" in deps and sctx.visuals is not None:
+                ask = deps["render"].result
+                sctx.visuals.put(
+                    [int(n) for n in ask["candidates"]],
+                    load_rendered(deps["render"]),
+                    ask["method"],
+                    ask["settings"],
+                    bool(ask["conditioned"]),
+                )
         try:
             ns = pl.select_pair(
                 params["finder"],
@@ -814,8 +828,11 @@ def stage_select(params: dict[str, Any], deps: dict[str, NodeOutput], ctx: Stage
             if sctx is not None:
                 sctx.surface.cpu()
     gamma = params.get("gamma", "auto")
+    visuals = sctx.visuals if sctx is not None else None
     return StageResult(
         {
+            # pairs this node optimized itself; 0 when a `render` node gave every picture it read
+            "rendered_here": 0 if visuals is None else int(visuals.rendered),
             "key": ns.key,
             "finder": ns.finder,
             "selector": ns.selector,
@@ -829,6 +846,68 @@ def stage_select(params: dict[str, Any], deps: dict[str, NodeOutput], ctx: Stage
             "gamma_rule": "auto" if gamma == "auto" else "given",
         }
     )
+
+
+# -- render (the pictures the visual selectors of one finder run share) ------------------------------
+RENDERED = "visuals.pt"
+
+
+def stage_render(params: dict[str, Any], deps: dict[str, NodeOutput], ctx: StageContext) -> StageResult:
+    """The visualizations every visual selector of one finder run reads, optimized once: ``method``
+    (``settings``, ``conditioned`` on the evaluated class or not) on the finder's candidates
+    (:func:`pipeline.candidates`: the first ``candidate_pool × num_neurons`` of ``neuron_list``), in one
+    batch, through the same :class:`NeuronVisuals` a ``select`` node would build. Without it, each of
+    ``core-sensitivity``, ``clip`` and ``concept`` optimized the same images again in its own node."""
+    from neuroinspect.harness import pipeline as pl
+    from neuroinspect.harness.evaluation import checkpoint_eval_transform
+    from neuroinspect.methods.selectors import NeuronVisuals
+    from neuroinspect.runtime import resolve_device, seed_everything
+
+    seed = int(params["seed"])
+    seed_everything(seed)
+    res = load_finder_result(deps["find"])
+    cand = pl.candidates(
+        res, params["neuron_list"], int(params["num_neurons"]), int(params["candidate_pool"])
+    )
+    method, settings, conditioned = params["method"], dict(params["settings"]), bool(params["conditioned"])
+    ckpt = load_model(deps["model"])
+    device = resolve_device(ctx.device)
+    surface = ckpt.surface.to(device).eval()
+    finder_ds = _dataset_split(params, params["split"], checkpoint_eval_transform(ckpt, params["dataset"]))
+    guided = method == "clip_illusion" and settings.get("use_clip", True)
+    visuals = NeuronVisuals(
+        surface,
+        int(deps["evaluate"].result["class_idx"]),
+        dataset=finder_ds,
+        class_names=list(getattr(finder_ds, "prompts", ckpt.classes)),
+        clip=_clip_for(params, device, ctx) if guided else None,
+        seed=seed,
+        device=device,
+        show_progress=ctx.show_progress,
+    )
+    try:
+        out = visuals.get(cand, method, settings, conditioned) if cand else []
+    finally:
+        surface.cpu()
+    torch.save([dataclasses.asdict(v) for v in out], ctx.work / RENDERED)
+    return StageResult(
+        {
+            "candidates": cand,
+            "method": method,
+            "settings": settings,
+            "conditioned": conditioned,
+            "file": RENDERED,
+            "wall_seconds": round(visuals.wall_seconds, 3),
+        }
+    )
+
+
+def load_rendered(node: NodeOutput) -> list[Any]:
+    """The :class:`~neuroinspect.methods.visualizers.Visualization` list of a ``render`` node, one per candidate."""
+    from neuroinspect.methods.visualizers import Visualization
+
+    rows = torch.load(node.path(node.result["file"]), map_location="cpu", weights_only=False)
+    return [Visualization(**row) for row in rows]
 
 
 # -- recovery (finders and edited sets against the causal truth) ------------------------------------------
@@ -1120,6 +1199,7 @@ STAGES: dict[str, StageFn] = {
     "causal": stage_causal,
     "attributes": stage_attributes,
     "select": stage_select,
+    "render": stage_render,
     "recovery": stage_recovery,
     "edit": stage_edit,
     "visualize": stage_visualize,
@@ -1142,6 +1222,7 @@ __all__ = [
     "load_features",
     "load_finder_result",
     "load_model",
+    "load_rendered",
     "load_truth",
     "model_name",
     "neuron_set",

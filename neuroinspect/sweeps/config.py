@@ -78,7 +78,19 @@ SWEEP_KEYS = {
     "visualize_neurons": "visualize the first N neurons of each selection (unset: all of them)",
     "concept_recovery": "visualizations: score concept recovery on the bundled benchmarks (true/false)",
     "attribute_settings": "settings of the attribute classifiers behind concept recovery",
+    "parts": "[[sweep.parts]] tables: more grids in the same sweep, each overriding grid keys (seeds, finders, ...)",
 }
+#: keys of where and how a sweep runs: the sweep's own, never a part's
+RUN_KEYS = (
+    "executor",
+    "workers",
+    "address",
+    "cpus_per_task",
+    "gpus_per_task",
+    "resources",
+    "device",
+    "store",
+)
 DATASET_KEYS = (
     "name",
     "label",
@@ -174,6 +186,13 @@ class SweepConfig:
     attribute_settings: dict[str, Any] = field(default_factory=dict)
     source: str = "sweep"
     raw: dict[str, Any] = field(default_factory=dict)
+    #: the [[sweep.parts]] grids: the sweep's settings with each part's overrides
+    parts: list[SweepConfig] = field(default_factory=list)
+
+    @property
+    def grids(self) -> list[SweepConfig]:
+        """The grids the plan expands: this one, then each part's."""
+        return [self, *self.parts]
 
 
 def is_sweep_file(path: str | Path) -> bool:
@@ -470,7 +489,34 @@ def parse_sweep(data: dict[str, Any], source: str = "sweep") -> SweepConfig:
         raw=data,
     )
     validate_methods(cfg)
+    cfg.parts = _parts(source, data)
     return cfg
+
+
+def _parts(source: str, data: dict[str, Any]) -> list[SweepConfig]:
+    """The ``[[sweep.parts]]`` grids: each part is the sweep with the part's keys replaced (grid keys only;
+    where and how the sweep runs, ``RUN_KEYS``, stay the sweep's). Stages the parts share with the main
+    grid (trainings, features, finder runs) are planned and run once."""
+    parts = data.get("parts", [])
+    if not isinstance(parts, list) or not all(isinstance(p, dict) for p in parts):
+        raise _fail(
+            source,
+            "parts",
+            "must be [[sweep.parts]] tables of grid keys, e.g. seeds = [0] and selectors = [...].",
+        )
+    base = {k: v for k, v in data.items() if k != "parts"}
+    out = []
+    for i, part in enumerate(parts, 1):
+        here = f"{source}, part {i} ([[sweep.parts]])"
+        if not part:
+            raise _fail(here, "parts", "is empty; give the keys this grid changes, e.g. seeds = [0].")
+        fixed = sorted(set(part) & {*RUN_KEYS, "parts"})
+        if fixed:
+            raise _fail(
+                here, fixed[0], "is where and how the whole sweep runs; set it in [sweep], not in a part."
+            )
+        out.append(parse_sweep({**base, **part}, source=here))
+    return out
 
 
 def validate_methods(cfg: SweepConfig) -> None:

@@ -11,6 +11,8 @@ and stored once:
   metrics before editing), one ``truth`` and one ``causal`` (the mistakes' causal effects) per model
   (bundled benchmarks), one ``attributes`` per dataset variant (concept recovery of visualizations);
 - one ``find`` per (model, class, finder variant), one ``select`` per (finder run, selector variant),
+  and one ``render`` per (finder run, candidate pool, picture settings): the images that every visual
+  selector of that finder run reads (``core-sensitivity``, ``clip`` and ``concept`` share them),
   and per model one ``select`` per (control, k) for the ``controls`` (k: every ``num_neurons`` the
   selectors use; γ from the first finder's ``imp``, as ``run_experiment`` takes the main finder's);
 - one leaf per result: ``recovery`` per finder run (its two lists) and per selection (the edited set;
@@ -78,6 +80,7 @@ class Plan:
     nodes: dict[str, Node] = field(default_factory=dict)
     cells: list[Cell] = field(default_factory=list)
     skipped: list[dict[str, str]] = field(default_factory=list)
+    _cell_keys: set[tuple[Any, ...]] = field(default_factory=set, repr=False)
 
     @staticmethod
     def node_key(stage: str, params: dict[str, Any], deps: dict[str, str]) -> str:
@@ -90,6 +93,18 @@ class Plan:
         if key not in self.nodes:
             self.nodes[key] = Node(key, stage, params, dict(deps), label, len(self.nodes))
         return key
+
+    def skip(self, entry: dict[str, str]) -> None:
+        """A cell the grid names but cannot run, with why (once)."""
+        if entry not in self.skipped:
+            self.skipped.append(entry)
+
+    def add_cell(self, coords: dict[str, str], leaves: list[str]) -> None:
+        """A grid cell, once (two grids of one sweep may both name it)."""
+        key = (tuple(sorted(coords.items())), tuple(leaves))
+        if key not in self._cell_keys:
+            self._cell_keys.add(key)
+            self.cells.append(Cell(coords, leaves))
 
     @property
     def leaves(self) -> list[str]:
@@ -156,12 +171,18 @@ def _resolve(path: str | None) -> str | None:
 
 
 def build_plan(cfg: SweepConfig) -> Plan:
-    """Expand ``cfg``'s grid into a deduplicated DAG (see the module docstring)."""
+    """Expand ``cfg``'s grid and its parts' into one deduplicated DAG (see the module docstring)."""
+    plan = Plan()
+    ckpt_sha: dict[str, str] = {}
+    for grid in cfg.grids:  # the sweep's grid and its [[sweep.parts]]: shared stages dedupe by key
+        _plan_grid(plan, grid, ckpt_sha)
+    return plan
+
+
+def _plan_grid(plan: Plan, cfg: SweepConfig, ckpt_sha: dict[str, str]) -> None:
     from neuroinspect.datasets import get_dataset
     from neuroinspect.harness.checkpoint import file_sha256
 
-    plan = Plan()
-    ckpt_sha: dict[str, str] = {}
     for d in cfg.datasets:
         spec = get_dataset(d.name)
         benchmark = spec.kind == "benchmark"
@@ -204,7 +225,6 @@ def build_plan(cfg: SweepConfig) -> Plan:
                         f"train {where}",
                     )
                 _plan_model(plan, cfg, d, m, seed, model, attrs_key)
-    return plan
 
 
 def _plan_model(
@@ -361,7 +381,7 @@ def _plan_model(
                 if e_label is not None:
                     ek = edits.get(e_label)
                     if ek is None:
-                        plan.skipped.append(
+                        plan.skip(
                             {
                                 **cell,
                                 "why": f"editor {e_label} needs group labels; {d.name} has none",
@@ -371,7 +391,7 @@ def _plan_model(
                         leaves.append(ek)
                 if v_label is not None:
                     leaves.append(visuals[v_label])
-                plan.cells.append(Cell(cell, leaves))
+                plan.add_cell(cell, leaves)
 
     cell_base = {"dataset": d.label, "model": m.label, "seed": str(seed)}
     finders: list[MethodVariant | None] = list(cfg.finders) or [None]
@@ -404,6 +424,22 @@ def _plan_model(
             extra: dict[str, Any] = {}
             if find is not None and f is not None and s is not None:
                 choice = selector_choice(cfg, s)
+                sel_deps = {"model": model, "val": feats["val"], "evaluate": ev, "find": find}
+                ask = _visual_request(s)
+                if ask is not None:  # one render per (finder run, candidates, picture settings)
+                    sel_deps["render"] = plan.add(
+                        "render",
+                        {
+                            **data,
+                            "split": d.finder_split,
+                            **choice,
+                            **ask,
+                            "clip": cfg.clip,
+                            "seed": seed,
+                        },
+                        {"model": model, "evaluate": ev, "find": find},
+                        f"render {ask['method']} of {f.label}'s candidates · {where}",
+                    )
                 sel = plan.add(
                     "select",
                     {
@@ -417,7 +453,7 @@ def _plan_model(
                         "clip": cfg.clip,
                         "seed": seed,
                     },
-                    {"model": model, "val": feats["val"], "evaluate": ev, "find": find},
+                    sel_deps,
                     f"select {s.label} ← {f.label} · {where}",
                 )
                 if causal is not None:
@@ -473,7 +509,7 @@ def _plan_model(
         ks = sorted({int(selector_choice(cfg, s)["num_neurons"]) for s in cfg.selectors}) or [cfg.num_neurons]
         for ctl in cfg.controls:
             if ctl == "oracle-neurons" and causal is None:
-                plan.skipped.append(
+                plan.skip(
                     {
                         **cell_base,
                         "finder": ctl,
@@ -525,6 +561,19 @@ def _plan_model(
                     {},
                     neuron_editors,
                 )
+
+
+def _visual_request(s: MethodVariant) -> dict[str, Any] | None:
+    """The pictures selector entry ``s`` reads (:func:`choice.visual_request`), ``None`` if it reads none."""
+    from types import SimpleNamespace
+
+    from neuroinspect.harness.choice import make_selectors, visual_request
+
+    settings = {k: v for k, v in s.settings.items() if k not in CHOICE_KEYS}
+    sel = make_selectors(
+        SimpleNamespace(selectors=[s.name], selector_settings={s.name: settings}), interactive=False
+    )[s.name]
+    return visual_request(sel)
 
 
 def plan_text(plan: Plan) -> str:

@@ -106,6 +106,7 @@ class NeuronVisuals:
         self.show_progress = show_progress
         self._cache: dict[tuple[str, str, bool, int], Any] = {}
         self.wall_seconds = 0.0
+        self.rendered = 0  # pairs optimized here (not given by :meth:`put`)
 
     def get(
         self,
@@ -117,15 +118,14 @@ class NeuronVisuals:
         from neuroinspect.methods.visualizers import VISUALIZERS, load_all
 
         load_all()
-        settings = dict(settings or {})
-        key = json.dumps(settings, sort_keys=True, default=str)
+        key = self._settings_key(settings)
         todo = [
             int(n)
             for n in dict.fromkeys(int(n) for n in neurons)
             if (method, key, conditioned, int(n)) not in self._cache
         ]
         if todo:
-            kwargs = dict(settings)
+            kwargs = dict(settings or {})
             if method == "clip_illusion" and kwargs.get("use_clip", True) and "clip" not in kwargs:
                 if self.clip is None:
                     raise UserError(
@@ -147,9 +147,30 @@ class NeuronVisuals:
                     show_progress=self.show_progress,
                 )
             self.wall_seconds += time.perf_counter() - t0
+            self.rendered += len(todo)
             for n, v in zip(todo, out, strict=True):
                 self._cache[(method, key, conditioned, n)] = v
         return [self._cache[(method, key, conditioned, int(n))] for n in neurons]
+
+    def put(
+        self,
+        neurons: Sequence[int],
+        visualizations: Sequence[Any],
+        method: str = "clip_illusion",
+        settings: dict[str, Any] | None = None,
+        conditioned: bool = True,
+    ) -> None:
+        """Add visualizations computed elsewhere (a sweep's ``render`` node): ``get`` with the same
+        ``method``, ``settings`` and ``conditioned`` then returns them instead of optimizing again."""
+        if len(neurons) != len(visualizations):
+            raise ValueError(f"{len(neurons)} neurons but {len(visualizations)} visualizations")
+        key = self._settings_key(settings)
+        for n, v in zip(neurons, visualizations, strict=True):
+            self._cache[(method, key, conditioned, int(n))] = v
+
+    @staticmethod
+    def _settings_key(settings: dict[str, Any] | None) -> str:
+        return json.dumps(dict(settings or {}), sort_keys=True, default=str)
 
 
 @dataclass
