@@ -7,4 +7,10 @@ bash scripts/setup.sh
 bash scripts/setup-system.sh
 export HF_HUB_OFFLINE=1 NEUROINSPECT_NO_PROGRESS=1 MPLBACKEND=Agg
 .venv/bin/ruff check neuroinspect tests benchmarks
-.venv/bin/python -m pytest -n 2 -q "$@"
+# Byte-compile the package once: with PYTHONDONTWRITEBYTECODE set (as in this environment) every
+# process would compile it again, and the suite starts many (two workers, the command-line, Streamlit
+# and Ray processes the tests launch). Python still reads the files it finds.
+.venv/bin/python -m compileall -q -j 0 neuroinspect
+# worksteal: a worker that runs out of tests takes half of the other's queue (the tests marked `long`
+# run first, tests/conftest.py), so both finish together.
+.venv/bin/python -m pytest -n 2 --dist worksteal -q "$@"

@@ -11,21 +11,43 @@ os.environ.setdefault("NEUROINSPECT_NO_PROGRESS", "1")
 os.environ.setdefault("MPLBACKEND", "Agg")
 
 import pytest  # noqa: E402
-import torch  # noqa: E402
 
-import neuroinspect  # noqa: E402,F401  (torchvision fix before anything imports torchvision)
-
-# Under pytest-xdist each worker gets one thread, so workers do not fight over the cores.
-torch.set_num_threads(1 if os.environ.get("PYTEST_XDIST_WORKER") else max(1, min(2, os.cpu_count() or 1)))
+#: torch's thread count in a process that runs tests (set in pytest_configure)
+_THREADS = 1
 
 
-_THREADS = torch.get_num_threads()
+def _xdist_controller(config: pytest.Config) -> bool:
+    """Whether this process hands tests out to pytest-xdist workers and runs none itself (as in
+    xdist's own check; ``--collect-only`` collects in this process)."""
+    return (
+        not hasattr(config, "workerinput")
+        and config.getoption("dist", "no") != "no"
+        and bool(config.getoption("tx", None))
+        and not config.getoption("collectonly")
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # The xdist controller only hands tests out: importing torch there (about 4 CPU s) would delay the
+    # start of the workers, which import it themselves.
+    if _xdist_controller(config):
+        return
+    global _THREADS
+    import torch
+
+    import neuroinspect  # noqa: F401  (torchvision fix before anything imports torchvision)
+
+    # Under pytest-xdist each worker gets one thread, so workers do not fight over the cores.
+    torch.set_num_threads(1 if os.environ.get("PYTEST_XDIST_WORKER") else max(1, min(2, os.cpu_count() or 1)))
+    _THREADS = torch.get_num_threads()
 
 
 @pytest.fixture(autouse=True)
 def _isolated_cache(
     tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[None]:
+    import torch
+
     monkeypatch.setenv("NEUROINSPECT_CACHE", str(tmp_path_factory.getbasetemp() / "ni-cache"))
     torch.manual_seed(0)
     yield
@@ -45,6 +67,8 @@ def tiny_shapes_ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     Shared by several test modules: treat it as read-only.
     """
+    import torch
+
     from neuroinspect.harness.checkpoint import save_checkpoint
     from neuroinspect.harness.models import create_model
 
@@ -59,6 +83,8 @@ def tiny_shapes_ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def tiny_shapes_vit_ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A random-init ``vit_tiny_patch16_224`` at 32 px (a 2×2 patch grid) for spurious-shapes with
     :data:`TINY_SHAPES`; read-only."""
+    import torch
+
     from neuroinspect.harness.checkpoint import save_checkpoint
     from neuroinspect.harness.models import create_model
 
@@ -127,6 +153,10 @@ _SERVICE_FIXTURES = {"browser", "pg_server", "postgres_url"}
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # Tests marked ``long`` (10-30 s each, waiting on a browser, a server or a subprocess) run first: one
+    # of them handed out last would keep one xdist worker busy long after the other ran out of tests.
+    # The order is otherwise kept (a stable sort), so each module's tests stay together.
+    items.sort(key=lambda item: item.get_closest_marker("long") is None)
     # mutmut runs the tests once per mutant; a browser, a database cluster or a Ray instance per mutant
     # would make a run take days, and those tests check wiring, not the numbers being mutated.
     if "MUTANT_UNDER_TEST" not in os.environ:

@@ -78,6 +78,7 @@ def test_user_error_from_a_command_exits_2_without_traceback(
     assert "does not exist" in err and "Traceback" not in err
 
 
+@pytest.mark.long
 def test_console_script_imports_the_whole_stack_on_cpu_torch() -> None:
     """`import neuroinspect` makes torchvision, timm, open_clip and lucent importable (platform notes)."""
     code = (

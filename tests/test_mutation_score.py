@@ -279,6 +279,7 @@ def test_tests_from_an_earlier_commit(tmp_path: Path, monkeypatch: pytest.Monkey
     assert not (workdir / "mutants" / "tests").exists()
 
 
+@pytest.mark.long
 def test_smoke_run() -> None:
     """The real thing (mutmut on 5 mutants of one small function, its cache dropped first; about 15 CPU
     seconds): each is killed by the one test that checks the warm-up schedule's values.

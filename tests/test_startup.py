@@ -13,6 +13,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 
+@pytest.mark.long
 def test_startup_benchmark_smoke_and_quick_commands_do_not_import_torch(tmp_path: Path) -> None:
     env = {**os.environ, "NEUROINSPECT_CACHE": str(tmp_path)}
     out = subprocess.run(

@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 from _study import StreamlitServer, answer_current, click, fake_study, heading, wait_idle
 
@@ -30,6 +31,7 @@ def _shown_at(store: db.Store, pid: str) -> dict[str, object]:
     return {r.trial_id: r.shown_at for r in rows}
 
 
+@pytest.mark.long
 def test_prolific_participant_reloads_survives_a_server_kill_and_finishes(browser, tmp_path: Path) -> None:  # noqa: ANN001
     extra = '[completion]\ncode = "E2ECODE"\nredirect_url = "https://app.prolific.com/submissions/complete?cc={code}"'
     spec, bundle = fake_study(tmp_path, "2afc", design=DESIGN, extra=extra)

@@ -11,6 +11,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 
+@pytest.mark.long
 def test_study_load_smoke(tmp_path: Path, request: pytest.FixtureRequest) -> None:
     spec = importlib.util.spec_from_file_location("study_load", ROOT / "benchmarks" / "study_load.py")
     assert spec and spec.loader

@@ -435,6 +435,7 @@ def test_a_failing_cell_is_recorded_and_the_others_finish(
 
 
 # -- Ray, on loopback -------------------------------------------------------------------------------------
+@pytest.mark.long
 def test_a_sweep_under_a_local_ray_instance_matches_the_local_run(
     tmp_path: Path, tiny_shapes_ckpt: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
