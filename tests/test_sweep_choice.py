@@ -314,49 +314,51 @@ def test_plan_prints_the_bundled_sweeps_nodes_without_running(
     assert not any(tmp_path.iterdir())  # nothing trained, nothing written
 
 
-def test_clip_selector_alone_and_clip_illusion_in_a_sweep_use_the_sweeps_clip(
-    tmp_path: Path, tiny_shapes_ckpt: Path
-) -> None:
-    """The clip selector renders its own images (no other visual selector before it), a visualizer that
-    needs a CLIP gets the sweep's, an empty selection is pictured as nothing, and every visualization
-    record carries the data fingerprint."""
+FAST = "{ iters = 2, images_per_pair = 1 }"  # CLIP-Illusion settings of seconds, for wiring tests
+
+
+def _visual_sweep(ckpt: Path, name: str, finders: str, selectors: str, tail: str = "") -> str:
+    """A sweep of visual selectors on the tiny checkpoint, with the random synthetic CLIP, k = 2."""
     params = "{ " + ", ".join(f"{k} = {v}" for k, v in TINY_SHAPES.items()) + " }"
-    fast = "{ iters = 2, images_per_pair = 1 }"
-    text = f"""
+    return f"""
 [sweep]
-name = "clipped"
+name = "{name}"
 seeds = [0]
 workers = 0
 cpus_per_task = 1
 truth_samples = 2
 n_boot = 10
 batch_size = 64
-finders = ["counterfactual"]
+finders = {finders}
 num_neurons = 2
 neuron_list = "both"
 clip = "synthetic-clip:random"
 concept_recovery = false
 
-[sweep.selectors.top]
-[sweep.selectors.clip]
-logit_scale = 0.0001
-margin = 0.1
-visualizer_settings = {fast}
-
+{selectors}
 [[sweep.datasets]]
 name = "spurious-shapes"
 params = {params}
 
 [[sweep.models]]
 name = "resnet18"
-checkpoint = "{tiny_shapes_ckpt}"
+checkpoint = "{ckpt}"
+{tail}"""
 
-[sweep.editors.surgical]
 
-[sweep.visualizers.clip_illusion]
-iters = 2
-images_per_pair = 1
-"""
+def test_clip_selector_alone_and_clip_illusion_in_a_sweep_use_the_sweeps_clip(
+    tmp_path: Path, tiny_shapes_ckpt: Path
+) -> None:
+    """The clip selector renders its own images (no other visual selector before it), a visualizer that
+    needs a CLIP gets the sweep's, an empty selection is pictured as nothing, and every visualization
+    record carries the data fingerprint."""
+    text = _visual_sweep(
+        tiny_shapes_ckpt,
+        "clipped",
+        '["counterfactual"]',
+        f"[sweep.selectors.top]\n[sweep.selectors.clip]\nlogit_scale = 0.0001\nmargin = 0.1\nvisualizer_settings = {FAST}\n",
+        "\n[sweep.editors.surgical]\n\n[sweep.visualizers.clip_illusion]\niters = 2\nimages_per_pair = 1\n",
+    )
     path = tmp_path / "clipped.toml"
     path.write_text(text)
     out = tmp_path / "sweep"
@@ -386,40 +388,12 @@ def test_visual_selectors_of_one_finder_run_read_one_render_node(
     chooses exactly what it chooses when it renders the candidates itself."""
     from neuroinspect.harness.stages import STAGES, StageContext, StageStore
 
-    params = "{ " + ", ".join(f"{k} = {v}" for k, v in TINY_SHAPES.items()) + " }"
-    fast = "{ iters = 2, images_per_pair = 1 }"
-    text = f"""
-[sweep]
-name = "shared"
-seeds = [0]
-workers = 0
-cpus_per_task = 1
-truth_samples = 2
-n_boot = 10
-batch_size = 64
-finders = ["counterfactual", "random"]
-num_neurons = 2
-neuron_list = "both"
-clip = "synthetic-clip:random"
-concept_recovery = false
-
-[sweep.selectors.core-sensitivity]
-threshold = 1.0
-visualizer_settings = {fast}
-[sweep.selectors.clip]
-margin = 0.0
-visualizer_settings = {fast}
-[sweep.selectors."clip:other"]
-visualizer_settings = {{ iters = 3, images_per_pair = 1 }}
-
-[[sweep.datasets]]
-name = "spurious-shapes"
-params = {params}
-
-[[sweep.models]]
-name = "resnet18"
-checkpoint = "{tiny_shapes_ckpt}"
-"""
+    selectors = (
+        f"[sweep.selectors.core-sensitivity]\nthreshold = 1.0\nvisualizer_settings = {FAST}\n"
+        f"[sweep.selectors.clip]\nmargin = 0.0\nvisualizer_settings = {FAST}\n"
+        '[sweep.selectors."clip:other"]\nvisualizer_settings = { iters = 3, images_per_pair = 1 }\n'
+    )
+    text = _visual_sweep(tiny_shapes_ckpt, "shared", '["counterfactual", "random"]', selectors)
     path = tmp_path / "shared.toml"
     path.write_text(text)
     plan = build_plan(load_sweep(path))
