@@ -21,18 +21,23 @@ from neuroinspect.sweeps.plan import build_plan
 K = 3
 
 
-def _sweep(ckpt: Path) -> str:
-    params = "{ " + ", ".join(f"{k} = {v}" for k, v in TINY_SHAPES.items()) + " }"
+def _head(name: str) -> str:
+    """The [sweep] lines every sweep of this file shares: seed 0 in this process, tiny truth and bootstrap."""
     return f"""
 [sweep]
-name = "choice"
+name = "{name}"
 seeds = [0]
 workers = 0
 cpus_per_task = 1
 truth_samples = 2
 n_boot = 10
 batch_size = 64
-finders = ["counterfactual", "random"]
+"""
+
+
+def _sweep(ckpt: Path) -> str:
+    params = "{ " + ", ".join(f"{k} = {v}" for k, v in TINY_SHAPES.items()) + " }"
+    return f"""{_head("choice")}finders = ["counterfactual", "random"]
 selectors = ["top"]
 num_neurons = {K}
 neuron_list = "both"
@@ -320,16 +325,7 @@ FAST = "{ iters = 2, images_per_pair = 1 }"  # CLIP-Illusion settings of seconds
 def _visual_sweep(ckpt: Path, name: str, finders: str, selectors: str, tail: str = "") -> str:
     """A sweep of visual selectors on the tiny checkpoint, with the random synthetic CLIP, k = 2."""
     params = "{ " + ", ".join(f"{k} = {v}" for k, v in TINY_SHAPES.items()) + " }"
-    return f"""
-[sweep]
-name = "{name}"
-seeds = [0]
-workers = 0
-cpus_per_task = 1
-truth_samples = 2
-n_boot = 10
-batch_size = 64
-finders = {finders}
+    return f"""{_head(name)}finders = {finders}
 num_neurons = 2
 neuron_list = "both"
 clip = "synthetic-clip:random"

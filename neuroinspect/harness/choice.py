@@ -130,19 +130,20 @@ def visual_request(selector: Any) -> dict[str, Any] | None:
     }
 
 
+def clip_guided(request: Mapping[str, Any] | None) -> bool:
+    """Whether the pictures of a :func:`visual_request` are optimized under CLIP guidance."""
+    return (
+        request is not None
+        and request["method"] == "clip_illusion"
+        and bool(request["settings"].get("use_clip", True))
+    )
+
+
 def needs_clip(selectors: Mapping[str, Any]) -> bool:
     """Whether any selector reads CLIP or CLIP-guided images."""
-    for sel in selectors.values():
-        if getattr(sel, "uses_clip", False):
-            return True
-        guided = dict(getattr(sel, "visualizer_settings", {})).get("use_clip", True)
-        if (
-            getattr(sel, "uses_visualizations", False)
-            and getattr(sel, "visualizer", "") == "clip_illusion"
-            and guided
-        ):
-            return True
-    return False
+    return any(
+        getattr(sel, "uses_clip", False) or clip_guided(visual_request(sel)) for sel in selectors.values()
+    )
 
 
 def resolve_clip(cfg: Any, device: Any, log: Log, show_progress: bool = True) -> Any:
@@ -415,6 +416,7 @@ __all__ = [
     "NeuronSet",
     "causal_records",
     "class_means",
+    "clip_guided",
     "edited_record",
     "gamma_for",
     "list_records",

@@ -283,7 +283,7 @@ def selection_context(
     attribute names (``benchmark``), a shared :class:`NeuronVisuals` when a selector reads pictures, the
     loaded ``clip`` (or ``None``) and the benchmark's train split (``train_ds``) for ``concept``."""
     from neuroinspect.harness.choice import class_means
-    from neuroinspect.methods.selectors import NeuronVisuals, SelectionContext
+    from neuroinspect.methods.selectors import SelectionContext
 
     visual = any(getattr(sel, "uses_visualizations", False) for sel in selectors.values())
     attrs = None
@@ -301,12 +301,12 @@ def selection_context(
         class_means=class_means(val_fs.features, val_fs.labels, decision.out_features),
         dataset=finder_ds,
         attributes=attrs,
-        visuals=NeuronVisuals(
+        visuals=neuron_visuals(
             surface,
             class_idx,
-            dataset=finder_ds,
-            class_names=prompts,
-            clip=clip,
+            finder_ds,
+            class_names,
+            clip,
             seed=seed,
             device=device,
             show_progress=show_progress,
@@ -319,6 +319,34 @@ def selection_context(
         device=device,
         show_progress=show_progress,
         log=log,
+    )
+
+
+def neuron_visuals(
+    surface: Any,
+    class_idx: int,
+    finder_ds: Any,
+    class_names: Sequence[str],
+    clip: Any,
+    *,
+    seed: int,
+    device: Any,
+    show_progress: bool = False,
+) -> Any:
+    """The :class:`~neuroinspect.methods.selectors.NeuronVisuals` the visual selectors read: pictures of
+    the finder split ``finder_ds``'s class ``class_idx``, with its CLIP prompts (``class_names`` where
+    it has none). A sweep's ``render`` node builds the same one, so its pictures are the select node's."""
+    from neuroinspect.methods.selectors import NeuronVisuals
+
+    return NeuronVisuals(
+        surface,
+        class_idx,
+        dataset=finder_ds,
+        class_names=list(getattr(finder_ds, "prompts", class_names)),
+        clip=clip,
+        seed=seed,
+        device=device,
+        show_progress=show_progress,
     )
 
 

@@ -877,8 +877,8 @@ def stage_render(params: dict[str, Any], deps: dict[str, NodeOutput], ctx: Stage
     batch, through the same :class:`NeuronVisuals` a ``select`` node would build. Without it, each of
     ``core-sensitivity``, ``clip`` and ``concept`` optimized the same images again in its own node."""
     from neuroinspect.harness import pipeline as pl
+    from neuroinspect.harness.choice import clip_guided
     from neuroinspect.harness.evaluation import checkpoint_eval_transform
-    from neuroinspect.methods.selectors import NeuronVisuals
     from neuroinspect.runtime import resolve_device, seed_everything
 
     seed = int(params["seed"])
@@ -892,13 +892,13 @@ def stage_render(params: dict[str, Any], deps: dict[str, NodeOutput], ctx: Stage
     device = resolve_device(ctx.device)
     surface = ckpt.surface.to(device).eval()
     finder_ds = _dataset_split(params, params["split"], checkpoint_eval_transform(ckpt, params["dataset"]))
-    guided = method == "clip_illusion" and settings.get("use_clip", True)
-    visuals = NeuronVisuals(
+    guided = clip_guided({"method": method, "settings": settings})
+    visuals = pl.neuron_visuals(
         surface,
         int(deps["evaluate"].result["class_idx"]),
-        dataset=finder_ds,
-        class_names=list(getattr(finder_ds, "prompts", ckpt.classes)),
-        clip=_clip_for(params, device, ctx) if guided else None,
+        finder_ds,
+        ckpt.classes,
+        _clip_for(params, device, ctx) if guided else None,
         seed=seed,
         device=device,
         show_progress=ctx.show_progress,
@@ -1062,6 +1062,18 @@ def stage_edit(params: dict[str, Any], deps: dict[str, NodeOutput], ctx: StageCo
 
 
 # -- visualize -------------------------------------------------------------------------------------
+def reads_shared_clip(cls: type, settings: Mapping[str, Any], clip: str | None, dataset: str) -> bool:
+    """Whether a visualizer (class ``cls`` with ``settings``) reads the sweep's ``clip`` or, on a bundled
+    benchmark, its synthetic CLIP (the selectors' one), rather than a CLIP of its own or none."""
+    from neuroinspect.methods.concept_recovery import is_benchmark
+
+    return (
+        visualizer_uses_clip(cls, settings)
+        and not settings.get("clip")
+        and bool(clip or is_benchmark(dataset))
+    )
+
+
 def visualizer_uses_clip(cls: type, settings: Mapping[str, Any]) -> bool:
     import inspect
 
@@ -1106,11 +1118,10 @@ def stage_visualize(params: dict[str, Any], deps: dict[str, NodeOutput], ctx: St
         clip = None
         if visualizer_uses_clip(cls, settings):
             from neuroinspect.clip.loader import DEFAULT_CLIP, load_clip
-            from neuroinspect.methods.concept_recovery import is_benchmark
 
             if settings.get("clip"):  # the visualizer's own
                 clip = load_clip(str(settings["clip"]), device=device)
-            elif params.get("clip") or is_benchmark(params["dataset"]):
+            elif reads_shared_clip(cls, settings, params.get("clip"), params["dataset"]):
                 # the sweep's `clip`, or a bundled benchmark's synthetic CLIP: the one the selectors use
                 clip = _clip_for(params, device, ctx)
             else:

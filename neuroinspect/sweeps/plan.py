@@ -36,8 +36,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from neuroinspect.harness.choice import split_variant
-from neuroinspect.harness.stages import CHOICE_KEYS, LEAF_STAGES, canonical_json, node_key
+from neuroinspect.harness.choice import clip_guided, split_variant
+from neuroinspect.harness.stages import CHOICE_KEYS, LEAF_STAGES, canonical_json, node_key, reads_shared_clip
 from neuroinspect.sweeps.config import DatasetVariant, MethodVariant, ModelEntry, SweepConfig, selector_choice
 
 #: the cell coordinates, in grid order
@@ -242,6 +242,9 @@ def _plan_model(
     selections, controls, edits and visualizations."""
     from neuroinspect.datasets import get_dataset
     from neuroinspect.methods.editors import EDITORS
+    from neuroinspect.methods.visualizers import VISUALIZERS, load_all
+
+    load_all()
 
     spec = get_dataset(d.name)
     benchmark = spec.kind == "benchmark"
@@ -435,7 +438,6 @@ def _plan_model(
                 if reads_clip:
                     sel_deps["clip"] = clip_node()
                 if ask is not None:  # one render per (finder run, candidates, picture settings)
-                    guided = ask["method"] == "clip_illusion" and ask["settings"].get("use_clip", True)
                     sel_deps["render"] = plan.add(
                         "render",
                         {
@@ -450,7 +452,7 @@ def _plan_model(
                             "model": model,
                             "evaluate": ev,
                             "find": find,
-                            **({"clip": clip_node()} if guided else {}),
+                            **({"clip": clip_node()} if clip_guided(ask) else {}),
                         },
                         f"render {ask['method']} of {f.label}'s candidates · {where}",
                     )
@@ -492,7 +494,7 @@ def _plan_model(
                 vdeps = {"model": model, "features": feats["vis"], "evaluate": ev, "select": sel}
                 if truth is not None and attrs_key is not None:
                     vdeps.update({"truth": truth, "attributes": attrs_key})
-                if _visualizer_reads_shared_clip(v, cfg, benchmark):
+                if reads_shared_clip(VISUALIZERS.get(v.name), v.settings, cfg.clip, d.name):
                     vdeps["clip"] = clip_node()
                 visuals[v.label] = plan.add(
                     "visualize",
@@ -591,19 +593,6 @@ def _visual_request(s: MethodVariant) -> tuple[dict[str, Any] | None, bool]:
         SimpleNamespace(selectors=[s.name], selector_settings={s.name: settings}), interactive=False
     )[s.name]
     return visual_request(sel), needs_clip({s.name: sel})
-
-
-def _visualizer_reads_shared_clip(v: MethodVariant, cfg: SweepConfig, benchmark: bool) -> bool:
-    """Whether visualizer entry ``v`` reads the sweep's CLIP (or a benchmark's synthetic one), as
-    ``stages.stage_visualize`` resolves it; a visualizer with a ``clip`` of its own does not."""
-    from neuroinspect.harness.stages import visualizer_uses_clip
-    from neuroinspect.methods.visualizers import VISUALIZERS, load_all
-
-    load_all()
-    cls = VISUALIZERS.get(v.name)
-    return (
-        visualizer_uses_clip(cls, v.settings) and not v.settings.get("clip") and bool(cfg.clip or benchmark)
-    )
 
 
 def plan_text(plan: Plan) -> str:
