@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import os
 import platform
 import random
@@ -62,19 +63,37 @@ def resolve_device(name: str | None = "cpu") -> Any:
 
 
 def package_versions(names: Iterable[str] = TRACKED_PACKAGES) -> dict[str, str | None]:
-    """Installed versions of ``names`` (``None`` where a package is absent)."""
-    out: dict[str, str | None] = {}
-    for name in names:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            out[name] = None
-    return out
+    """Installed versions of ``names`` (``None`` where a package is absent).
+
+    Each name is looked up once per process: the code that runs is the code imported at start, and a
+    lookup parses the package's metadata (a sweep writes thousands of records)."""
+    return {name: _installed_version(name) for name in names}
+
+
+@functools.cache
+def _installed_version(name: str) -> str | None:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return None
 
 
 def git_commit(path: str | os.PathLike[str] | None = None) -> str | None:
-    """The commit of the source checkout this package runs from (``None`` outside git)."""
-    where = Path(path) if path else Path(__file__).resolve().parent
+    """The commit of the source checkout this package runs from (``None`` outside git).
+
+    Without ``path``, asked once per process (a ``git`` subprocess per record otherwise): a commit made
+    while a sweep runs does not change the code that sweep imported."""
+    if path is not None:
+        return _git_head(Path(path))
+    return _own_git_head()
+
+
+@functools.cache
+def _own_git_head() -> str | None:
+    return _git_head(Path(__file__).resolve().parent)
+
+
+def _git_head(where: Path) -> str | None:
     try:
         out = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=where, capture_output=True, text=True, timeout=5, check=False
