@@ -128,3 +128,37 @@ def test_a_damaged_file_or_a_folder_is_diagnosed_for_what_it_is(saved, tmp_path)
     save_file({"fc.weight": torch.zeros(2, 2)}, str(tmp_path / "w.safetensors"))
     with pytest.raises(CheckpointError, match="safetensors weight file.*--pretrained PATH"):
         load_checkpoint(tmp_path / "w.safetensors")
+
+
+def test_file_sha256_is_remembered_only_while_the_file_is_unchanged(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The digest is kept per process (a sweep hashes one checkpoint for every node that loads it), so
+    a stale one would give a changed checkpoint the old one's feature cache and run ids."""
+    import hashlib
+    import os
+    import time
+
+    from neuroinspect.harness import checkpoint
+
+    def sha(data: bytes) -> str:
+        return hashlib.sha256(data).hexdigest()
+
+    path = tmp_path / "w.bin"
+    path.write_bytes(b"a" * 64)
+    assert file_sha256(path) == sha(b"a" * 64)
+    path.write_bytes(b"b" * 64)  # at once, same size: a file this fresh is not remembered
+    assert file_sha256(path) == sha(b"b" * 64)
+
+    monkeypatch.setattr(checkpoint, "_SETTLED_NS", 0)  # from here on every digest is remembered
+    assert file_sha256(path) == sha(b"b" * 64)
+    first = path.stat()
+    time.sleep(0.05)  # past the file system's timestamp granularity
+    path.write_bytes(b"c" * 64)  # rewritten in place, and its modification time put back
+    os.utime(path, ns=(first.st_atime_ns, first.st_mtime_ns))
+    assert file_sha256(path) == sha(b"c" * 64)  # (its change time moved)
+    time.sleep(0.05)
+    other = tmp_path / "n.bin"
+    other.write_bytes(b"d" * 64)
+    os.replace(other, path)  # replaced, as our atomic writes do: a new inode
+    assert file_sha256(path) == sha(b"d" * 64)

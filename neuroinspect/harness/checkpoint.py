@@ -7,6 +7,8 @@ files that are not neuroinspect checkpoints or that do not match what the caller
 from __future__ import annotations
 
 import hashlib
+import os
+import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -80,12 +82,34 @@ def checkpoint_for_seed(path: str | Path, seed: int) -> str:
     return str(path).replace(SEED_FIELD, str(seed))
 
 
+#: digests already computed in this process, by (path, inode, size, modification and change times)
+_SHA256_SEEN: dict[tuple[str, int, int, int, int], str] = {}
+#: a file is remembered only once its last change is this old (nanoseconds): file-system timestamps are
+#: coarse (a few ms), so a file rewritten in the same tick could otherwise keep the times it had
+_SETTLED_NS = 2_000_000_000
+
+
 def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
+    """The file's SHA-256 (hex).
+
+    Remembered per process while the file's inode, size, modification and change times stay the same
+    (a sweep hashes each checkpoint for every node that loads it): a file replaced (a new inode, as our
+    atomic writes do), rewritten in place, or touched is hashed again. A file changed in the last two
+    seconds is not remembered."""
+    st = os.stat(path)
+    key = (os.path.abspath(path), st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    if (digest := _SHA256_SEEN.get(key)) is not None:
+        return digest
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         while block := fh.read(chunk):
             h.update(block)
-    return h.hexdigest()
+    digest = h.hexdigest()
+    if time.time_ns() - max(st.st_mtime_ns, st.st_ctime_ns) > _SETTLED_NS:
+        if len(_SHA256_SEEN) >= 1024:
+            _SHA256_SEEN.clear()
+        _SHA256_SEEN[key] = digest
+    return digest
 
 
 _SAFETENSORS = (
