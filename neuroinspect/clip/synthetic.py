@@ -22,6 +22,7 @@ training settings and the held-out retrieval metrics; it is written atomically a
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections.abc import Mapping, Sequence
@@ -188,15 +189,21 @@ def build_clip_module(config: Mapping[str, Any]) -> CLIP:
     )
 
 
+@functools.cache
+def _tokenizer(context_length: int) -> Any:
+    """open_clip's BPE tokenizer (building its vocabulary takes a tenth of a second: one per length)."""
+    from open_clip import SimpleTokenizer
+
+    return SimpleTokenizer(context_length=context_length)
+
+
 def _clip_from(
     module: torch.nn.Module, config: Mapping[str, Any], spec: str, info: dict[str, Any]
 ) -> ClipModel:
-    from open_clip import SimpleTokenizer
-
     size = int(config["vision_cfg"]["image_size"])
     return ClipModel(
         model=module,
-        tokenizer=SimpleTokenizer(context_length=int(config["text_cfg"]["context_length"])),
+        tokenizer=_tokenizer(int(config["text_cfg"]["context_length"])),
         mean=CLIP_MEAN,
         std=CLIP_STD,
         image_size=(size, size),
