@@ -11,6 +11,15 @@ export HF_HUB_OFFLINE=1 NEUROINSPECT_NO_PROGRESS=1 MPLBACKEND=Agg
 # process would compile it again, and the suite starts many (two workers, the command-line, Streamlit
 # and Ray processes the tests launch). Python still reads the files it finds.
 .venv/bin/python -m compileall -q -j 0 neuroinspect
+# The tests' files go to memory where the machine has a writable /dev/shm (about 130 MB): the code
+# under test fsyncs every file it writes (results, checkpoints, study answers), which costs seconds
+# over the suite on a disk and nothing on tmpfs.
+basetemp=()
+if [ -d /dev/shm ] && [ -w /dev/shm ]; then
+  shm=$(mktemp -d /dev/shm/neuroinspect-tests.XXXXXX)
+  trap 'rm -rf "$shm"' EXIT
+  basetemp=(--basetemp "$shm/t")
+fi
 # worksteal: a worker that runs out of tests takes half of the other's queue (the tests marked `long`
 # run first, tests/conftest.py), so both finish together.
-.venv/bin/python -m pytest -n 2 --dist worksteal -q "$@"
+.venv/bin/python -m pytest -n 2 --dist worksteal -q "${basetemp[@]}" "$@"

@@ -19,6 +19,19 @@ def _fresh_stores():  # noqa: ANN202
     db.close_stores()
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _scan_components_once():  # noqa: ANN202
+    """AppTest scans every installed distribution for Streamlit components before each script run
+    (about half a second each here); the installed packages do not change while these tests run."""
+    from streamlit.components.v2 import manifest_scanner
+
+    scan = manifest_scanner.scan_component_manifests
+    found = scan()
+    manifest_scanner.scan_component_manifests = lambda max_workers=None: list(found)
+    yield
+    manifest_scanner.scan_component_manifests = scan
+
+
 def _app(monkeypatch: pytest.MonkeyPatch, spec_path: Path, **params: str):  # noqa: ANN202
     from streamlit.testing.v1 import AppTest
 
