@@ -283,6 +283,31 @@ def test_the_device_and_batch_size_asked_for_reach_the_extraction(
     assert seen[1] == {"batch_size": 256, "device": device, "show_progress": False}
 
 
+def test_the_model_and_each_batch_go_to_the_device_asked_for(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every device is the CPU here, so the moves are recorded rather than seen in where tensors live:
+    a GPU user's extraction needs the model and every batch on the GPU asked for."""
+    moves: list[tuple[str, tuple[Any, ...]]] = []
+
+    class Recording(ChannelMeans):
+        def to(self, *args: Any, **kwargs: Any) -> Any:
+            moves.append(("model", args))
+            return super().to(*args, **kwargs)
+
+    real_to = torch.Tensor.to
+
+    def tensor_to(self: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+        if self.dim() == 4:  # an image batch (the model's own move also moves its parameters)
+            moves.append(("batch", args))
+        return real_to(self, *args, **kwargs)
+
+    device = torch.device("cpu", 0)
+    monkeypatch.setattr(torch.Tensor, "to", tensor_to)
+    fs = extract_features(Recording(), _dataset(), batch_size=2, device=device, show_progress=False)
+    monkeypatch.undo()
+    assert len(fs) == N
+    assert moves == [("model", (device,))] + [("batch", (device,))] * 3  # 5 images in batches of 2
+
+
 # -- one split through the pipeline's step ----------------------------------------------------------------
 def test_split_features_keys_by_the_checkpoints_hash_the_data_and_the_transform(
     surface: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
