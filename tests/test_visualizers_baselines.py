@@ -73,13 +73,13 @@ def feats(surface, dataset):
 # -- lucent ----------------------------------------------------------------------------------------
 def test_lucent_raises_activation_with_the_models_own_normalization(surface, monkeypatch):
     seen: dict = {}
-    real = lucent_vis.render.render_vis
+    real = lucent_vis._lucent().render.render_vis
 
     def spy(*args, **kwargs):
         seen.update(kwargs)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(lucent_vis.render, "render_vis", spy)
+    monkeypatch.setattr(lucent_vis._lucent().render, "render_vis", spy)
     torch.manual_seed(123)
     expected_next = torch.rand(3)
     torch.manual_seed(123)

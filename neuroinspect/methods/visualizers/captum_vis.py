@@ -29,17 +29,6 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
-from captum._utils.models.linear_model import SkLearnLasso, SkLearnRidge
-from captum.attr import (
-    IntegratedGradients,
-    KernelShap,
-    LayerGradCam,
-    Lime,
-    NeuronGradient,
-    NeuronIntegratedGradients,
-    Occlusion,
-    Saliency,
-)
 
 from neuroinspect.errors import UserError
 from neuroinspect.harness.features import FeatureSet
@@ -67,6 +56,14 @@ from neuroinspect.runtime import progress
 
 INPUT_CHOICES = ("auto", "top", "mistakes")
 BASELINES = ("black", "mean")
+
+
+def _captum_attr() -> Any:
+    """``captum.attr``, imported on first use (about a second, which listing the methods or running
+    another visualizer should not pay)."""
+    import captum.attr
+
+    return captum.attr
 
 
 def grid_feature_mask(height: int, width: int, cells: int) -> torch.Tensor:
@@ -344,10 +341,12 @@ class _IG(CaptumVisualizer):
             "internal_batch_size": self.internal_batch_size,
         }
         if self.target_kind == "neuron":
-            return NeuronIntegratedGradients(taps, taps.pooled).attribute(
-                x, neuron_selector=int(target), **common
+            return (
+                _captum_attr()
+                .NeuronIntegratedGradients(taps, taps.pooled)
+                .attribute(x, neuron_selector=int(target), **common)
             )
-        return IntegratedGradients(taps).attribute(x, target=target, **common)
+        return _captum_attr().IntegratedGradients(taps).attribute(x, target=target, **common)
 
 
 @register_visualizer("captum_ig")
@@ -370,8 +369,13 @@ class _Saliency(CaptumVisualizer):
 
     def attribute(self, taps, x, target, baseline, show_progress):  # type: ignore[no-untyped-def]
         if self.target_kind == "neuron":
-            return NeuronGradient(taps, taps.pooled).attribute(x, neuron_selector=int(target)).abs()
-        return Saliency(taps).attribute(x, target=target, abs=True)
+            return (
+                _captum_attr()
+                .NeuronGradient(taps, taps.pooled)
+                .attribute(x, neuron_selector=int(target))
+                .abs()
+            )
+        return _captum_attr().Saliency(taps).attribute(x, target=target, abs=True)
 
 
 @register_visualizer("captum_saliency")
@@ -396,7 +400,11 @@ class _GradCam(CaptumVisualizer):
     def attribute(self, taps, x, target, baseline, show_progress):  # type: ignore[no-untyped-def]
         # The layer is the backbone's spatial output; for neuron variants the forward outputs the pooled
         # features, so target = the neuron (Grad-CAM of one pooled unit).
-        return LayerGradCam(taps, taps.spatial).attribute(x, target=target, relu_attributions=False)
+        return (
+            _captum_attr()
+            .LayerGradCam(taps, taps.spatial)
+            .attribute(x, target=target, relu_attributions=False)
+        )
 
 
 @register_visualizer("captum_gradcam")
@@ -434,14 +442,18 @@ class _Occlusion(CaptumVisualizer):
 
     def attribute(self, taps, x, target, baseline, show_progress):  # type: ignore[no-untyped-def]
         win, strides = self.window_px(int(x.shape[-2]), int(x.shape[-1]))
-        return Occlusion(taps).attribute(
-            x,
-            sliding_window_shapes=win,
-            strides=strides,
-            baselines=baseline,
-            target=target,
-            perturbations_per_eval=self.internal_batch_size,
-            show_progress=False,
+        return (
+            _captum_attr()
+            .Occlusion(taps)
+            .attribute(
+                x,
+                sliding_window_shapes=win,
+                strides=strides,
+                baselines=baseline,
+                target=target,
+                perturbations_per_eval=self.internal_batch_size,
+                show_progress=False,
+            )
         )
 
 
@@ -515,10 +527,12 @@ class _Lime(_Surrogate):
         self.alpha = float(alpha)
 
     def _explainer(self, taps: SurfaceTaps) -> Any:
+        from captum._utils.models.linear_model import SkLearnLasso, SkLearnRidge
+
         model = (
             SkLearnRidge(alpha=self.alpha) if self.surrogate == "ridge" else SkLearnLasso(alpha=self.alpha)
         )
-        return Lime(taps, interpretable_model=model)
+        return _captum_attr().Lime(taps, interpretable_model=model)
 
 
 class _KernelShap(_Surrogate):
@@ -526,7 +540,7 @@ class _KernelShap(_Surrogate):
     default_samples = 64
 
     def _explainer(self, taps: SurfaceTaps) -> Any:
-        return KernelShap(taps)
+        return _captum_attr().KernelShap(taps)
 
 
 @register_visualizer("captum_lime")

@@ -21,9 +21,11 @@ the raw class logit (CLIP-Illusion's activation term, spec §4.2, without the CL
 from __future__ import annotations
 
 import contextlib
+import functools
 import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -43,12 +45,21 @@ from neuroinspect.methods.visualizers.exemplars import evaluate_images
 from neuroinspect.methods.visualizers.objectives import ObjectiveInputs, illusion_objective
 from neuroinspect.runtime import progress
 
-with warnings.catch_warnings():  # kornia 0.4 (Lucent's pin) warns about torch.jit at import
-    warnings.simplefilter("ignore", DeprecationWarning)
-    from lucent.optvis import objectives, render
-    from lucent.optvis import transform as lucent_transform
-    from lucent.optvis.param import color as lucent_color
-    from lucent.optvis.param import spatial as lucent_spatial
+
+@functools.cache
+def _lucent() -> SimpleNamespace:
+    """torch-lucent's modules, imported on first use: with the kornia and torchvision they import,
+    about 3 s, which listing the methods or running any other visualizer should not pay.
+
+    ``objectives``, ``render``, ``transform``, ``color`` and ``spatial`` (``lucent.optvis.param``)."""
+    with warnings.catch_warnings():  # kornia 0.4 (Lucent's pin) warns about torch.jit at import
+        warnings.simplefilter("ignore", DeprecationWarning)
+        from lucent.optvis import objectives, render, transform
+        from lucent.optvis.param import color, spatial
+    return SimpleNamespace(
+        objectives=objectives, render=render, transform=transform, color=color, spatial=spatial
+    )
+
 
 TRANSFORMS = ("scaled", "standard", "none")
 
@@ -56,13 +67,14 @@ TRANSFORMS = ("scaled", "standard", "none")
 @contextlib.contextmanager
 def _lucent_on(device: torch.device) -> Iterator[None]:
     """Point Lucent's module-level ``device`` (chosen at import: cuda:0 if any GPU) at ``device``."""
-    saved = (lucent_spatial.device, lucent_transform.device)
-    lucent_spatial.device = device
-    lucent_transform.device = device
+    lu = _lucent()
+    saved = (lu.spatial.device, lu.transform.device)
+    lu.spatial.device = device
+    lu.transform.device = device
     try:
         yield
     finally:
-        lucent_spatial.device, lucent_transform.device = saved
+        lu.spatial.device, lu.transform.device = saved
 
 
 def _normalizer(mean: Sequence[float], std: Sequence[float]) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -138,6 +150,7 @@ class LucentVisualizer(Visualizer):
         """
         h, w = self.render_size(surface)
         side = min(h, w)
+        lucent_transform = _lucent().transform
         if self.transforms == "standard":
             robust = list(lucent_transform.standard_transforms)
         elif self.transforms == "scaled":
@@ -164,6 +177,7 @@ class LucentVisualizer(Visualizer):
     ) -> tuple[list[torch.Tensor], Callable[[], torch.Tensor]]:
         """Lucent's image parameterization (``param.image``) on ``device``: B×3×H×W in (0, 1)."""
         shape = [batch, 3, h, w]
+        lucent_spatial, lucent_color = _lucent().spatial, _lucent().color
         params, raw = (lucent_spatial.fft_image if self.fft else lucent_spatial.pixel_image)(
             shape, sd=self.sd
         )
@@ -249,7 +263,7 @@ class LucentVisualizer(Visualizer):
             curve.append(float(loss.detach()) / len(remap))
             return loss
 
-        objective = objectives.Objective(objective_fn, name="pooled_neuron", description=repr(term))
+        objective = _lucent().objectives.Objective(objective_fn, name="pooled_neuron", description=repr(term))
         t0 = time.perf_counter()
         with frozen(surface), _lucent_on(device), seeded(seed, device), warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # kornia / upsample chatter inside Lucent
@@ -258,7 +272,7 @@ class LucentVisualizer(Visualizer):
             with torch.no_grad():
                 initial = to_model(image_f()).detach().clone()
             try:
-                arrays = render.render_vis(
+                arrays = _lucent().render.render_vis(
                     taps,
                     objective,
                     param_f=lambda: (params, image_f),
