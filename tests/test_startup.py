@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -56,7 +57,13 @@ def test_the_variant_names_in_edit_help_are_the_editor_variants() -> None:
 
 
 @pytest.mark.parametrize("argv", [["--help"], ["data", "list"]])
-def test_the_parser_builds_only_the_command_asked_for(argv: list[str]) -> None:
+def test_the_parser_builds_only_the_command_asked_for(argv: list[str], capsys: pytest.CaptureFixture) -> None:
+    from neuroinspect.cli import main
+
+    # in this process first: a listing's catalog is then on disk, and the child does not build it
+    with contextlib.suppress(SystemExit):
+        main(argv)
+    capsys.readouterr()
     code = (
         "import sys; from neuroinspect.cli import main\n"
         f"try:\n    main({argv!r})\nexcept SystemExit:\n    pass\n"
