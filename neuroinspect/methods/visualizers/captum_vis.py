@@ -340,13 +340,11 @@ class _IG(CaptumVisualizer):
             "n_steps": self.n_steps,
             "internal_batch_size": self.internal_batch_size,
         }
+        attr = _captum_attr()
         if self.target_kind == "neuron":
-            return (
-                _captum_attr()
-                .NeuronIntegratedGradients(taps, taps.pooled)
-                .attribute(x, neuron_selector=int(target), **common)
-            )
-        return _captum_attr().IntegratedGradients(taps).attribute(x, target=target, **common)
+            neuron_ig = attr.NeuronIntegratedGradients(taps, taps.pooled)
+            return neuron_ig.attribute(x, neuron_selector=int(target), **common)
+        return attr.IntegratedGradients(taps).attribute(x, target=target, **common)
 
 
 @register_visualizer("captum_ig")
@@ -368,14 +366,10 @@ class _Saliency(CaptumVisualizer):
     captum_class = "Saliency"
 
     def attribute(self, taps, x, target, baseline, show_progress):  # type: ignore[no-untyped-def]
+        attr = _captum_attr()
         if self.target_kind == "neuron":
-            return (
-                _captum_attr()
-                .NeuronGradient(taps, taps.pooled)
-                .attribute(x, neuron_selector=int(target))
-                .abs()
-            )
-        return _captum_attr().Saliency(taps).attribute(x, target=target, abs=True)
+            return attr.NeuronGradient(taps, taps.pooled).attribute(x, neuron_selector=int(target)).abs()
+        return attr.Saliency(taps).attribute(x, target=target, abs=True)
 
 
 @register_visualizer("captum_saliency")
@@ -400,11 +394,8 @@ class _GradCam(CaptumVisualizer):
     def attribute(self, taps, x, target, baseline, show_progress):  # type: ignore[no-untyped-def]
         # The layer is the backbone's spatial output; for neuron variants the forward outputs the pooled
         # features, so target = the neuron (Grad-CAM of one pooled unit).
-        return (
-            _captum_attr()
-            .LayerGradCam(taps, taps.spatial)
-            .attribute(x, target=target, relu_attributions=False)
-        )
+        gradcam = _captum_attr().LayerGradCam(taps, taps.spatial)
+        return gradcam.attribute(x, target=target, relu_attributions=False)
 
 
 @register_visualizer("captum_gradcam")
