@@ -192,3 +192,21 @@ def test_paired_comparisons_of_a_missing_condition_and_of_nothing() -> None:
     assert ab["p_t_holm"] == pytest.approx(ab["p_t"]) and math.isnan(ac["p_t_holm"])
     assert ab["p_wilcoxon_holm"] == pytest.approx(ab["p_wilcoxon"])
     assert compare.paired_comparisons(per, ["a"]).empty
+
+
+# --- the statistics' contracts at their edges (issue 13: mutants the tests above let through) -----
+
+
+def test_paired_comparisons_use_the_level_they_are_given() -> None:
+    per = pd.DataFrame(
+        [
+            {"participant": f"p{i}", "condition": c, "accuracy": v}
+            for i, (a, b) in enumerate(zip(SLEEP_1, SLEEP_2, strict=True))
+            for c, v in (("a", a), ("b", b))
+        ]
+    )
+    # R: t.test(sleep$extra[11:20], sleep$extra[1:10], paired = TRUE[, conf.level = 0.9])
+    ab = compare.paired_comparisons(per, ["a", "b"]).iloc[0]
+    assert (ab["diff_low"], ab["diff_high"]) == pytest.approx((0.7001142, 2.4598858), abs=1e-6)
+    ab = compare.paired_comparisons(per, ["a", "b"], level=0.9).iloc[0]
+    assert (ab["diff_low"], ab["diff_high"]) == pytest.approx((0.8669947, 2.2930053), abs=1e-6)

@@ -103,8 +103,8 @@ def paired_comparisons(
     the difference reads "condition minus baseline"), on the participants who have both.
 
     ``per_participant``: one row per (participant, condition) with a ``value`` column. Returns one
-    row per pair with the paired test's fields plus the means, and Holm-adjusted ``p_t_holm`` and
-    ``p_wilcoxon_holm`` over the pairs.
+    row per pair with the paired test's fields (the interval of the difference at ``level``) plus
+    the means, and Holm-adjusted ``p_t_holm`` and ``p_wilcoxon_holm`` over the pairs.
     """
     import pandas as pd
 
@@ -115,7 +115,9 @@ def paired_comparisons(
             both = wide.iloc[0:0]
         else:
             both = wide[[a, b]].dropna()
-        res = paired_test(both[a].to_numpy() if len(both) else [], both[b].to_numpy() if len(both) else [])
+        res = paired_test(
+            both[a].to_numpy() if len(both) else [], both[b].to_numpy() if len(both) else [], level=level
+        )
         rows.append(
             {
                 "a": a,
