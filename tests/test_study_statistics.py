@@ -210,3 +210,52 @@ def test_paired_comparisons_use_the_level_they_are_given() -> None:
     assert (ab["diff_low"], ab["diff_high"]) == pytest.approx((0.7001142, 2.4598858), abs=1e-6)
     ab = compare.paired_comparisons(per, ["a", "b"], level=0.9).iloc[0]
     assert (ab["diff_low"], ab["diff_high"]) == pytest.approx((0.8669947, 2.2930053), abs=1e-6)
+
+
+def test_paired_test_of_a_constant_difference_and_the_exact_wilcoxon_of_differences() -> None:
+    res = compare.paired_test([0.0, 1.0, 0.5], [0.5, 1.5, 1.0])  # every participant 0.5 ahead
+    assert res["diff"] == res["diff_low"] == res["diff_high"] == 0.5
+    assert all(math.isnan(res[k]) for k in ("t", "p_t", "d_z", "p_wilcoxon"))
+    res = compare.paired_test([0.3, 0.5], [0.3, 0.5])  # nobody moved
+    assert res["diff"] == res["diff_low"] == res["diff_high"] == 0.0 and math.isnan(res["p_t"])
+    # every participant one trial of ten better: the differences are 0.1 only up to rounding (1e-17
+    # apart), which is no spread to test either (t would be 5e15, p 4e-32)
+    res = compare.paired_test([0.5, 0.4, 0.3], [0.6, 0.5, 0.4])
+    assert res["diff_low"] == res["diff_high"] == res["diff"] == pytest.approx(0.1)
+    assert all(math.isnan(res[k]) for k in ("t", "p_t", "d_z", "p_wilcoxon"))
+    # R's threshold: the standard error of the mean difference at most 10 machine epsilons of it.
+    # Differences 1, 1, 1 + k eps have a standard error of k eps / 3: k = 28 is constant, 32 is not
+    eps = np.finfo(float).eps
+    assert math.isnan(compare.paired_test(np.zeros(3), [1.0, 1.0, 1.0 + 28 * eps])["p_t"])
+    assert compare.paired_test(np.zeros(3), [1.0, 1.0, 1.0 + 32 * eps])["p_t"] < 1e-20
+    # differences 1, 2, -3, 4, 5 (distinct, no zero: exact): W- = 3; subsets of {1..5} summing to
+    # at most 3 are {}, {1}, {2}, {3}, {1,2}, so p = 2 * 5 / 32 (the b values alone, all positive,
+    # would give 2 / 32)
+    res = compare.paired_test([10, 10, 10, 10, 10], [11, 12, 7, 14, 15])
+    assert res["p_wilcoxon"] == pytest.approx(10 / 32, rel=1e-12)
+
+
+def test_a_simulation_where_everyone_moved_alike_is_no_detection() -> None:
+    # three participants each 1 of 10 ahead: the differences are all 0.1, but their mean is rounded
+    # (0.30000000000000004 / 3), which must not count as a spread (t = 6e15, p = 0)
+    alike = np.array([[[5, 6], [4, 5], [6, 7]]])
+    assert power.paired_t_detections(alike, 10, 0.05).tolist() == [False]
+    assert math.isnan(compare.paired_test([0.5, 0.4, 0.6], [0.6, 0.5, 0.7])["p_t"])  # as here
+    # beside simulations with a spread, in one call: each simulation decided on its own counts
+    spread = np.array([[[5, 7], [4, 7], [5, 9]]])
+    both = np.concatenate([alike, spread, alike, np.array([[[5, 5], [5, 5], [5, 5]]])])
+    assert power.paired_t_detections(both, 10, 0.05).tolist() == [False, True, False, False]
+
+
+def test_a_detection_needs_p_strictly_below_alpha_and_alpha_a_fraction() -> None:
+    # two participants, differences 0 and 1/6: the mean 1/12 equals its standard error, t = 1 on
+    # 1 df; at alpha equal to that p-value there is no detection, just above it there is
+    counts = np.array([[[3, 3], [2, 3]]])
+    p = 2 * stats.t.sf(1.0, 1)
+    assert power.paired_t_detections(counts, 6, p).tolist() == [False]
+    assert power.paired_t_detections(counts, 6, float(np.nextafter(p, 1.0))).tolist() == [True]
+    for alpha in (0.0, 1.0, 5.0, -0.05, math.nan):
+        with pytest.raises(
+            ValueError, match=r"alpha is a significance level in \(0, 1\), got .* \(0.05 for 5%\)"
+        ):
+            power.paired_t_detections(counts, 6, alpha)

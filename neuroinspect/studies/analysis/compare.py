@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import sys
 import warnings
 from collections.abc import Sequence
 from typing import Any
@@ -46,7 +47,9 @@ def paired_test(a: Sequence[float], b: Sequence[float], level: float = 0.95) -> 
     Returns the mean difference with its t-interval, ``t``, ``df``, ``p_t`` (paired t-test, scipy
     ``ttest_rel``), ``d_z`` (mean difference over the SD of the differences) and ``p_wilcoxon``
     (Wilcoxon signed-rank, scipy: exact without ties, else the normal approximation with tie and
-    continuity corrections as in R's ``wilcox.test``; NaN when every difference is zero).
+    continuity corrections as in R's ``wilcox.test``; NaN when every difference is zero). When every
+    difference is the same (to within 10 machine epsilons of the mean, R's rule), the interval is that
+    difference and the tests are NaN: there is no spread to test against.
     """
     from scipy import stats
 
@@ -67,8 +70,10 @@ def paired_test(a: Sequence[float], b: Sequence[float], level: float = 0.95) -> 
     if d.size < 2:
         return out
     sd = float(d.std(ddof=1))
-    if sd == 0.0:
-        # Every participant moved by the same amount: no spread to test against.
+    if sd / math.sqrt(d.size) <= 10 * sys.float_info.epsilon * abs(out["diff"]):
+        # Every participant moved by the same amount: no spread to test against. Up to rounding, as
+        # R's t.test ("data are essentially constant"): accuracies 0.5 -> 0.6, 0.4 -> 0.5, 0.3 -> 0.4
+        # differ by 0.1 each only up to 1e-17, which would otherwise make t 5e15 and p 4e-32.
         out.update(diff_low=out["diff"], diff_high=out["diff"])
         return out
     res = stats.ttest_rel(y, x)
