@@ -24,7 +24,8 @@ import numpy as np
 
 def holm(p_values: Sequence[float]) -> list[float]:
     """Holm-adjusted p-values: sorted ascending, the i-th (0-based) of m is multiplied by m - i,
-    then made non-decreasing and capped at 1. NaN stays NaN and does not count towards m.
+    then made non-decreasing and capped at 1. NaN (or None, a JSON null) stays NaN and does not count
+    towards m.
 
     The same formula as statsmodels ``multipletests(method="holm")`` (the tests compare them),
     written out because that function runs a full ``gc.collect()`` on every call, which costs
