@@ -63,8 +63,10 @@ def bootstrap_mean_interval(
     values: Sequence[float], n_boot: int = 2000, seed: int = 0, level: float = 0.95
 ) -> tuple[float, float]:
     """Bootstrap interval of the mean over ``values`` (one value per participant), BCa
-    (scipy ``stats.bootstrap``); the percentile interval where BCa is undefined (all resamples
-    equal), and NaN for fewer than two values."""
+    (scipy ``stats.bootstrap``, ``n_boot`` resamples drawn by ``numpy.random.default_rng(seed)``);
+    the percentile interval from the same draws where BCa is undefined (every resample on one side of
+    the sample mean, which takes very few resamples), the value itself at both ends when all values
+    are equal, and NaN for fewer than two values. Computed in float64 whatever the input's dtype."""
     from scipy.stats import bootstrap
 
     arr = np.asarray(values, dtype=float)
@@ -101,8 +103,8 @@ def main_trials(df: Any) -> Any:
 
 
 def participant_accuracy(df: Any) -> Any:
-    """One row per (participant, condition) of main trials with a right answer: ``n`` trials,
-    ``k`` correct, ``accuracy`` = k / n."""
+    """One row per (participant, condition) of main trials with a right answer, sorted by participant
+    then condition: ``n`` trials, ``k`` correct (integers), ``accuracy`` = k / n."""
     import pandas as pd
 
     main = main_trials(df)
@@ -120,7 +122,9 @@ def accuracy_table(
     df: Any, conditions: Sequence[str], chance: float, n_boot: int = 2000, seed: int = 0
 ) -> Any:
     """Per condition: trials, correct, trial-level accuracy with its Wilson interval and binomial
-    p-value against ``chance``, participant-level mean ± 2 SEM and its bootstrap interval."""
+    p-value against ``chance``, participant-level mean ± 2 SEM and its bootstrap interval
+    (:func:`bootstrap_mean_interval` with ``n_boot`` resamples, seeded ``seed + 7919 i`` for the i-th
+    condition: each condition its own reproducible stream)."""
     import pandas as pd
 
     main = main_trials(df)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import sys
 import warnings
 from collections.abc import Sequence
 from typing import Any
@@ -23,7 +24,8 @@ import numpy as np
 
 def holm(p_values: Sequence[float]) -> list[float]:
     """Holm-adjusted p-values: sorted ascending, the i-th (0-based) of m is multiplied by m - i,
-    then made non-decreasing and capped at 1. NaN stays NaN and does not count towards m.
+    then made non-decreasing and capped at 1. NaN (or None, a JSON null) stays NaN and does not count
+    towards m.
 
     The same formula as statsmodels ``multipletests(method="holm")`` (the tests compare them),
     written out because that function runs a full ``gc.collect()`` on every call, which costs
@@ -46,7 +48,9 @@ def paired_test(a: Sequence[float], b: Sequence[float], level: float = 0.95) -> 
     Returns the mean difference with its t-interval, ``t``, ``df``, ``p_t`` (paired t-test, scipy
     ``ttest_rel``), ``d_z`` (mean difference over the SD of the differences) and ``p_wilcoxon``
     (Wilcoxon signed-rank, scipy: exact without ties, else the normal approximation with tie and
-    continuity corrections as in R's ``wilcox.test``; NaN when every difference is zero).
+    continuity corrections as in R's ``wilcox.test``; NaN when every difference is zero). When every
+    difference is the same (to within 10 machine epsilons of the mean, R's rule), the interval is that
+    difference and the tests are NaN: there is no spread to test against.
     """
     from scipy import stats
 
@@ -67,8 +71,10 @@ def paired_test(a: Sequence[float], b: Sequence[float], level: float = 0.95) -> 
     if d.size < 2:
         return out
     sd = float(d.std(ddof=1))
-    if sd == 0.0:
-        # Every participant moved by the same amount: no spread to test against.
+    if sd / math.sqrt(d.size) <= 10 * sys.float_info.epsilon * abs(out["diff"]):
+        # Every participant moved by the same amount: no spread to test against. Up to rounding, as
+        # R's t.test ("data are essentially constant"): accuracies 0.5 -> 0.6, 0.4 -> 0.5, 0.3 -> 0.4
+        # differ by 0.1 each only up to 1e-17, which would otherwise make t 5e15 and p 4e-32.
         out.update(diff_low=out["diff"], diff_high=out["diff"])
         return out
     res = stats.ttest_rel(y, x)
@@ -103,8 +109,8 @@ def paired_comparisons(
     the difference reads "condition minus baseline"), on the participants who have both.
 
     ``per_participant``: one row per (participant, condition) with a ``value`` column. Returns one
-    row per pair with the paired test's fields plus the means, and Holm-adjusted ``p_t_holm`` and
-    ``p_wilcoxon_holm`` over the pairs.
+    row per pair with the paired test's fields (the interval of the difference at ``level``) plus
+    the means, and Holm-adjusted ``p_t_holm`` and ``p_wilcoxon_holm`` over the pairs.
     """
     import pandas as pd
 
@@ -115,7 +121,9 @@ def paired_comparisons(
             both = wide.iloc[0:0]
         else:
             both = wide[[a, b]].dropna()
-        res = paired_test(both[a].to_numpy() if len(both) else [], both[b].to_numpy() if len(both) else [])
+        res = paired_test(
+            both[a].to_numpy() if len(both) else [], both[b].to_numpy() if len(both) else [], level=level
+        )
         rows.append(
             {
                 "a": a,

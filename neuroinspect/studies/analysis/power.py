@@ -64,19 +64,29 @@ class PowerResult:
 
 def paired_t_detections(counts: np.ndarray, trials: int, alpha: float) -> np.ndarray:
     """Per simulation (axis 0): did the two-sided paired t-test on participant accuracies
-    (``counts[..., 1] - counts[..., 0]`` over ``trials``) find b > a at ``alpha``? Boolean, shape (S,)."""
+    (``counts[..., 1] - counts[..., 0]`` over ``trials``) find b > a at ``alpha``? Boolean, shape (S,).
+
+    ``counts``: (S, participants, 2) right answers out of ``trials`` per condition; ``alpha``: the
+    significance level, a fraction in (0, 1) (a ValueError otherwise: 5 for 5% would make every
+    simulation with b ahead a detection)."""
     from scipy import stats
 
-    diff = (counts[..., 1] - counts[..., 0]).astype(float) / trials
+    if not 0.0 < alpha < 1.0:
+        raise ValueError(f"alpha is a significance level in (0, 1), got {alpha!r} (0.05 for 5%)")
+    delta = counts[..., 1] - counts[..., 0]
+    diff = delta.astype(float) / trials
     n = diff.shape[1]
     mean = diff.mean(axis=1)
     sd = diff.std(axis=1, ddof=1)
     with np.errstate(divide="ignore", invalid="ignore"):
         t = mean / (sd / math.sqrt(n))
     p = 2.0 * stats.t.sf(np.abs(t), n - 1)
-    # sd = 0 (every participant moved by the same amount, or none moved) leaves no spread to test
-    # against: not a detection, as compare.paired_test gives no p-value then (t would be ±inf or NaN)
-    p = np.where(sd > 0, np.nan_to_num(p, nan=1.0), 1.0)
+    # Every participant moved by the same number of trials (or none moved) leaves no spread to test
+    # against: not a detection, as compare.paired_test gives no p-value then. Decided on the whole
+    # counts, not on sd > 0: the mean of equal differences such as 3 x 0.1 is rounded, which leaves
+    # an sd of 1e-17, a t of 1e16 and p = 0.
+    spread = np.any(delta != delta[:, :1], axis=1)
+    p = np.where(spread, p, 1.0)
     return (p < alpha) & (mean > 0)
 
 
