@@ -11,6 +11,9 @@ export HF_HUB_OFFLINE=1 NEUROINSPECT_NO_PROGRESS=1 MPLBACKEND=Agg
 # process would compile it again, and the suite starts many (two workers, the command-line, Streamlit
 # and Ray processes the tests launch). Python still reads the files it finds.
 .venv/bin/python -m compileall -q -j 0 neuroinspect
+# Likewise pytest's assert-rewritten test modules (rewritten again in every process otherwise: about 9
+# CPU s each, 25 s of the suite's wall time on a fresh clone).
+.venv/bin/python scripts/rewrite_tests.py tests
 # The tests' files go to memory where the machine has a writable /dev/shm (about 130 MB): the code
 # under test fsyncs every file it writes (results, checkpoints, study answers), which costs seconds
 # over the suite on a disk and nothing on tmpfs.
